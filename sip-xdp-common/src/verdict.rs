@@ -1,0 +1,155 @@
+//! The decision, as a pure function of what the kernel program found out
+//! about a packet and of the filter config. The eBPF program parses and does
+//! the map lookups, calls [`decide`], and applies and counts the result; the
+//! host tests cover the function exhaustively.
+
+use crate::{
+    counters::{Action, Reason},
+    maps::{FilterConfig, FragVerdict, DEFAULT_ACTION_PASS, MODE_MONITOR},
+};
+
+/// What the parser and the map lookups found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Packet {
+    /// Not IPv4/IPv6.
+    NonIp,
+    /// A header was truncated or invalid.
+    Malformed,
+    /// More VLAN tags or IPv6 extension headers than the parser walks.
+    TooDeep,
+    /// IP, but not UDP/TCP to one of the SIP ports.
+    NonSip,
+    /// A non-first fragment, with the verdict of its first fragment if that
+    /// was seen.
+    LaterFragment(Option<FragVerdict>),
+    /// UDP or TCP to a SIP port.
+    ToSipPort { allowlisted: bool },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    pub action: Action,
+    pub reason: Reason,
+}
+
+impl Verdict {
+    pub const fn new(action: Action, reason: Reason) -> Verdict {
+        Verdict { action, reason }
+    }
+
+    /// The form stored for a first fragment, for its later fragments.
+    pub const fn to_frag(self) -> FragVerdict {
+        FragVerdict { action: self.action as u8, reason: self.reason as u8, _pad: [0; 2] }
+    }
+}
+
+#[inline(always)]
+pub fn decide(packet: Packet, cfg: &FilterConfig) -> Verdict {
+    match packet {
+        Packet::NonIp => Verdict::new(Action::Pass, Reason::NonIp),
+        Packet::NonSip => Verdict::new(Action::Pass, Reason::NonSip),
+        Packet::Malformed => drop(cfg, Reason::Malformed),
+        Packet::TooDeep => drop(cfg, Reason::TooDeep),
+        Packet::LaterFragment(None) => Verdict::new(Action::Pass, Reason::FragmentUntracked),
+        Packet::LaterFragment(Some(first)) => {
+            // The first fragment's action already reflects monitor mode; an
+            // unknown stored value (never written by us) passes.
+            let action = match Action::from_u8(first.action) {
+                Some(a) => a,
+                None => Action::Pass,
+            };
+            Verdict::new(action, Reason::Fragment)
+        }
+        Packet::ToSipPort { allowlisted: true } => Verdict::new(Action::Pass, Reason::Allowlisted),
+        Packet::ToSipPort { allowlisted: false } => {
+            if cfg.default_action == DEFAULT_ACTION_PASS {
+                Verdict::new(Action::Pass, Reason::NotAllowlisted)
+            } else {
+                drop(cfg, Reason::NotAllowlisted)
+            }
+        }
+    }
+}
+
+/// A drop, or in monitor mode a would-be drop.
+#[inline(always)]
+fn drop(cfg: &FilterConfig, reason: Reason) -> Verdict {
+    let action = if cfg.mode == MODE_MONITOR { Action::WouldDrop } else { Action::Drop };
+    Verdict::new(action, reason)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::maps::{DEFAULT_ACTION_DROP, MODE_ENFORCE};
+    use Action::*;
+    use Reason::*;
+
+    fn cfg(default_action: u8, mode: u8) -> FilterConfig {
+        FilterConfig { default_action, mode, ..FilterConfig::EMPTY }
+    }
+
+    const ALL_PACKETS: [Packet; 9] = [
+        Packet::NonIp,
+        Packet::Malformed,
+        Packet::TooDeep,
+        Packet::NonSip,
+        Packet::LaterFragment(None),
+        Packet::LaterFragment(Some(FragVerdict { action: 0, reason: 2, _pad: [0; 2] })),
+        Packet::LaterFragment(Some(FragVerdict { action: 1, reason: 3, _pad: [0; 2] })),
+        Packet::ToSipPort { allowlisted: true },
+        Packet::ToSipPort { allowlisted: false },
+    ];
+
+    /// The full table: every packet class under every config.
+    #[test]
+    fn verdict_table() {
+        let expect = |p: Packet, default_action: u8, mode: u8| -> (Action, Reason) {
+            let monitor = mode == MODE_MONITOR;
+            let dropped = if monitor { WouldDrop } else { Drop };
+            match p {
+                Packet::NonIp => (Pass, NonIp),
+                Packet::NonSip => (Pass, NonSip),
+                Packet::Malformed => (dropped, Malformed),
+                Packet::TooDeep => (dropped, TooDeep),
+                Packet::LaterFragment(None) => (Pass, FragmentUntracked),
+                Packet::LaterFragment(Some(f)) if f.action == 0 => (Pass, Fragment),
+                Packet::LaterFragment(Some(_)) => (Drop, Fragment),
+                Packet::ToSipPort { allowlisted: true } => (Pass, Allowlisted),
+                Packet::ToSipPort { allowlisted: false } if default_action == DEFAULT_ACTION_PASS => {
+                    (Pass, NotAllowlisted)
+                }
+                Packet::ToSipPort { allowlisted: false } => (dropped, NotAllowlisted),
+            }
+        };
+        for p in ALL_PACKETS {
+            for da in [DEFAULT_ACTION_DROP, DEFAULT_ACTION_PASS] {
+                for mode in [MODE_ENFORCE, MODE_MONITOR] {
+                    let v = decide(p, &cfg(da, mode));
+                    assert_eq!((v.action, v.reason), expect(p, da, mode), "{p:?} da={da} mode={mode}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn monitor_mode_never_drops() {
+        for p in ALL_PACKETS {
+            if matches!(p, Packet::LaterFragment(Some(_))) {
+                continue; // follows what its first fragment got
+            }
+            for da in [DEFAULT_ACTION_DROP, DEFAULT_ACTION_PASS] {
+                assert!(decide(p, &cfg(da, MODE_MONITOR)).action.passes(), "{p:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn fragment_verdict_round_trip() {
+        let v = Verdict::new(WouldDrop, NotAllowlisted);
+        let later = decide(Packet::LaterFragment(Some(v.to_frag())), &cfg(0, 0));
+        assert_eq!(later, Verdict::new(WouldDrop, Fragment));
+        let garbage = FragVerdict { action: 9, reason: 0, _pad: [0; 2] };
+        assert_eq!(decide(Packet::LaterFragment(Some(garbage)), &cfg(0, 0)).action, Pass);
+    }
+}

@@ -1,0 +1,40 @@
+//! sip-xdp's XDP ingress program. The entry point stays thin: `policy`
+//! judges the packet, `policy::account` counts the verdict at the single
+//! exit, and the verdict becomes XDP_DROP or XDP_PASS.
+#![no_std]
+#![no_main]
+// For `atomic_xadd`: see `policy::add`.
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
+
+mod eth;
+mod ip;
+mod l4;
+mod maps;
+mod packet;
+mod policy;
+mod sip;
+
+use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+use sip_xdp_common::Action;
+
+#[xdp]
+pub fn sip_xdp_ingress(ctx: XdpContext) -> u32 {
+    let outcome = policy::judge(&ctx);
+    policy::account(&ctx, &outcome);
+    match outcome.verdict.action {
+        Action::Drop => xdp_action::XDP_DROP,
+        Action::Pass | Action::WouldDrop => xdp_action::XDP_PASS,
+    }
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+// The kernel only grants GPL-only helpers to GPL-compatible programs.
+#[link_section = "license"]
+#[no_mangle]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

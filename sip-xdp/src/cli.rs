@@ -1,0 +1,98 @@
+//! Command-line interface. The command and flag names are the interface
+//! operators' scripts use: keep them stable.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::pin::DEFAULT_PIN_DIR;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "sip-xdp",
+    version,
+    about = "XDP filter that protects SIP servers: only allowlisted sources reach the SIP ports",
+    long_about = "sip-xdp drops traffic to SIP ports (default 5060 and 5061) from sources that are not \
+on the allowlist, in the kernel's XDP hook, before the network stack sees it.\n\n\
+`sip-xdp run` loads the filter, attaches it and pins its state under the pin directory; the other \
+commands work on that pinned state while it runs. Exit status: 0 success, 1 runtime error, 2 bad \
+config or argument."
+)]
+pub struct Cli {
+    /// Directory on bpffs where the running instance pins its maps and links.
+    #[arg(long, global = true, value_name = "DIR", default_value = DEFAULT_PIN_DIR)]
+    pub pin_dir: PathBuf,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Load the filter, attach it to the interfaces and keep it configured
+    /// until SIGINT/SIGTERM (which detach it). SIGHUP reloads the config.
+    /// If an earlier instance left the filter pinned, it is adopted without
+    /// a moment unfiltered.
+    Run(RunArgs),
+    /// Validate a config file (and the allowlist files it names) without
+    /// loading anything.
+    CheckConfig {
+        /// The TOML config file.
+        file: PathBuf,
+    },
+    /// Show or change the allowlist of the running instance.
+    #[command(subcommand)]
+    Allow(AllowCommand),
+    /// Global counters: packets and bytes per action and reason.
+    Stats {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The busiest sources of traffic to the SIP ports.
+    Sources {
+        /// How many sources to show, by packets.
+        #[arg(long, value_name = "N", default_value_t = 20)]
+        top: usize,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// The TOML config file.
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// Interface to attach to (repeatable); replaces `interfaces` from the config.
+    #[arg(long = "iface", value_name = "IF")]
+    pub interfaces: Vec<String>,
+    /// XDP attach mode: native (driver) with fallback to skb, native only, or skb (generic) only.
+    #[arg(long, value_enum, default_value_t = XdpModeArg::Auto)]
+    pub xdp_mode: XdpModeArg,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum XdpModeArg {
+    Auto,
+    Native,
+    Skb,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AllowCommand {
+    /// Allow a CIDR prefix or address now. It stays until `allow del`, across reloads and restarts.
+    Add {
+        /// e.g. 198.51.100.0/24, 2001:db8::/32 or 192.0.2.10
+        cidr: String,
+    },
+    /// Remove a prefix (exactly as listed) from the allowlist now.
+    Del { cidr: String },
+    /// List the allowlist with where each entry came from.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}

@@ -1,0 +1,165 @@
+//! The commands that read or change a running instance's pinned maps, and
+//! `check-config`.
+
+use std::{fmt::Write as _, path::Path, time::Duration};
+
+use ipnet::IpNet;
+use serde_json::json;
+use sip_xdp_common::maps::{AllowValue, ORIGIN_CONFIG, ORIGIN_RUNTIME};
+
+use crate::{
+    allowlist::parse_cidr,
+    config::Config,
+    error::user_error,
+    maps::{source_addr, Maps},
+    pin::PinDir,
+};
+
+pub fn check_config(file: &Path) -> anyhow::Result<String> {
+    let c = Config::load(file)?;
+    Ok(format!(
+        "{}: OK: interfaces {:?}, ports {:?}, default_action {:?}, mode {:?}, sources_table_size {}, \
+         allowlist {} IPv4 + {} IPv6 prefixes\n",
+        file.display(),
+        c.interfaces,
+        c.ports,
+        c.default_action,
+        c.mode,
+        c.sources_table_size,
+        c.allow.v4.len(),
+        c.allow.v6.len()
+    ))
+}
+
+fn parse_arg(cidr: &str) -> anyhow::Result<IpNet> {
+    parse_cidr(cidr).map_err(|e| user_error(e.0))
+}
+
+pub fn allow_add(pins: &PinDir, cidr: &str) -> anyhow::Result<String> {
+    let net = parse_arg(cidr)?;
+    let mut maps = Maps::open(pins)?;
+    let old = maps.allow_entries()?.get(&net).copied().unwrap_or_default();
+    if old.origin & ORIGIN_RUNTIME != 0 {
+        return Ok(format!("{net} is already on the allowlist\n"));
+    }
+    maps.allow_insert(net, AllowValue { origin: old.origin | ORIGIN_RUNTIME, ..old })?;
+    Ok(format!("allowed {net}\n"))
+}
+
+pub fn allow_del(pins: &PinDir, cidr: &str) -> anyhow::Result<String> {
+    let net = parse_arg(cidr)?;
+    let mut maps = Maps::open(pins)?;
+    let Some(old) = maps.allow_entries()?.get(&net).copied() else {
+        return Err(user_error(format!("{net} is not on the allowlist (see `sip-xdp allow list`)")));
+    };
+    maps.allow_remove(net)?;
+    let mut out = format!("removed {net}\n");
+    if old.origin & ORIGIN_CONFIG != 0 {
+        out.push_str(&format!(
+            "note: {net} comes from the config file; it returns at the next reload or restart unless removed there\n"
+        ));
+    }
+    Ok(out)
+}
+
+fn origin_names(origin: u8) -> Vec<&'static str> {
+    let mut names = Vec::new();
+    if origin & ORIGIN_CONFIG != 0 {
+        names.push("config");
+    }
+    if origin & ORIGIN_RUNTIME != 0 {
+        names.push("runtime");
+    }
+    names
+}
+
+pub fn allow_list(pins: &PinDir, as_json: bool) -> anyhow::Result<String> {
+    let entries = Maps::open(pins)?.allow_entries()?;
+    if as_json {
+        let list: Vec<_> = entries
+            .iter()
+            .map(|(net, v)| json!({"cidr": net.to_string(), "origin": origin_names(v.origin)}))
+            .collect();
+        return Ok(format!("{}\n", serde_json::to_string_pretty(&list)?));
+    }
+    let mut out = format!("{:<44} ORIGIN\n", "CIDR");
+    for (net, v) in &entries {
+        writeln!(out, "{:<44} {}", net.to_string(), origin_names(v.origin).join(","))?;
+    }
+    writeln!(out, "{} entries", entries.len())?;
+    Ok(out)
+}
+
+pub fn stats(pins: &PinDir, as_json: bool) -> anyhow::Result<String> {
+    let rows = Maps::open(pins)?.stats()?;
+    let interfaces = pins.pinned_links();
+    if as_json {
+        let counters: Vec<_> = rows
+            .iter()
+            .map(|r| {
+                json!({"action": r.action.name(), "reason": r.reason.name(),
+                       "packets": r.counter.packets, "bytes": r.counter.bytes})
+            })
+            .collect();
+        let doc = json!({"attached": interfaces, "counters": counters});
+        return Ok(format!("{}\n", serde_json::to_string_pretty(&doc)?));
+    }
+    let mut out = String::new();
+    if interfaces.is_empty() {
+        writeln!(out, "attached: none (the filter is not in force)")?;
+    } else {
+        writeln!(out, "attached: {}", interfaces.join(", "))?;
+    }
+    writeln!(out, "{:<11} {:<19} {:>14} {:>16}", "ACTION", "REASON", "PACKETS", "BYTES")?;
+    for r in rows.iter().filter(|r| r.counter.packets > 0) {
+        writeln!(out, "{:<11} {:<19} {:>14} {:>16}", r.action.name(), r.reason.name(), r.counter.packets, r.counter.bytes)?;
+    }
+    let total: u64 = rows.iter().map(|r| r.counter.packets).sum();
+    writeln!(out, "total packets: {total}")?;
+    Ok(out)
+}
+
+pub fn sources(pins: &PinDir, top: usize, as_json: bool) -> anyhow::Result<String> {
+    let mut sources = Maps::open(pins)?.sources()?;
+    sources.sort_by(|a, b| b.1.packets.cmp(&a.1.packets).then(a.0.cmp(&b.0)));
+    let total = sources.len();
+    sources.truncate(top);
+    let now = boottime_ns();
+    let ago = |ns: u64| Duration::from_nanos(now.saturating_sub(ns)).as_secs();
+    if as_json {
+        let list: Vec<_> = sources
+            .iter()
+            .map(|(k, s)| {
+                json!({"source": source_addr(k).to_string(), "packets": s.packets, "bytes": s.bytes,
+                       "registers": s.registers, "dropped": s.dropped, "last_seen_secs_ago": ago(s.last_seen_ns)})
+            })
+            .collect();
+        return Ok(format!("{}\n", serde_json::to_string_pretty(&list)?));
+    }
+    let mut out = format!(
+        "{:<40} {:>12} {:>14} {:>10} {:>12} {:>10}\n",
+        "SOURCE", "PACKETS", "BYTES", "REGISTERS", "DROPPED", "LAST SEEN"
+    );
+    for (k, s) in &sources {
+        writeln!(
+            out,
+            "{:<40} {:>12} {:>14} {:>10} {:>12} {:>9}s",
+            source_addr(k).to_string(),
+            s.packets,
+            s.bytes,
+            s.registers,
+            s.dropped,
+            ago(s.last_seen_ns)
+        )?;
+    }
+    writeln!(out, "{} of {total} sources shown", sources.len())?;
+    Ok(out)
+}
+
+/// CLOCK_BOOTTIME in ns, the clock of `bpf_ktime_get_boot_ns`.
+fn boottime_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: ts is a valid out pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}

@@ -1,0 +1,12 @@
+//! The sip-xdp controller as a library: the binary in `main.rs` is a thin
+//! CLI over it, and the privileged tests load the same object through it.
+
+pub mod allowlist;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod daemon;
+pub mod error;
+pub mod loader;
+pub mod maps;
+pub mod pin;

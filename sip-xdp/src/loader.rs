@@ -1,0 +1,226 @@
+//! Loads the embedded eBPF object (reusing pinned maps), and attaches,
+//! adopts and detaches the XDP program on interfaces through pinned links.
+
+use std::{mem::size_of, path::Path};
+
+use anyhow::{anyhow, bail, Context as _};
+use aya::{
+    maps::MapData,
+    programs::{
+        links::{FdLink, PinnedLink},
+        xdp::XdpLink,
+        Xdp, XdpMode,
+    },
+    Ebpf, EbpfLoader,
+};
+use log::{info, warn};
+use sip_xdp_common::{
+    counters::STATS_ENTRIES,
+    maps::{
+        AllowValue, Counter, FilterConfig, FragKey, FragVerdict, SourceKey, SourceStats,
+        ALLOW_CAPACITY, ALLOW_V4_MAP, ALLOW_V6_MAP, CONFIG_MAP, FRAGS_CAPACITY, FRAGS_MAP,
+        PINNED_MAPS, SOURCES_MAP, STATS_MAP,
+    },
+};
+
+use crate::pin::PinDir;
+
+/// The XDP program, compiled by build.rs from `sip-xdp-ebpf`.
+pub const OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sip-xdp"));
+/// Name of the ingress program in the object.
+pub const INGRESS_PROGRAM: &str = "sip_xdp_ingress";
+
+/// How to attach when nothing is attached yet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttachMode {
+    /// Native (driver) mode, falling back to generic (skb) mode.
+    Auto,
+    Native,
+    Skb,
+}
+
+/// How a map's pinned copy may differ from what this build expects.
+struct MapShape {
+    name: &'static str,
+    key_size: u32,
+    value_size: u32,
+    max_entries: u32,
+    /// Counters only: recreate on mismatch instead of refusing to start.
+    disposable: bool,
+}
+
+fn expected_shapes(sources_table_size: u32) -> [MapShape; 6] {
+    let lpm_key = |data: usize| (size_of::<u32>() + data) as u32;
+    [
+        MapShape { name: CONFIG_MAP, key_size: 4, value_size: size_of::<FilterConfig>() as u32, max_entries: 1, disposable: false },
+        MapShape { name: ALLOW_V4_MAP, key_size: lpm_key(4), value_size: size_of::<AllowValue>() as u32, max_entries: ALLOW_CAPACITY, disposable: false },
+        MapShape { name: ALLOW_V6_MAP, key_size: lpm_key(16), value_size: size_of::<AllowValue>() as u32, max_entries: ALLOW_CAPACITY, disposable: false },
+        MapShape { name: STATS_MAP, key_size: 4, value_size: size_of::<Counter>() as u32, max_entries: STATS_ENTRIES, disposable: true },
+        MapShape { name: SOURCES_MAP, key_size: size_of::<SourceKey>() as u32, value_size: size_of::<SourceStats>() as u32, max_entries: sources_table_size, disposable: true },
+        MapShape { name: FRAGS_MAP, key_size: size_of::<FragKey>() as u32, value_size: size_of::<FragVerdict>() as u32, max_entries: FRAGS_CAPACITY, disposable: true },
+    ]
+}
+
+/// Checks maps pinned by an earlier run against this build. Counter maps
+/// that differ (a new `sources_table_size`, say) are unpinned so fresh ones
+/// are created; an allowlist or config map that differs stops the start.
+fn reconcile_pinned_maps(pins: &PinDir, sources_table_size: u32) -> anyhow::Result<()> {
+    for shape in expected_shapes(sources_table_size) {
+        let path = pins.map_path(shape.name);
+        if !path.exists() {
+            continue;
+        }
+        let info = MapData::from_pin(&path)
+            .and_then(|m| m.info())
+            .with_context(|| format!("cannot inspect pinned map {}", path.display()))?;
+        let found = (info.key_size(), info.value_size(), info.max_entries());
+        let wanted = (shape.key_size, shape.value_size, shape.max_entries);
+        if found == wanted {
+            continue;
+        }
+        if !shape.disposable {
+            bail!(
+                "pinned map {} has key/value/entries {:?}, this build needs {:?}; it was made by an \
+                 incompatible version. Stop sip-xdp and remove {} to start afresh",
+                path.display(),
+                found,
+                wanted,
+                pins.root().display()
+            );
+        }
+        if shape.name == SOURCES_MAP && found.0 == wanted.0 && found.1 == wanted.1 {
+            info!("per-source table resized from {} to {} entries; its counters start afresh", found.2, wanted.2);
+        } else {
+            warn!("pinned map {} is from another version; recreating it (its counters start afresh)", shape.name);
+        }
+        std::fs::remove_file(&path).with_context(|| format!("cannot unpin {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Loads the object and the ingress program into the kernel (the verifier
+/// runs here). With `pins`, maps are reused from and pinned to the pin
+/// directory; without, they are private to the returned object (tests).
+pub fn load(pins: Option<&PinDir>, sources_table_size: u32) -> anyhow::Result<Ebpf> {
+    let mut loader = EbpfLoader::new();
+    loader.map_max_entries(SOURCES_MAP, sources_table_size);
+    if let Some(pins) = pins {
+        reconcile_pinned_maps(pins, sources_table_size)?;
+        for name in PINNED_MAPS {
+            loader.map_pin_path(name, pins.map_path(name));
+        }
+    }
+    let mut ebpf = loader.load(OBJECT).context("cannot load the eBPF object")?;
+    ingress(&mut ebpf)?.load().context("the kernel refused the XDP program")?;
+    Ok(ebpf)
+}
+
+pub fn ingress(ebpf: &mut Ebpf) -> anyhow::Result<&mut Xdp> {
+    let program = ebpf
+        .program_mut(INGRESS_PROGRAM)
+        .ok_or_else(|| anyhow!("the object has no program {INGRESS_PROGRAM}"))?;
+    Ok(program.try_into()?)
+}
+
+/// What `attach` did on one interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attached {
+    /// A pinned link from an earlier run now runs this program (atomic
+    /// replacement: the interface was never unfiltered).
+    Adopted,
+    /// Newly attached in this mode.
+    New(XdpMode),
+}
+
+/// Attaches the loaded program to every interface, adopting pinned links.
+/// All or nothing: if one interface fails, links this call created are
+/// removed again before the error is returned.
+pub fn attach(
+    ebpf: &mut Ebpf,
+    pins: &PinDir,
+    interfaces: &[String],
+    mode: AttachMode,
+) -> anyhow::Result<Vec<(String, Attached)>> {
+    let program = ingress(ebpf)?;
+    let mut done: Vec<(String, Attached)> = Vec::new();
+    for interface in interfaces {
+        match attach_one(program, pins, interface, mode) {
+            Ok(how) => done.push((interface.clone(), how)),
+            Err(err) => {
+                for (name, how) in &done {
+                    if matches!(how, Attached::New(_)) {
+                        let _ = std::fs::remove_file(pins.link_path(name));
+                    }
+                }
+                return Err(err.context(format!("cannot attach to {interface}")));
+            }
+        }
+    }
+    // Links pinned by an earlier run on interfaces no longer configured.
+    for stale in pins.pinned_links() {
+        if !interfaces.contains(&stale) {
+            info!("detaching from {stale}: no longer configured");
+            let _ = std::fs::remove_file(pins.link_path(&stale));
+        }
+    }
+    Ok(done)
+}
+
+fn attach_one(program: &mut Xdp, pins: &PinDir, interface: &str, mode: AttachMode) -> anyhow::Result<Attached> {
+    let link_path = pins.link_path(interface);
+    if link_path.exists() {
+        match adopt(program, &link_path) {
+            Ok(()) => return Ok(Attached::Adopted),
+            Err(err) => {
+                // The interface was recreated since, say: the old link is
+                // defunct and filters nothing; attach afresh.
+                warn!("cannot adopt the pinned link on {interface} ({err:#}); attaching afresh");
+                std::fs::remove_file(&link_path)
+                    .with_context(|| format!("cannot remove stale link {}", link_path.display()))?;
+            }
+        }
+    }
+    let modes: &[XdpMode] = match mode {
+        AttachMode::Auto => &[XdpMode::Driver, XdpMode::Skb],
+        AttachMode::Native => &[XdpMode::Driver],
+        AttachMode::Skb => &[XdpMode::Skb],
+    };
+    let mut last_err = None;
+    for &m in modes {
+        match program.attach(interface, m) {
+            Ok(id) => {
+                let link: FdLink = program.take_link(id)?.try_into().context("XDP link is not an fd link")?;
+                link.pin(&link_path).with_context(|| format!("cannot pin link at {}", link_path.display()))?;
+                return Ok(Attached::New(m));
+            }
+            Err(err) => {
+                if mode == AttachMode::Auto {
+                    info!("{interface}: {m:?} mode unavailable ({err}), trying the next mode");
+                }
+                last_err = Some(err);
+            }
+        }
+    }
+    Err(last_err.map(anyhow::Error::from).unwrap_or_else(|| anyhow!("no XDP mode to try")))
+}
+
+/// Points a pinned link at `program`, keeping the pin.
+fn adopt(program: &mut Xdp, link_path: &Path) -> anyhow::Result<()> {
+    let pinned = PinnedLink::from_pin(link_path)?;
+    let link = XdpLink::try_from(FdLink::from(pinned))?;
+    program.attach_to_link(link)?;
+    Ok(())
+}
+
+/// Removes the link pins of `interfaces`; the program detaches once the
+/// controller's own link handles close.
+pub fn detach(pins: &PinDir, interfaces: &[String]) {
+    for interface in interfaces {
+        let path = pins.link_path(interface);
+        if let Err(err) = std::fs::remove_file(&path) {
+            if err.kind() != std::io::ErrorKind::NotFound {
+                warn!("cannot remove {}: {err}", path.display());
+            }
+        }
+    }
+}

@@ -1,0 +1,52 @@
+use std::io::Write as _;
+
+use clap::Parser as _;
+use sip_xdp::{
+    cli::{AllowCommand, Cli, Command, XdpModeArg},
+    commands,
+    daemon::{self, RunOptions},
+    error::exit_status,
+    loader::AttachMode,
+    pin::PinDir,
+};
+
+fn main() {
+    let cli = Cli::parse();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let pins = PinDir::new(&cli.pin_dir);
+    let result = match cli.command {
+        Command::Run(args) => {
+            let opts = RunOptions {
+                config: args.config,
+                interfaces: args.interfaces,
+                pin_dir: pins,
+                mode: match args.xdp_mode {
+                    XdpModeArg::Auto => AttachMode::Auto,
+                    XdpModeArg::Native => AttachMode::Native,
+                    XdpModeArg::Skb => AttachMode::Skb,
+                },
+            };
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(anyhow::Error::from)
+                .and_then(|rt| rt.block_on(daemon::run(opts)))
+                .map(|()| String::new())
+        }
+        Command::CheckConfig { file } => commands::check_config(&file),
+        Command::Allow(AllowCommand::Add { cidr }) => commands::allow_add(&pins, &cidr),
+        Command::Allow(AllowCommand::Del { cidr }) => commands::allow_del(&pins, &cidr),
+        Command::Allow(AllowCommand::List { json }) => commands::allow_list(&pins, json),
+        Command::Stats { json } => commands::stats(&pins, json),
+        Command::Sources { top, json } => commands::sources(&pins, top, json),
+    };
+    match result {
+        Ok(out) => {
+            let _ = std::io::stdout().write_all(out.as_bytes());
+        }
+        Err(err) => {
+            eprintln!("sip-xdp: error: {err:#}");
+            std::process::exit(exit_status(&err));
+        }
+    }
+}

@@ -1,0 +1,262 @@
+//! Typed access to the program's maps, whether just loaded or opened from
+//! the pin directory by a CLI command, and the allowlist update plan.
+
+use std::{
+    collections::BTreeMap,
+    net::{Ipv4Addr, Ipv6Addr},
+};
+
+use anyhow::{anyhow, Context as _};
+use aya::{
+    maps::{lpm_trie::Key, Array, HashMap, LpmTrie, Map, MapData, PerCpuArray},
+    Ebpf,
+};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use sip_xdp_common::{
+    counters::{stats_index, Action, Reason},
+    maps::{
+        AllowValue, Counter, FilterConfig, SourceKey, SourceStats, ALLOW_V4_MAP, ALLOW_V6_MAP,
+        CONFIG_MAP, ORIGIN_CONFIG, SOURCES_MAP, STATS_MAP,
+    },
+};
+
+use crate::{allowlist::AllowSet, pin::PinDir};
+
+pub struct Maps {
+    pub config: Array<MapData, FilterConfig>,
+    pub allow_v4: LpmTrie<MapData, [u8; 4], AllowValue>,
+    pub allow_v6: LpmTrie<MapData, [u8; 16], AllowValue>,
+    pub stats: PerCpuArray<MapData, Counter>,
+    pub sources: HashMap<MapData, SourceKey, SourceStats>,
+}
+
+/// One row of the global counters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StatRow {
+    pub action: Action,
+    pub reason: Reason,
+    pub counter: Counter,
+}
+
+impl Maps {
+    /// Takes the maps out of a loaded object.
+    pub fn from_ebpf(ebpf: &mut Ebpf) -> anyhow::Result<Maps> {
+        let mut take = |name: &str| ebpf.take_map(name).ok_or_else(|| anyhow!("the program has no map {name}"));
+        Maps::from_parts(
+            take(CONFIG_MAP)?,
+            take(ALLOW_V4_MAP)?,
+            take(ALLOW_V6_MAP)?,
+            take(STATS_MAP)?,
+            take(SOURCES_MAP)?,
+        )
+    }
+
+    /// Opens a running instance's pinned maps.
+    pub fn open(pins: &PinDir) -> anyhow::Result<Maps> {
+        pins.require_instance()?;
+        let open = |name: &str| -> anyhow::Result<Map> {
+            let path = pins.map_path(name);
+            let data = MapData::from_pin(&path).with_context(|| format!("cannot open {}", path.display()))?;
+            Ok(Map::from_map_data(data)?)
+        };
+        Maps::from_parts(
+            open(CONFIG_MAP)?,
+            open(ALLOW_V4_MAP)?,
+            open(ALLOW_V6_MAP)?,
+            open(STATS_MAP)?,
+            open(SOURCES_MAP)?,
+        )
+    }
+
+    fn from_parts(config: Map, v4: Map, v6: Map, stats: Map, sources: Map) -> anyhow::Result<Maps> {
+        Ok(Maps {
+            config: config.try_into().context(CONFIG_MAP)?,
+            allow_v4: v4.try_into().context(ALLOW_V4_MAP)?,
+            allow_v6: v6.try_into().context(ALLOW_V6_MAP)?,
+            stats: stats.try_into().context(STATS_MAP)?,
+            sources: sources.try_into().context(SOURCES_MAP)?,
+        })
+    }
+
+    pub fn read_config(&self) -> anyhow::Result<FilterConfig> {
+        Ok(self.config.get(&0, 0)?)
+    }
+
+    pub fn write_config(&mut self, cfg: &FilterConfig) -> anyhow::Result<()> {
+        self.config.set(0, cfg, 0).context("cannot write the filter config")
+    }
+
+    /// Every allowlist entry with its origin flags.
+    pub fn allow_entries(&self) -> anyhow::Result<BTreeMap<IpNet, AllowValue>> {
+        let mut out = BTreeMap::new();
+        for item in self.allow_v4.iter() {
+            let (key, value) = item?;
+            let net = Ipv4Net::new(Ipv4Addr::from(key.data()), key.prefix_len() as u8)?;
+            out.insert(IpNet::V4(net), value);
+        }
+        for item in self.allow_v6.iter() {
+            let (key, value) = item?;
+            let net = Ipv6Net::new(Ipv6Addr::from(key.data()), key.prefix_len() as u8)?;
+            out.insert(IpNet::V6(net), value);
+        }
+        Ok(out)
+    }
+
+    pub fn allow_insert(&mut self, net: IpNet, value: AllowValue) -> anyhow::Result<()> {
+        match net {
+            IpNet::V4(n) => self.allow_v4.insert(&Key::new(n.prefix_len() as u32, n.addr().octets()), value, 0),
+            IpNet::V6(n) => self.allow_v6.insert(&Key::new(n.prefix_len() as u32, n.addr().octets()), value, 0),
+        }
+        .with_context(|| format!("cannot add {net} to the allowlist"))
+    }
+
+    pub fn allow_remove(&mut self, net: IpNet) -> anyhow::Result<()> {
+        match net {
+            IpNet::V4(n) => self.allow_v4.remove(&Key::new(n.prefix_len() as u32, n.addr().octets())),
+            IpNet::V6(n) => self.allow_v6.remove(&Key::new(n.prefix_len() as u32, n.addr().octets())),
+        }
+        .with_context(|| format!("cannot remove {net} from the allowlist"))
+    }
+
+    /// The global counters summed over CPUs, one row per known
+    /// `(action, reason)`.
+    pub fn stats(&self) -> anyhow::Result<Vec<StatRow>> {
+        let mut rows = Vec::new();
+        for action in Action::ALL {
+            for reason in Reason::ALL {
+                let per_cpu = self.stats.get(&stats_index(action, reason), 0)?;
+                let counter = per_cpu.iter().fold(Counter::default(), |acc, c| Counter {
+                    packets: acc.packets + c.packets,
+                    bytes: acc.bytes + c.bytes,
+                });
+                rows.push(StatRow { action, reason, counter });
+            }
+        }
+        Ok(rows)
+    }
+
+    /// Every source in the per-source table.
+    pub fn sources(&self) -> anyhow::Result<Vec<(SourceKey, SourceStats)>> {
+        let mut out = Vec::new();
+        for item in self.sources.iter() {
+            out.push(item?);
+        }
+        Ok(out)
+    }
+}
+
+/// What to change in the kernel allowlist to make the config's part of it
+/// equal `desired`, leaving runtime (`allow add`) entries alone.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct AllowPlan {
+    /// Inserted before the new config takes effect.
+    pub add: Vec<(IpNet, AllowValue)>,
+    /// Config entries no longer wanted, applied after: `Some` keeps the
+    /// entry with the config origin cleared, `None` deletes it.
+    pub retire: Vec<(IpNet, Option<AllowValue>)>,
+}
+
+impl AllowPlan {
+    pub fn new(current: &BTreeMap<IpNet, AllowValue>, desired: &AllowSet) -> AllowPlan {
+        let mut plan = AllowPlan::default();
+        let desired_nets: Vec<IpNet> = desired
+            .v4
+            .iter()
+            .map(|n| IpNet::V4(*n))
+            .chain(desired.v6.iter().map(|n| IpNet::V6(*n)))
+            .collect();
+        for net in &desired_nets {
+            let old = current.get(net).copied().unwrap_or_default();
+            if old.origin & ORIGIN_CONFIG == 0 {
+                plan.add.push((*net, AllowValue { origin: old.origin | ORIGIN_CONFIG, ..old }));
+            }
+        }
+        for (net, value) in current {
+            if value.origin & ORIGIN_CONFIG != 0 && !desired_nets.contains(net) {
+                let rest = value.origin & !ORIGIN_CONFIG;
+                plan.retire.push((*net, (rest != 0).then_some(AllowValue { origin: rest, ..*value })));
+            }
+        }
+        plan
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.add.is_empty() && self.retire.is_empty()
+    }
+}
+
+/// The address a per-source key stands for, IPv4 unwrapped.
+pub fn source_addr(key: &SourceKey) -> std::net::IpAddr {
+    let v6 = Ipv6Addr::from(*key);
+    match v6.to_ipv4_mapped() {
+        Some(v4) => v4.into(),
+        None => v6.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::allowlist::parse_cidr;
+    use sip_xdp_common::maps::ORIGIN_RUNTIME;
+
+    fn net(s: &str) -> IpNet {
+        parse_cidr(s).unwrap()
+    }
+    fn origin(o: u8) -> AllowValue {
+        AllowValue { origin: o, ..Default::default() }
+    }
+
+    #[test]
+    fn plan_adds_new_marks_shared_and_retires_stale() {
+        let mut current = BTreeMap::new();
+        current.insert(net("198.51.100.0/24"), origin(ORIGIN_CONFIG)); // stays
+        current.insert(net("203.0.113.0/24"), origin(ORIGIN_CONFIG)); // dropped from config
+        current.insert(net("192.0.2.1/32"), origin(ORIGIN_RUNTIME)); // runtime only: untouched
+        current.insert(net("2001:db8::/32"), origin(ORIGIN_CONFIG | ORIGIN_RUNTIME)); // keeps runtime
+        current.insert(net("192.0.2.0/24"), origin(ORIGIN_RUNTIME)); // now also in config
+        let mut desired = AllowSet::default();
+        for s in ["198.51.100.0/24", "192.0.2.0/24", "2001:db8:1::/48"] {
+            desired.insert(net(s));
+        }
+        let plan = AllowPlan::new(&current, &desired);
+        assert_eq!(
+            plan.add,
+            vec![
+                (net("192.0.2.0/24"), origin(ORIGIN_CONFIG | ORIGIN_RUNTIME)),
+                (net("2001:db8:1::/48"), origin(ORIGIN_CONFIG)),
+            ]
+        );
+        assert_eq!(
+            plan.retire,
+            vec![
+                (net("203.0.113.0/24"), None),
+                (net("2001:db8::/32"), Some(origin(ORIGIN_RUNTIME))),
+            ]
+        );
+        // Applying the same config again changes nothing.
+        let mut after = current.clone();
+        for (n, v) in &plan.add {
+            after.insert(*n, *v);
+        }
+        for (n, v) in &plan.retire {
+            match v {
+                Some(v) => {
+                    after.insert(*n, *v);
+                }
+                None => {
+                    after.remove(n);
+                }
+            }
+        }
+        assert!(AllowPlan::new(&after, &desired).is_empty());
+    }
+
+    #[test]
+    fn source_keys_unwrap_ipv4() {
+        let key = sip_xdp_common::maps::v4_mapped([198, 18, 0, 7]);
+        assert_eq!(source_addr(&key).to_string(), "198.18.0.7");
+        let v6: SourceKey = "2001:db8::5".parse::<Ipv6Addr>().unwrap().octets();
+        assert_eq!(source_addr(&v6).to_string(), "2001:db8::5");
+    }
+}

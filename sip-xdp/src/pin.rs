@@ -1,0 +1,126 @@
+//! The pin directory: where a running instance's maps and links live on
+//! bpffs, so CLI commands and a restarted controller can find them.
+//!
+//! Layout: `DIR/maps/<MAP_NAME>` and `DIR/links/<interface>`.
+
+use std::{
+    ffi::CString,
+    io,
+    os::unix::ffi::OsStrExt,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{bail, Context as _};
+use sip_xdp_common::maps::CONFIG_MAP;
+
+pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/sip-xdp";
+/// `f_type` of a bpffs mount (linux/magic.h).
+const BPF_FS_MAGIC: i64 = 0xcafe4a11;
+
+#[derive(Clone, Debug)]
+pub struct PinDir {
+    root: PathBuf,
+}
+
+impl PinDir {
+    pub fn new(root: impl Into<PathBuf>) -> PinDir {
+        PinDir { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn map_path(&self, map: &str) -> PathBuf {
+        self.root.join("maps").join(map)
+    }
+
+    pub fn links_dir(&self) -> PathBuf {
+        self.root.join("links")
+    }
+
+    pub fn link_path(&self, interface: &str) -> PathBuf {
+        self.links_dir().join(interface)
+    }
+
+    /// Interfaces with a pinned link, i.e. where the filter is in force.
+    pub fn pinned_links(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.links_dir())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// For CLI commands: fails with a clear message unless an instance's
+    /// maps are pinned here.
+    pub fn require_instance(&self) -> anyhow::Result<()> {
+        if self.map_path(CONFIG_MAP).exists() {
+            return Ok(());
+        }
+        let mut msg = format!("no sip-xdp instance pinned at {}", self.root.display());
+        if !is_bpffs(&self.root).unwrap_or(false) && self.root.starts_with("/sys/fs/bpf") {
+            msg.push_str(
+                " (/sys/fs/bpf is not mounted in this mount namespace; under `ip netns exec`, \
+                 pass the --pin-dir the controller was started with, on a bpffs mounted outside /sys)",
+            );
+        }
+        bail!(msg)
+    }
+
+    /// For `run`: makes sure the directory exists on bpffs, mounting a bpffs
+    /// on it if it is not on one (as under `ip netns exec`, which remounts
+    /// /sys). Returns true if this call mounted it.
+    pub fn prepare(&self) -> anyhow::Result<bool> {
+        let mut mounted = false;
+        let on_bpffs = match nearest_existing(&self.root) {
+            Some(existing) => is_bpffs(&existing)
+                .with_context(|| format!("cannot stat {}", existing.display()))?,
+            None => false,
+        };
+        std::fs::create_dir_all(&self.root)
+            .with_context(|| format!("cannot create pin directory {}", self.root.display()))?;
+        if !on_bpffs {
+            mount_bpffs(&self.root)
+                .with_context(|| format!("cannot mount bpffs on {}", self.root.display()))?;
+            mounted = true;
+        }
+        for sub in ["maps", "links"] {
+            let dir = self.root.join(sub);
+            std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        Ok(mounted)
+    }
+}
+
+fn nearest_existing(path: &Path) -> Option<PathBuf> {
+    path.ancestors().find(|p| p.exists()).map(Path::to_path_buf)
+}
+
+pub fn is_bpffs(path: &Path) -> io::Result<bool> {
+    let c = CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other)?;
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: c is a valid NUL-terminated path and st a valid out pointer.
+    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(st.f_type as i64 == BPF_FS_MAGIC)
+}
+
+fn mount_bpffs(path: &Path) -> io::Result<()> {
+    let target = CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other)?;
+    let source = c"bpffs";
+    let fstype = c"bpf";
+    let options = c"mode=0700";
+    // SAFETY: all pointers are valid NUL-terminated strings.
+    let rc = unsafe {
+        libc::mount(source.as_ptr(), target.as_ptr(), fstype.as_ptr(), 0, options.as_ptr().cast())
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

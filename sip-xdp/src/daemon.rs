@@ -14,7 +14,7 @@ use crate::{
     config::{Config, DefaultAction, Mode},
     error::user_error,
     loader::{self, AttachMode, Attached},
-    maps::{AllowPlan, Maps},
+    maps::{AllowPlan, FilterTarget, Maps},
     pin::PinDir,
 };
 
@@ -46,7 +46,7 @@ pub fn filter_config(cfg: &Config) -> FilterConfig {
 /// Makes the kernel state match `cfg` so that no source allowed both
 /// before and after is refused in between: new prefixes go in first, then
 /// the filter settings, and only then do stale prefixes go.
-pub fn apply(maps: &mut Maps, cfg: &Config) -> anyhow::Result<AllowPlan> {
+pub fn apply(maps: &mut impl FilterTarget, cfg: &Config) -> anyhow::Result<AllowPlan> {
     let plan = AllowPlan::new(&maps.allow_entries()?, &cfg.allow);
     for (net, value) in &plan.add {
         maps.allow_insert(*net, *value)?;
@@ -203,4 +203,116 @@ fn start_log_forwarding(ebpf: &mut Ebpf) {
             guard.clear_ready();
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{collections::BTreeMap, net::IpAddr, path::Path};
+
+    use ipnet::IpNet;
+    use sip_xdp_common::maps::{AllowValue, ORIGIN_CONFIG, ORIGIN_RUNTIME};
+
+    use super::*;
+
+    /// An in-memory allowlist that, after every write, checks that each
+    /// probe address allowed by both the old and the new config is allowed.
+    struct Fake {
+        entries: BTreeMap<IpNet, AllowValue>,
+        config: Option<FilterConfig>,
+        must_stay_allowed: Vec<IpAddr>,
+        writes: usize,
+    }
+
+    impl Fake {
+        fn check(&mut self) -> anyhow::Result<()> {
+            self.writes += 1;
+            for addr in &self.must_stay_allowed {
+                assert!(
+                    self.entries.keys().any(|n| n.contains(addr)),
+                    "{addr} was refused after write {}",
+                    self.writes
+                );
+            }
+            Ok(())
+        }
+    }
+
+    impl FilterTarget for Fake {
+        fn allow_entries(&self) -> anyhow::Result<BTreeMap<IpNet, AllowValue>> {
+            Ok(self.entries.clone())
+        }
+        fn allow_insert(&mut self, net: IpNet, value: AllowValue) -> anyhow::Result<()> {
+            self.entries.insert(net, value);
+            self.check()
+        }
+        fn allow_remove(&mut self, net: IpNet) -> anyhow::Result<()> {
+            self.entries.remove(&net);
+            self.check()
+        }
+        fn write_config(&mut self, cfg: &FilterConfig) -> anyhow::Result<()> {
+            self.config = Some(*cfg);
+            self.check()
+        }
+    }
+
+    fn config(cidrs: &[&str]) -> Config {
+        let list: Vec<String> = cidrs.iter().map(|c| format!("\"{c}\"")).collect();
+        Config::parse(Path::new("t.toml"), &format!("[allow]\ncidrs = [{}]\n", list.join(","))).unwrap()
+    }
+
+    fn allowed(cidrs: &[&str], addr: &IpAddr) -> bool {
+        cidrs.iter().any(|c| c.parse::<IpNet>().unwrap().contains(addr))
+    }
+
+    #[test]
+    fn no_source_allowed_before_and_after_is_refused_in_between() {
+        let configs: [&[&str]; 5] = [
+            &["198.18.1.2/32", "2001:db8:1::/48"],
+            &["198.18.1.0/24"],
+            &["198.18.0.0/16", "2001:db8::/32"],
+            &["198.18.1.2/32", "198.18.9.0/24"],
+            &[],
+        ];
+        let probes: Vec<IpAddr> = ["198.18.1.2", "198.18.1.77", "198.18.9.1", "198.18.200.1", "2001:db8:1::5", "2001:db8:2::5"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        for from in configs {
+            for to in configs {
+                let mut fake = Fake { entries: BTreeMap::new(), config: None, must_stay_allowed: vec![], writes: 0 };
+                apply(&mut fake, &config(from)).unwrap();
+                // A runtime entry must survive every reload.
+                fake.entries.insert("203.0.113.7/32".parse().unwrap(), AllowValue { origin: ORIGIN_RUNTIME, ..Default::default() });
+                fake.must_stay_allowed = probes.iter().filter(|a| allowed(from, a) && allowed(to, a)).copied().collect();
+                fake.must_stay_allowed.push("203.0.113.7".parse().unwrap());
+                apply(&mut fake, &config(to)).unwrap();
+                let config_entries: Vec<String> = fake
+                    .entries
+                    .iter()
+                    .filter(|(_, v)| v.origin & ORIGIN_CONFIG != 0)
+                    .map(|(n, _)| n.to_string())
+                    .collect();
+                let mut want: Vec<String> = to.iter().map(|s| s.to_string()).collect();
+                want.sort();
+                let mut got = config_entries.clone();
+                got.sort();
+                assert_eq!(got, want, "{from:?} -> {to:?}");
+                assert!(fake.config.is_some());
+            }
+        }
+    }
+
+    #[test]
+    fn filter_config_carries_ports_action_and_mode() {
+        let c = Config::parse(
+            Path::new("t.toml"),
+            "[filter]\nports = [5060, 5080]\ndefault_action = \"pass\"\nmode = \"monitor\"\n",
+        )
+        .unwrap();
+        let f = filter_config(&c);
+        assert_eq!(&f.ports[..3], &[5060, 5080, 0]);
+        assert_eq!(f.port_count, 2);
+        assert_eq!(f.default_action, DEFAULT_ACTION_PASS);
+        assert_eq!(f.mode, MODE_MONITOR);
+    }
 }

@@ -145,6 +145,30 @@ impl Maps {
     }
 }
 
+/// What applying a config needs of the kernel maps. `Maps` is the real
+/// one; the tests use a fake that checks the order of the writes.
+pub trait FilterTarget {
+    fn allow_entries(&self) -> anyhow::Result<BTreeMap<IpNet, AllowValue>>;
+    fn allow_insert(&mut self, net: IpNet, value: AllowValue) -> anyhow::Result<()>;
+    fn allow_remove(&mut self, net: IpNet) -> anyhow::Result<()>;
+    fn write_config(&mut self, cfg: &FilterConfig) -> anyhow::Result<()>;
+}
+
+impl FilterTarget for Maps {
+    fn allow_entries(&self) -> anyhow::Result<BTreeMap<IpNet, AllowValue>> {
+        Maps::allow_entries(self)
+    }
+    fn allow_insert(&mut self, net: IpNet, value: AllowValue) -> anyhow::Result<()> {
+        Maps::allow_insert(self, net, value)
+    }
+    fn allow_remove(&mut self, net: IpNet) -> anyhow::Result<()> {
+        Maps::allow_remove(self, net)
+    }
+    fn write_config(&mut self, cfg: &FilterConfig) -> anyhow::Result<()> {
+        Maps::write_config(self, cfg)
+    }
+}
+
 /// What to change in the kernel allowlist to make the config's part of it
 /// equal `desired`, leaving runtime (`allow add`) entries alone.
 #[derive(Debug, Default, PartialEq, Eq)]

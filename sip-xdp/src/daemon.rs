@@ -86,9 +86,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
 
     let pins = &opts.pin_dir;
     if pins.prepare()? {
-        warn!(
-            "mounted a bpffs on {}; it lives in this mount namespace only, so use a pin directory \
-             that other shells (and a restarted controller) can see if you run under `ip netns exec`",
+        info!(
+            "mounted a bpffs on {} (it was on none); under `ip netns exec` that mount is private to \
+             this process, so pass a --pin-dir on a bpffs mounted outside /sys to share it",
             pins.root().display()
         );
     }

@@ -1,0 +1,148 @@
+//! `cargo xtask setup`: everything a fresh Debian 12 machine with stable and
+//! nightly Rust needs to build and test sip-xdp. Each step checks first and
+//! does nothing when already done.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{anyhow, bail, Context as _};
+
+use crate::{run_cmd, step};
+
+/// Debian packages the tests use: the SIP server and client of the
+/// end-to-end layer, and iproute2 for namespaces and veth pairs.
+const DEBIAN_PACKAGES: &[&str] = &["kamailio", "sip-tester", "sipsak", "iproute2"];
+/// The bpf-linker release known to build against the nightly's LLVM 22.
+const BPF_LINKER_VERSION: &str = "0.13.0";
+/// Where the LLVM symlinks bpf-linker loads at run time live (they must
+/// outlast the build).
+const LLVM_LINK_ROOT: &str = "/opt/sip-xdp/llvm";
+
+pub fn all() -> anyhow::Result<()> {
+    step("setup 1/4: nightly toolchain");
+    nightly()?;
+    step("setup 2/4: rust-src for the nightly (the eBPF crate builds core itself)");
+    rust_src()?;
+    step("setup 3/4: bpf-linker against the nightly's own LLVM");
+    bpf_linker()?;
+    step("setup 4/4: Debian packages for the tests");
+    debian_packages()?;
+    Ok(())
+}
+
+fn output(cmd: &mut Command) -> anyhow::Result<String> {
+    let out = cmd.output().with_context(|| format!("cannot run {cmd:?}"))?;
+    if !out.status.success() {
+        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn nightly() -> anyhow::Result<()> {
+    match output(Command::new("rustc").args(["+nightly", "--version"])) {
+        Ok(v) => {
+            eprintln!("    present: {}", v.trim());
+            Ok(())
+        }
+        Err(_) => {
+            eprintln!("    installing the nightly toolchain");
+            run_cmd(Command::new("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal"]))
+        }
+    }
+}
+
+fn rust_src() -> anyhow::Result<()> {
+    let installed = output(Command::new("rustup").args(["component", "list", "--toolchain", "nightly", "--installed"]))?;
+    if installed.lines().any(|l| l.starts_with("rust-src")) {
+        eprintln!("    present");
+        return Ok(());
+    }
+    run_cmd(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))
+}
+
+/// The nightly's shared LLVM library, e.g. `libLLVM.so.22.1-rust-1.97.0-nightly`.
+fn nightly_llvm() -> anyhow::Result<(PathBuf, u32)> {
+    let sysroot = output(Command::new("rustc").args(["+nightly", "--print", "sysroot"]))?;
+    let lib_dir = Path::new(sysroot.trim()).join("lib");
+    let lib = std::fs::read_dir(&lib_dir)
+        .with_context(|| format!("cannot list {}", lib_dir.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("libLLVM.so.")))
+        .ok_or_else(|| anyhow!("no libLLVM.so.* in {}", lib_dir.display()))?;
+    let name = lib.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+    let major = name
+        .trim_start_matches("libLLVM.so.")
+        .split('.')
+        .next()
+        .and_then(|m| m.parse().ok())
+        .ok_or_else(|| anyhow!("cannot read the LLVM version from {name}"))?;
+    Ok((lib, major))
+}
+
+fn cargo_bin(name: &str) -> PathBuf {
+    let home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cargo"));
+    home.join("bin").join(name)
+}
+
+fn bpf_linker() -> anyhow::Result<()> {
+    let (llvm, major) = nightly_llvm()?;
+    let llvm_name = llvm.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+    let linker = cargo_bin("bpf-linker");
+    // Usable if it runs and resolves exactly this nightly's LLVM.
+    if linker.exists() {
+        let ldd = output(Command::new("ldd").arg(&linker)).unwrap_or_default();
+        let resolved = ldd.lines().any(|l| l.contains(&llvm_name) && !l.contains("not found"));
+        if resolved && output(Command::new(&linker).arg("--version")).is_ok() {
+            eprintln!("    present: {} (LLVM {major}, {llvm_name})", linker.display());
+            return Ok(());
+        }
+        eprintln!("    {} does not load {llvm_name}: rebuilding it", linker.display());
+    }
+    let prefix = Path::new(LLVM_LINK_ROOT).join(&llvm_name);
+    let lib = prefix.join("lib");
+    std::fs::create_dir_all(&lib).with_context(|| format!("cannot create {}", lib.display()))?;
+    // One name to link against, and the library's own name, which is what
+    // the built binary's runpath (this directory) will look for.
+    for link in [lib.join("libLLVM.so"), lib.join(&llvm_name)] {
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&llvm, &link).with_context(|| format!("cannot link {}", link.display()))?;
+    }
+    eprintln!("    building bpf-linker {BPF_LINKER_VERSION} against {} (about a minute)", llvm.display());
+    run_cmd(
+        Command::new("cargo")
+            .args(["+nightly", "install", "bpf-linker", "--version", BPF_LINKER_VERSION, "--force"])
+            .args(["--no-default-features", "--features", &format!("llvm-{major}")])
+            .env("LLVM_PREFIX", &prefix),
+    )?;
+    output(Command::new(&linker).arg("--version")).context("the freshly built bpf-linker does not run")?;
+    Ok(())
+}
+
+fn debian_packages() -> anyhow::Result<()> {
+    let missing: Vec<&str> = DEBIAN_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| {
+            output(Command::new("dpkg-query").args(["-W", "-f=${Status}", p]))
+                .map(|s| !s.contains("install ok installed"))
+                .unwrap_or(true)
+        })
+        .collect();
+    if missing.is_empty() {
+        eprintln!("    present: {}", DEBIAN_PACKAGES.join(", "));
+        return Ok(());
+    }
+    eprintln!("    installing {}", missing.join(", "));
+    run_cmd(Command::new("apt-get").args(["update", "-q"]))?;
+    run_cmd(
+        Command::new("apt-get")
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+}

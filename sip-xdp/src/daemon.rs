@@ -92,6 +92,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             pins.root().display()
         );
     }
+    let _lock = pins.lock()?;
     let adopting = !pins.pinned_links().is_empty();
     info!(
         "loading the XDP program ({} pinned state in {})",

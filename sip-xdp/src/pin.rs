@@ -96,6 +96,25 @@ impl PinDir {
     }
 }
 
+impl PinDir {
+    /// Takes an exclusive lock on the directory for the life of the
+    /// returned file, so two controllers never manage the same maps.
+    pub fn lock(&self) -> anyhow::Result<std::fs::File> {
+        use std::os::fd::AsRawFd;
+        let dir = std::fs::File::open(&self.root)
+            .with_context(|| format!("cannot open {}", self.root.display()))?;
+        // SAFETY: flock on a valid fd we own.
+        if unsafe { libc::flock(dir.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::WouldBlock {
+                bail!("another `sip-xdp run` is already managing {}", self.root.display());
+            }
+            return Err(err).with_context(|| format!("cannot lock {}", self.root.display()));
+        }
+        Ok(dir)
+    }
+}
+
 fn nearest_existing(path: &Path) -> Option<PathBuf> {
     path.ancestors().find(|p| p.exists()).map(Path::to_path_buf)
 }

@@ -48,7 +48,7 @@ impl V4 {
     }
 
     pub fn header(&self, payload_len: usize) -> Vec<u8> {
-        assert!(self.options.len() % 4 == 0 && self.options.len() <= 40);
+        assert!(self.options.len().is_multiple_of(4) && self.options.len() <= 40);
         let ihl = 5 + self.options.len() / 4;
         let total = (ihl * 4 + payload_len) as u16;
         let flags = (if self.more_fragments { 0x2000 } else { 0 }) | self.frag_offset;
@@ -134,7 +134,7 @@ pub fn udp(dport: u16, payload: &[u8]) -> Vec<u8> {
 
 /// A TCP segment with `options_len` bytes of NOP options.
 pub fn tcp(dport: u16, options_len: usize, payload: &[u8]) -> Vec<u8> {
-    assert!(options_len % 4 == 0);
+    assert!(options_len.is_multiple_of(4));
     let doff = (20 + options_len) / 4;
     let mut h = Vec::new();
     h.extend_from_slice(&40000u16.to_be_bytes());

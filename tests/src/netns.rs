@@ -146,6 +146,12 @@ pub struct Lab {
     pub controller: Option<Proc>,
 }
 
+impl Default for Lab {
+    fn default() -> Lab {
+        Lab::new()
+    }
+}
+
 impl Lab {
     pub fn new() -> Lab {
         let tag = unique_tag();
@@ -191,7 +197,7 @@ impl Lab {
         std::fs::create_dir_all(&run).expect("kamailio dir");
         let run = run.to_str().expect("utf-8").to_string();
         let cfg = fixture("kamailio.cfg");
-        let mut k = Proc::spawn(
+        let k = Proc::spawn(
             "kamailio",
             Command::new("ip").args(["netns", "exec", &self.edge, "kamailio", "-DD", "-E", "-f"]).arg(&cfg).args(["-Y", &run, "-w", &run, "-m", "32", "-M", "4"]),
         );
@@ -369,6 +375,20 @@ pub fn recv_within(sock: &UdpSocket, wait: Duration) -> Option<Vec<u8>> {
         }
     }
     None
+}
+
+/// Sends `count` OPTIONS requests (unique Call-IDs) from `sock` to port
+/// 5060 of `server_ip`, one every `gap`, on another thread.
+pub fn send_options_in_background(sock: &UdpSocket, server_ip: &str, count: u32, gap: Duration) -> std::thread::JoinHandle<()> {
+    let sock = sock.try_clone().expect("clone socket");
+    let local = sock.local_addr().expect("local address");
+    let server = format!("{server_ip}:5060");
+    std::thread::spawn(move || {
+        for seq in 0..count {
+            let _ = sock.send_to(&options_request(&local.ip().to_string(), local.port(), seq), &server);
+            std::thread::sleep(gap);
+        }
+    })
 }
 
 /// Counts, on another thread, the datagrams arriving within `wait`, so a

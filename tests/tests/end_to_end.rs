@@ -40,6 +40,8 @@ fn allowlisted_client_registers_stranger_gets_nothing_and_counters_match() {
 
     let dropped = lab.counter("drop", "not_allowlisted");
     assert_eq!(dropped.0 - dropped_before.0, 25, "drops counted");
+    // The program's own log line reaches the controller's log (aya-log).
+    lab.controller.as_mut().unwrap().wait_for("sip-xdp: first packet seen on ifindex", Duration::from_secs(5));
     assert_eq!(dropped.1 - dropped_before.1, sent_bytes, "dropped bytes counted");
     assert_eq!(lab.counter("pass", "allowlisted").0 - passed_before.0, 10, "passes counted");
     let s = lab.source(STRANGER_IP).expect("stranger row");
@@ -92,6 +94,12 @@ fn sigkill_leaves_the_filter_in_force_and_a_restart_adopts_it_without_a_gap() {
     let config = lab.start_controller(&lab.base_config(&[]));
     lab.cli_ok(&["allow", "add", "198.18.2.99"]); // a runtime entry that must survive
 
+    // A second controller on the same pins is refused, and changes nothing.
+    let mut rival = lab.spawn_controller(&config, &[]);
+    assert_eq!(rival.wait_exit(Duration::from_secs(10)), Some(1));
+    assert!(rival.text().contains("another `sip-xdp run` is already managing"), "{}", rival.text());
+    assert!(lab.sipp_register(&lab.trunk, TRUNK_IP, EDGE_TRUNK_IP));
+
     lab.controller.as_ref().unwrap().signal(libc::SIGKILL);
     assert_eq!(lab.controller.as_mut().unwrap().wait_exit(Duration::from_secs(10)), None);
     assert!(!lab.sipp_register(&lab.stranger, STRANGER_IP, EDGE_STRANGER_IP), "still filtered with no controller");
@@ -100,16 +108,7 @@ fn sigkill_leaves_the_filter_in_force_and_a_restart_adopts_it_without_a_gap() {
     // A stranger probes every 5 ms while a new controller takes over: if the
     // interface were unfiltered for a moment, Kamailio would answer.
     let stranger = lab.udp_in(&lab.stranger, &format!("{STRANGER_IP}:0"));
-    let port = stranger.local_addr().unwrap().port();
-    let prober = {
-        let stranger = stranger.try_clone().unwrap();
-        std::thread::spawn(move || {
-            for seq in 0..600u32 {
-                let _ = stranger.send_to(&options_request(STRANGER_IP, port, seq), format!("{EDGE_STRANGER_IP}:5060"));
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        })
-    };
+    let prober = send_options_in_background(&stranger, EDGE_STRANGER_IP, 600, Duration::from_millis(5));
     let mut second = lab.spawn_controller(&config, &["--xdp-mode", "native"]);
     second.wait_for("filtering;", Duration::from_secs(30));
     prober.join().unwrap();
@@ -139,17 +138,8 @@ fn sighup_reloads_the_allowlist_without_dropping_kept_sources() {
     // The trunk talks all through a series of reloads that replace its
     // entry with covering prefixes and back: it must never lose a packet.
     let trunk = lab.udp_in(&lab.trunk, &format!("{TRUNK_IP}:0"));
-    let tport = trunk.local_addr().unwrap().port();
     let answers = count_in_background(&trunk, Duration::from_secs(4));
-    let talker = {
-        let trunk = trunk.try_clone().unwrap();
-        std::thread::spawn(move || {
-            for seq in 0..400u32 {
-                let _ = trunk.send_to(&options_request(TRUNK_IP, tport, seq), format!("{EDGE_TRUNK_IP}:5060"));
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        })
-    };
+    let talker = send_options_in_background(&trunk, EDGE_TRUNK_IP, 400, Duration::from_millis(5));
     let variants = [
         "interfaces = [\"{T}\", \"{S}\"]\n[allow]\ncidrs = [\"198.18.1.0/24\"]\n",
         "interfaces = [\"{T}\", \"{S}\"]\n[allow]\ncidrs = [\"198.18.0.0/16\", \"2001:db8::/32\"]\n",

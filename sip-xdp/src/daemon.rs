@@ -87,7 +87,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let pins = &opts.pin_dir;
     if pins.prepare()? {
         info!(
-            "mounted a bpffs on {} (it was on none); under `ip netns exec` that mount is private to \
+            "mounted a bpffs for {} (it was on none); under `ip netns exec` that mount is private to \
              this process, so pass a --pin-dir on a bpffs mounted outside /sys to share it",
             pins.root().display()
         );

@@ -6,7 +6,7 @@
 use std::{
     ffi::CString,
     io,
-    os::unix::ffi::OsStrExt,
+    os::{fd::AsRawFd, unix::ffi::OsStrExt},
     path::{Path, PathBuf},
 };
 
@@ -14,6 +14,8 @@ use anyhow::{bail, Context as _};
 use sip_xdp_common::maps::CONFIG_MAP;
 
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/sip-xdp";
+/// Where bpffs is normally mounted.
+const STANDARD_BPFFS: &str = "/sys/fs/bpf";
 /// `f_type` of a bpffs mount (linux/magic.h).
 const BPF_FS_MAGIC: i64 = 0xcafe4a11;
 
@@ -75,15 +77,19 @@ impl PinDir {
     /// on it if it is not on one (as under `ip netns exec`, which remounts
     /// /sys). Returns true if this call mounted it.
     pub fn prepare(&self) -> anyhow::Result<bool> {
+        let existing = nearest_existing(&self.root).unwrap_or_else(|| PathBuf::from("/"));
+        let on_bpffs =
+            is_bpffs(&existing).with_context(|| format!("cannot stat {}", existing.display()))?;
         let mut mounted = false;
-        let on_bpffs = match nearest_existing(&self.root) {
-            Some(existing) => is_bpffs(&existing)
-                .with_context(|| format!("cannot stat {}", existing.display()))?,
-            None => false,
-        };
+        if !on_bpffs && existing == Path::new(STANDARD_BPFFS) {
+            // Nothing can be created inside an unmounted /sys/fs/bpf (it is
+            // sysfs): mount the bpffs at its standard place, as systemd would.
+            mount_bpffs(&existing).with_context(|| format!("cannot mount bpffs on {}", existing.display()))?;
+            mounted = true;
+        }
         std::fs::create_dir_all(&self.root)
             .with_context(|| format!("cannot create pin directory {}", self.root.display()))?;
-        if !on_bpffs {
+        if !on_bpffs && !mounted {
             mount_bpffs(&self.root)
                 .with_context(|| format!("cannot mount bpffs on {}", self.root.display()))?;
             mounted = true;
@@ -94,13 +100,10 @@ impl PinDir {
         }
         Ok(mounted)
     }
-}
 
-impl PinDir {
     /// Takes an exclusive lock on the directory for the life of the
     /// returned file, so two controllers never manage the same maps.
     pub fn lock(&self) -> anyhow::Result<std::fs::File> {
-        use std::os::fd::AsRawFd;
         let dir = std::fs::File::open(&self.root)
             .with_context(|| format!("cannot open {}", self.root.display()))?;
         // SAFETY: flock on a valid fd we own.

@@ -202,3 +202,25 @@ fn bad_config_or_interface_changes_nothing() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no sip-xdp instance pinned at /run/sip-xdp-tests/none"));
 }
+
+#[test]
+fn default_pin_dir_gets_a_bpffs_when_none_is_mounted() {
+    // Under `ip netns exec`, /sys is a fresh sysfs with /sys/fs/bpf
+    // unmounted, and the mount namespace is private to the command: the
+    // controller must mount the bpffs itself, and its mount dies with it.
+    let lab = Lab::new();
+    let cfg = lab.write_config("default-pins.toml", &lab.base_config(&[]));
+    let mut run = Proc::spawn(
+        "sip-xdp run (default pin dir)",
+        std::process::Command::new("ip")
+            .args(["netns", "exec", &lab.edge])
+            .arg(sip_xdp_bin())
+            .args(["run", "--config"])
+            .arg(&cfg)
+            .env("RUST_LOG", "info"),
+    );
+    run.wait_for("filtering;", Duration::from_secs(30));
+    assert!(run.text().contains("mounted a bpffs for /sys/fs/bpf/sip-xdp"), "{}", run.text());
+    run.signal(libc::SIGTERM);
+    assert_eq!(run.wait_exit(Duration::from_secs(10)), Some(0), "{}", run.text());
+}

@@ -63,6 +63,16 @@ pub enum Reason {
     Fragment = 6,
     /// A non-first fragment whose first fragment was never seen.
     FragmentUntracked = 7,
+    /// To a SIP port from a source whose rule has class `deny`.
+    Denied = 8,
+    /// From a `limited` source, within its rate profile.
+    Limited = 9,
+    /// From a `limited` source, over its REGISTER budget.
+    RegisterRate = 10,
+    /// From a `limited` source, over its budget for all requests.
+    RequestRate = 11,
+    /// From a banned source.
+    Banned = 12,
 }
 
 /// Slots reserved per action in the stats map, so reasons can be added
@@ -72,7 +82,7 @@ pub const REASON_SLOTS: usize = 16;
 pub const STATS_ENTRIES: u32 = (Action::ALL.len() * REASON_SLOTS) as u32;
 
 impl Reason {
-    pub const ALL: [Reason; 8] = [
+    pub const ALL: [Reason; 13] = [
         Reason::NonIp,
         Reason::NonSip,
         Reason::Allowlisted,
@@ -81,6 +91,11 @@ impl Reason {
         Reason::TooDeep,
         Reason::Fragment,
         Reason::FragmentUntracked,
+        Reason::Denied,
+        Reason::Limited,
+        Reason::RegisterRate,
+        Reason::RequestRate,
+        Reason::Banned,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -93,6 +108,11 @@ impl Reason {
             Reason::TooDeep => "too_deep",
             Reason::Fragment => "fragment",
             Reason::FragmentUntracked => "fragment_untracked",
+            Reason::Denied => "denied",
+            Reason::Limited => "limited",
+            Reason::RegisterRate => "register_rate",
+            Reason::RequestRate => "request_rate",
+            Reason::Banned => "banned",
         }
     }
 

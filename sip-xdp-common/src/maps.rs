@@ -13,15 +13,27 @@ pub const STATS_MAP: &str = "SIP_STATS";
 pub const SOURCES_MAP: &str = "SIP_SOURCES";
 /// Verdicts of first fragments, looked up by later fragments (LRU).
 pub const FRAGS_MAP: &str = "SIP_FRAGS";
+/// Rate profiles of the `limited` class, indexed by profile number.
+pub const PROFILES_MAP: &str = "SIP_PROFILES";
+/// Bans of single addresses (LRU), written by the kernel and the CLI.
+pub const BANS_MAP: &str = "SIP_BANS";
+/// Authentication failures per remote address (LRU), counted on egress.
+pub const AUTH_MAP: &str = "SIP_AUTH";
+/// Ring buffer of [`Event`]s for the controller.
+pub const EVENTS_MAP: &str = "SIP_EVENTS";
 
-/// Every map the controller pins, in the order it checks them.
-pub const PINNED_MAPS: [&str; 6] = [
+/// Every map the controller pins, in the order it checks them. The event
+/// ring buffer is not pinned: each controller reads its own.
+pub const PINNED_MAPS: [&str; 9] = [
     CONFIG_MAP,
     ALLOW_V4_MAP,
     ALLOW_V6_MAP,
     STATS_MAP,
     SOURCES_MAP,
     FRAGS_MAP,
+    PROFILES_MAP,
+    BANS_MAP,
+    AUTH_MAP,
 ];
 
 /// Capacity of each allowlist trie.
@@ -32,11 +44,28 @@ pub const DEFAULT_SOURCES_CAPACITY: u32 = 65_536;
 pub const FRAGS_CAPACITY: u32 = 16_384;
 /// Most SIP ports the filter can watch.
 pub const MAX_PORTS: usize = 16;
+/// Most rate profiles.
+pub const MAX_PROFILES: u32 = 16;
+/// Capacity of the ban table and of the auth-failure table.
+pub const BANS_CAPACITY: u32 = 65_536;
+pub const AUTH_CAPACITY: u32 = 65_536;
+/// Size of the event ring buffer in bytes (a power of two, page multiple).
+pub const EVENTS_BYTES: u32 = 256 * 1024;
 
 pub const DEFAULT_ACTION_DROP: u8 = 0;
 pub const DEFAULT_ACTION_PASS: u8 = 1;
 pub const MODE_ENFORCE: u8 = 0;
 pub const MODE_MONITOR: u8 = 1;
+
+/// Classes of sources, the `class` of a rule.
+/// Trunks and providers: never rate-limited, never banned.
+pub const CLASS_TRUSTED: u8 = 0;
+/// Dropped.
+pub const CLASS_DENY: u8 = 1;
+/// Rate-limited by the rule's profile; banned on sustained excess.
+pub const CLASS_LIMITED: u8 = 2;
+/// A prefix banned with `sip-xdp ban add CIDR`: dropped until it expires.
+pub const CLASS_BANNED: u8 = 3;
 
 /// The filter settings the fast path reads on every packet.
 #[repr(C)]
@@ -45,12 +74,25 @@ pub struct FilterConfig {
     /// SIP ports in host byte order; only the first `port_count` count.
     pub ports: [u16; MAX_PORTS],
     pub port_count: u8,
-    /// [`DEFAULT_ACTION_DROP`] or [`DEFAULT_ACTION_PASS`] for SIP traffic
-    /// from sources not on the allowlist.
+    /// For sources that match no rule, when `default_class` is
+    /// [`CLASS_DENY`]: [`DEFAULT_ACTION_DROP`] or [`DEFAULT_ACTION_PASS`].
     pub default_action: u8,
     /// [`MODE_ENFORCE`] or [`MODE_MONITOR`].
     pub mode: u8,
-    pub _pad: [u8; 5],
+    /// Class of sources that match no rule: [`CLASS_DENY`] or [`CLASS_LIMITED`].
+    pub default_class: u8,
+    /// Profile of the default class when it is limited.
+    pub default_profile: u8,
+    pub _pad: [u8; 3],
+    /// Packets over budget within `ban_window_ns` that ban a source.
+    pub ban_after_excess: u32,
+    /// Auth failures (401/403/407 sent) within `auth_window_ns` that ban.
+    pub auth_max: u32,
+    pub ban_window_ns: u64,
+    /// First ban's length; doubles for each repeat, up to the maximum.
+    pub ban_duration_ns: u64,
+    pub ban_max_duration_ns: u64,
+    pub auth_window_ns: u64,
 }
 
 impl FilterConfig {
@@ -61,7 +103,15 @@ impl FilterConfig {
         port_count: 0,
         default_action: DEFAULT_ACTION_DROP,
         mode: MODE_ENFORCE,
-        _pad: [0; 5],
+        default_class: CLASS_DENY,
+        default_profile: 0,
+        _pad: [0; 3],
+        ban_after_excess: 50,
+        auth_max: 5,
+        ban_window_ns: 10 * NS_PER_SEC,
+        ban_duration_ns: 600 * NS_PER_SEC,
+        ban_max_duration_ns: 86_400 * NS_PER_SEC,
+        auth_window_ns: 60 * NS_PER_SEC,
     };
 
     /// Is `port` (host byte order) one of the SIP ports?
@@ -86,20 +136,116 @@ impl FilterConfig {
 pub const ORIGIN_CONFIG: u8 = 1;
 pub const ORIGIN_RUNTIME: u8 = 2;
 
-/// Value of the allowlist tries.
+/// An entry added by `sip-xdp ban add CIDR`.
+pub const ORIGIN_BAN: u8 = 4;
+
+pub const NS_PER_SEC: u64 = 1_000_000_000;
+
+/// Value of the rule tries (`ALLOW_V4`, `ALLOW_V6`): the class of the
+/// longest matching prefix decides.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct AllowValue {
     /// Bit set of `ORIGIN_*`.
     pub origin: u8,
-    pub _pad: [u8; 3],
+    /// `CLASS_*`.
+    pub class: u8,
+    /// Rate profile, for [`CLASS_LIMITED`].
+    pub profile: u8,
+    pub _pad: u8,
+    /// For [`CLASS_BANNED`]: CLOCK_BOOTTIME second at which the controller
+    /// lifts the ban (0: never).
+    pub ban_expires_secs: u32,
+}
+
+/// Token-bucket rates of a `limited` class.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct RateProfile {
+    /// REGISTERs per second, and the bucket size.
+    pub register_per_sec: u32,
+    pub register_burst: u32,
+    /// All SIP requests per second, and the bucket size.
+    pub requests_per_sec: u32,
+    pub requests_burst: u32,
+}
+
+/// Why a source was banned.
+pub const BAN_REASON_RATE: u8 = 1;
+pub const BAN_REASON_AUTH: u8 = 2;
+pub const BAN_REASON_MANUAL: u8 = 3;
+
+/// Ban states: dropped while `ACTIVE` and unexpired; the entry stays after
+/// expiry as the source's history, so a repeat offender's ban doubles.
+pub const BAN_ACTIVE: u8 = 1;
+pub const BAN_EXPIRED: u8 = 2;
+/// Lifted with `sip-xdp ban del`; the controller reports and removes it.
+pub const BAN_LIFTED: u8 = 3;
+
+/// A single address's ban.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct BanEntry {
+    /// CLOCK_BOOTTIME ns at which the ban ends.
+    pub expires_ns: u64,
+    pub banned_at_ns: u64,
+    /// Packets dropped since the ban began.
+    pub dropped: u64,
+    /// Bans of this source so far, this one included.
+    pub offenses: u32,
+    /// `BAN_REASON_*`.
+    pub reason: u8,
+    /// `BAN_ACTIVE`, `BAN_EXPIRED` or `BAN_LIFTED`.
+    pub state: u8,
+    /// Set once the controller has reported the ban (kernel bans are
+    /// reported through the ring buffer at once; CLI bans by the sweep).
+    pub announced: u8,
+    pub _pad: u8,
+}
+
+impl BanEntry {
+    #[inline(always)]
+    pub fn in_force(&self, now_ns: u64) -> bool {
+        self.state == BAN_ACTIVE && self.expires_ns > now_ns
+    }
+}
+
+/// Authentication failures sent to one remote address.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct AuthState {
+    pub failures: u32,
+    pub _pad: u32,
+    pub window_start_ns: u64,
+}
+
+pub const EVENT_BAN: u8 = 1;
+/// Monitor mode: the source would have been banned.
+pub const EVENT_WOULD_BAN: u8 = 2;
+pub const EVENT_EXPIRE: u8 = 3;
+pub const EVENT_UNBAN: u8 = 4;
+
+/// What the kernel tells the controller through the ring buffer.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Event {
+    pub kind: u8,
+    /// `BAN_REASON_*`.
+    pub reason: u8,
+    pub _pad: [u8; 2],
+    pub offenses: u32,
+    pub addr: [u8; 16],
+    pub duration_ns: u64,
+    /// CLOCK_BOOTTIME ns.
+    pub at_ns: u64,
 }
 
 /// Key of the per-source table: the source address, IPv4 as an
 /// IPv4-mapped IPv6 address (`::ffff:a.b.c.d`).
 pub type SourceKey = [u8; 16];
 
-/// Per-source counters, for traffic to SIP ports only.
+/// Per-source counters for traffic to SIP ports, and the token buckets and
+/// excess count of `limited` sources.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct SourceStats {
@@ -110,6 +256,16 @@ pub struct SourceStats {
     pub dropped: u64,
     /// `bpf_ktime_get_boot_ns()` of the last packet (CLOCK_BOOTTIME).
     pub last_seen_ns: u64,
+    /// Token buckets, in nano-tokens (one request costs `NS_PER_SEC`).
+    pub register_tokens: u64,
+    pub request_tokens: u64,
+    /// When the buckets were last refilled; 0 for new (full) buckets.
+    pub refilled_ns: u64,
+    /// Start of the current excess-counting window.
+    pub excess_since_ns: u64,
+    /// Packets over budget in the current window.
+    pub excess: u32,
+    pub _pad: u32,
 }
 
 /// A `{packets, bytes}` pair, per CPU in the stats map.
@@ -156,6 +312,10 @@ mod pod {
     unsafe impl aya::Pod for Counter {}
     unsafe impl aya::Pod for FragKey {}
     unsafe impl aya::Pod for FragVerdict {}
+    unsafe impl aya::Pod for RateProfile {}
+    unsafe impl aya::Pod for BanEntry {}
+    unsafe impl aya::Pod for AuthState {}
+    unsafe impl aya::Pod for Event {}
 }
 
 #[cfg(test)]
@@ -165,9 +325,13 @@ mod tests {
 
     #[test]
     fn layouts_have_no_implicit_padding() {
-        assert_eq!(size_of::<FilterConfig>(), 2 * MAX_PORTS + 8);
-        assert_eq!(size_of::<AllowValue>(), 4);
-        assert_eq!(size_of::<SourceStats>(), 40);
+        assert_eq!(size_of::<FilterConfig>(), 2 * MAX_PORTS + 8 + 8 + 32);
+        assert_eq!(size_of::<AllowValue>(), 8);
+        assert_eq!(size_of::<SourceStats>(), 80);
+        assert_eq!(size_of::<RateProfile>(), 16);
+        assert_eq!(size_of::<BanEntry>(), 32);
+        assert_eq!(size_of::<AuthState>(), 16);
+        assert_eq!(size_of::<Event>(), 40);
         assert_eq!(size_of::<Counter>(), 16);
         assert_eq!(size_of::<FragKey>(), 40);
         assert_eq!(size_of::<FragVerdict>(), 4);

@@ -158,6 +158,101 @@ pub fn status_code(window: &[u8; SIP_WINDOW]) -> Option<u16> {
     Some((a - b'0') as u16 * 100 + (b - b'0') as u16 * 10 + (c - b'0') as u16)
 }
 
+/// Bytes of a response the egress program scans for its CSeq header.
+pub const RESPONSE_SCAN: usize = 512;
+/// Longest run of spaces, or of CSeq digits, that the scan skips.
+const MAX_RUN: usize = 12;
+
+/// Is the method in this response's CSeq header REGISTER? `buf` holds the
+/// start of the response, zero-filled past its end. The header name is
+/// case-insensitive (RFC 3261 §7.3.1); CSeq has no compact form.
+///
+/// The kernel runs the same two steps, [`cseq_header_at`] for each offset
+/// (under `bpf_loop`, so the verifier checks the body once) and then
+/// [`cseq_value_is_register`] once.
+pub fn cseq_is_register(buf: &[u8; RESPONSE_SCAN]) -> bool {
+    match (0..CSEQ_SCAN_POSITIONS).find(|&i| cseq_header_at(buf, i)) {
+        Some(i) => cseq_value_is_register(buf, i + CSEQ_NAME_LEN),
+        None => false,
+    }
+}
+
+/// Offsets at which a `\nCSeq` can start within the scanned bytes.
+pub const CSEQ_SCAN_POSITIONS: usize = RESPONSE_SCAN - 6;
+/// Length of `\nCSeq`.
+pub const CSEQ_NAME_LEN: usize = 5;
+
+/// Does a line starting with the header name `CSeq` begin at `i` (at the
+/// line feed before it)?
+#[inline(always)]
+pub fn cseq_header_at(buf: &[u8; RESPONSE_SCAN], i: usize) -> bool {
+    at(buf, i) == b'\n'
+        && at(buf, i + 1) | 0x20 == b'c'
+        && at(buf, i + 2) | 0x20 == b's'
+        && at(buf, i + 3) | 0x20 == b'e'
+        && at(buf, i + 4) | 0x20 == b'q'
+}
+
+/// `buf[i]`, or 0 past the end. The index is masked on an opaque copy so
+/// that the BPF verifier sees the bound on the very register that forms the
+/// address (LLVM would otherwise drop the mask as implied by the check, and
+/// check a different register than the one it loads through).
+#[inline(always)]
+fn at(buf: &[u8; RESPONSE_SCAN], i: usize) -> u8 {
+    const _: () = assert!(RESPONSE_SCAN.is_power_of_two());
+    if i >= RESPONSE_SCAN {
+        return 0;
+    }
+    buf[core::hint::black_box(i) & (RESPONSE_SCAN - 1)]
+}
+
+/// After the header name: `*WSP ":" *WSP 1*DIGIT 1*WSP "REGISTER"`.
+#[inline(always)]
+pub fn cseq_value_is_register(buf: &[u8; RESPONSE_SCAN], start: usize) -> bool {
+    let mut i = skip(buf, start, |c| c == b' ' || c == b'\t');
+    if at(buf, i) != b':' {
+        return false;
+    }
+    i = skip(buf, i + 1, |c| c == b' ' || c == b'\t');
+    let digits = skip(buf, i, |c| c.is_ascii_digit());
+    if digits == i {
+        return false;
+    }
+    let method = skip(buf, digits, |c| c == b' ' || c == b'\t');
+    if method == digits {
+        return false;
+    }
+    let word = b"REGISTER";
+    let mut k = 0;
+    while k < word.len() {
+        if at(buf, method + k) != word[k] {
+            return false;
+        }
+        k += 1;
+    }
+    // The token must end here.
+    !at(buf, method + word.len()).is_ascii_alphanumeric()
+}
+
+#[inline(always)]
+fn skip(buf: &[u8; RESPONSE_SCAN], start: usize, class: impl Fn(u8) -> bool) -> usize {
+    let mut i = start;
+    let mut n = 0;
+    while n < MAX_RUN && class(at(buf, i)) {
+        i += 1;
+        n += 1;
+    }
+    i
+}
+
+/// Host convenience: the CSeq check on any response.
+pub fn cseq_is_register_bytes(response: &[u8]) -> bool {
+    let mut buf = [0u8; RESPONSE_SCAN];
+    let len = response.len().min(RESPONSE_SCAN);
+    buf[..len].copy_from_slice(&response[..len]);
+    cseq_is_register(&buf)
+}
+
 /// The zero-filled window of a payload, as the kernel builds it.
 pub fn window_of(payload: &[u8]) -> [u8; SIP_WINDOW] {
     let mut window = [0u8; SIP_WINDOW];
@@ -253,6 +348,24 @@ mod tests {
         let mut long = Vec::from(&b"OPTIONS sip:x SIP/2.0\r\n"[..]);
         long.resize(4000, b'A');
         assert_eq!(classify_bytes(&long), Options);
+    }
+
+    #[test]
+    fn cseq_method_of_responses() {
+        let ok = |cseq: &str| format!("SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 198.18.2.2\r\n{cseq}\r\nContent-Length: 0\r\n\r\n");
+        assert!(cseq_is_register_bytes(ok("CSeq: 2 REGISTER").as_bytes()));
+        assert!(cseq_is_register_bytes(ok("cseq:2  REGISTER").as_bytes()));
+        assert!(cseq_is_register_bytes(ok("CSEQ :\t17\tREGISTER").as_bytes()));
+        assert!(!cseq_is_register_bytes(ok("CSeq: 2 OPTIONS").as_bytes()));
+        assert!(!cseq_is_register_bytes(ok("CSeq: 2 REGISTERX").as_bytes()));
+        assert!(!cseq_is_register_bytes(ok("CSeq: REGISTER").as_bytes()), "no number");
+        assert!(!cseq_is_register_bytes(ok("X-CSeq: 2 REGISTER").as_bytes()), "another header");
+        assert!(!cseq_is_register_bytes(b"SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n"));
+        // Past the scanned bytes it is not seen.
+        let mut long = std::string::String::from("SIP/2.0 200 OK\r\n");
+        long.push_str(&"X-Pad: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n".repeat(12));
+        long.push_str("CSeq: 2 REGISTER\r\n\r\n");
+        assert!(!cseq_is_register_bytes(long.as_bytes()));
     }
 
     #[test]

@@ -5,8 +5,25 @@
 
 use crate::{
     counters::{Action, Reason},
+    limits::RateOutcome,
     maps::{FilterConfig, FragVerdict, DEFAULT_ACTION_PASS, MODE_MONITOR},
 };
+
+/// What the ban table, the rules and the rate limits say of a source
+/// sending to a SIP port, in the order the kernel asks them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// In the ban table, or in a banned prefix.
+    Banned,
+    /// Matched a `trusted` rule.
+    Trusted,
+    /// Matched a `deny` rule.
+    Denied,
+    /// Matched no rule, and the default class is `deny`.
+    Unmatched,
+    /// A `limited` rule, or no rule with a limited default class.
+    Limited(RateOutcome),
+}
 
 /// What the parser and the map lookups found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,7 +40,7 @@ pub enum Packet {
     /// was seen.
     LaterFragment(Option<FragVerdict>),
     /// UDP or TCP to a SIP port.
-    ToSipPort { allowlisted: bool },
+    ToSipPort(Source),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,14 +77,18 @@ pub fn decide(packet: Packet, cfg: &FilterConfig) -> Verdict {
             };
             Verdict::new(action, Reason::Fragment)
         }
-        Packet::ToSipPort { allowlisted: true } => Verdict::new(Action::Pass, Reason::Allowlisted),
-        Packet::ToSipPort { allowlisted: false } => {
-            if cfg.default_action == DEFAULT_ACTION_PASS {
+        Packet::ToSipPort(source) => match source {
+            Source::Banned => drop(cfg, Reason::Banned),
+            Source::Trusted => Verdict::new(Action::Pass, Reason::Allowlisted),
+            Source::Denied => drop(cfg, Reason::Denied),
+            Source::Unmatched if cfg.default_action == DEFAULT_ACTION_PASS => {
                 Verdict::new(Action::Pass, Reason::NotAllowlisted)
-            } else {
-                drop(cfg, Reason::NotAllowlisted)
             }
-        }
+            Source::Unmatched => drop(cfg, Reason::NotAllowlisted),
+            Source::Limited(RateOutcome::Within) => Verdict::new(Action::Pass, Reason::Limited),
+            Source::Limited(RateOutcome::RegisterExceeded) => drop(cfg, Reason::RegisterRate),
+            Source::Limited(RateOutcome::RequestExceeded) => drop(cfg, Reason::RequestRate),
+        },
     }
 }
 
@@ -89,7 +110,7 @@ mod tests {
         FilterConfig { default_action, mode, ..FilterConfig::EMPTY }
     }
 
-    const ALL_PACKETS: [Packet; 9] = [
+    const ALL_PACKETS: [Packet; 14] = [
         Packet::NonIp,
         Packet::Malformed,
         Packet::TooDeep,
@@ -97,8 +118,13 @@ mod tests {
         Packet::LaterFragment(None),
         Packet::LaterFragment(Some(FragVerdict { action: 0, reason: 2, _pad: [0; 2] })),
         Packet::LaterFragment(Some(FragVerdict { action: 1, reason: 3, _pad: [0; 2] })),
-        Packet::ToSipPort { allowlisted: true },
-        Packet::ToSipPort { allowlisted: false },
+        Packet::ToSipPort(Source::Banned),
+        Packet::ToSipPort(Source::Trusted),
+        Packet::ToSipPort(Source::Denied),
+        Packet::ToSipPort(Source::Unmatched),
+        Packet::ToSipPort(Source::Limited(RateOutcome::Within)),
+        Packet::ToSipPort(Source::Limited(RateOutcome::RegisterExceeded)),
+        Packet::ToSipPort(Source::Limited(RateOutcome::RequestExceeded)),
     ];
 
     /// The full table: every packet class under every config.
@@ -115,11 +141,14 @@ mod tests {
                 Packet::LaterFragment(None) => (Pass, FragmentUntracked),
                 Packet::LaterFragment(Some(f)) if f.action == 0 => (Pass, Fragment),
                 Packet::LaterFragment(Some(_)) => (Drop, Fragment),
-                Packet::ToSipPort { allowlisted: true } => (Pass, Allowlisted),
-                Packet::ToSipPort { allowlisted: false } if default_action == DEFAULT_ACTION_PASS => {
-                    (Pass, NotAllowlisted)
-                }
-                Packet::ToSipPort { allowlisted: false } => (dropped, NotAllowlisted),
+                Packet::ToSipPort(Source::Banned) => (dropped, Banned),
+                Packet::ToSipPort(Source::Trusted) => (Pass, Allowlisted),
+                Packet::ToSipPort(Source::Denied) => (dropped, Denied),
+                Packet::ToSipPort(Source::Unmatched) if default_action == DEFAULT_ACTION_PASS => (Pass, NotAllowlisted),
+                Packet::ToSipPort(Source::Unmatched) => (dropped, NotAllowlisted),
+                Packet::ToSipPort(Source::Limited(RateOutcome::Within)) => (Pass, Limited),
+                Packet::ToSipPort(Source::Limited(RateOutcome::RegisterExceeded)) => (dropped, RegisterRate),
+                Packet::ToSipPort(Source::Limited(RateOutcome::RequestExceeded)) => (dropped, RequestRate),
             }
         };
         for p in ALL_PACKETS {

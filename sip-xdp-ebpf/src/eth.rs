@@ -1,9 +1,8 @@
 //! Ethernet and VLAN tags (802.1Q and 802.1ad, at most two).
 
-use aya_ebpf::programs::XdpContext;
 use sip_xdp_common::verdict::Packet;
 
-use crate::packet::{be16, header};
+use crate::packet::{Frame, be16, header};
 
 const ETH_HLEN: usize = 14;
 const VLAN_HLEN: usize = 4;
@@ -27,7 +26,7 @@ fn is_vlan(proto: u16) -> bool {
 /// The network protocol and the offset of its header, or the verdict input
 /// for frames that are not IP or cannot be parsed.
 #[inline(always)]
-pub fn parse(ctx: &XdpContext) -> Result<(L3, usize), Packet> {
+pub fn parse(ctx: &impl Frame) -> Result<(L3, usize), Packet> {
     let eth = header::<[u8; ETH_HLEN]>(ctx, 0).ok_or(Packet::Malformed)?;
     let mut proto = unsafe { be16((*eth)[12], (*eth)[13]) };
     let mut offset = ETH_HLEN;

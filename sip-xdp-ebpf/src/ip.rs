@@ -1,10 +1,12 @@
 //! IPv4 (options via `ihl`) and IPv6 (with a bounded walk over hop-by-hop,
 //! routing, destination-options and fragment headers).
 
-use aya_ebpf::programs::XdpContext;
 use sip_xdp_common::{maps::v4_mapped, verdict::Packet};
 
-use crate::packet::{be16, has, header};
+use crate::{
+    eth::L3,
+    packet::{be16, has, header, Frame},
+};
 
 const IPV4_MIN_HLEN: usize = 20;
 const IPV6_HLEN: usize = 40;
@@ -19,9 +21,10 @@ const NEXTHDR_DEST: u8 = 60;
 pub const MAX_IPV6_EXT_HEADERS: usize = 8;
 
 /// Where a packet sits in its datagram.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, Default)]
 pub enum Frag {
     /// Not fragmented.
+    #[default]
     Whole,
     /// Offset 0 with more fragments to come: carries the L4 header.
     First(u32),
@@ -29,6 +32,7 @@ pub enum Frag {
     Later(u32),
 }
 
+#[derive(Default)]
 pub struct L3Info {
     /// The upper-layer protocol (after any extension headers).
     pub protocol: u8,
@@ -37,12 +41,29 @@ pub struct L3Info {
     /// Addresses, IPv4 as IPv4-mapped IPv6.
     pub src: [u8; 16],
     pub dst: [u8; 16],
-    pub is_v4: bool,
     pub frag: Frag,
 }
 
+/// Parses the IP header at `offset` into `out`. Not inlined, and writing
+/// through `out` rather than returning the struct: BPF calls return one
+/// register, and the caller's stack frame stays small.
+#[inline(never)]
+pub fn parse(ctx: &impl Frame, l3: L3, offset: usize, out: &mut L3Info) -> Result<(), Packet> {
+    let parsed = match l3 {
+        L3::V4 => parse_v4(ctx, offset),
+        L3::V6 => parse_v6(ctx, offset),
+    };
+    match parsed {
+        Ok(info) => {
+            *out = info;
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
 #[inline(always)]
-pub fn parse_v4(ctx: &XdpContext, offset: usize) -> Result<L3Info, Packet> {
+fn parse_v4(ctx: &impl Frame, offset: usize) -> Result<L3Info, Packet> {
     let h = header::<[u8; IPV4_MIN_HLEN]>(ctx, offset).ok_or(Packet::Malformed)?;
     let h = unsafe { &*h };
     if h[0] >> 4 != 4 {
@@ -66,13 +87,12 @@ pub fn parse_v4(ctx: &XdpContext, offset: usize) -> Result<L3Info, Packet> {
         l4_offset: offset + hlen,
         src: v4_mapped([h[12], h[13], h[14], h[15]]),
         dst: v4_mapped([h[16], h[17], h[18], h[19]]),
-        is_v4: true,
         frag,
     })
 }
 
 #[inline(always)]
-pub fn parse_v6(ctx: &XdpContext, offset: usize) -> Result<L3Info, Packet> {
+fn parse_v6(ctx: &impl Frame, offset: usize) -> Result<L3Info, Packet> {
     let h = header::<[u8; IPV6_HLEN]>(ctx, offset).ok_or(Packet::Malformed)?;
     let h = unsafe { &*h };
     if h[0] >> 4 != 6 {
@@ -115,7 +135,7 @@ pub fn parse_v6(ctx: &XdpContext, offset: usize) -> Result<L3Info, Packet> {
     if matches!(frag, Frag::Whole | Frag::First(_)) && is_walked_ext(next) {
         return Err(Packet::TooDeep);
     }
-    Ok(L3Info { protocol: next, l4_offset: offset, src, dst, is_v4: false, frag })
+    Ok(L3Info { protocol: next, l4_offset: offset, src, dst, frag })
 }
 
 #[inline(always)]

@@ -7,6 +7,8 @@
 #![feature(core_intrinsics)]
 #![allow(internal_features)]
 
+mod bans;
+mod egress;
 mod eth;
 mod ip;
 mod l4;
@@ -15,7 +17,11 @@ mod packet;
 mod policy;
 mod sip;
 
-use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+use aya_ebpf::{
+    bindings::{xdp_action, TC_ACT_UNSPEC},
+    macros::{classifier, xdp},
+    programs::{TcContext, XdpContext},
+};
 use sip_xdp_common::Action;
 
 #[xdp]
@@ -26,6 +32,14 @@ pub fn sip_xdp_ingress(ctx: XdpContext) -> u32 {
         Action::Drop => xdp_action::XDP_DROP,
         Action::Pass | Action::WouldDrop => xdp_action::XDP_PASS,
     }
+}
+
+/// Egress observer: counts the server's auth failures per remote address.
+/// Returns "next" so other TC programs still run and the packet passes.
+#[classifier]
+pub fn sip_xdp_egress(ctx: TcContext) -> i32 {
+    egress::observe(&ctx);
+    TC_ACT_UNSPEC
 }
 
 #[cfg(not(test))]

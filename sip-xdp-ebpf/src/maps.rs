@@ -1,21 +1,24 @@
-//! The program's maps. None is declared pinned: the controller pins them
+//! The programs' maps. None is declared pinned: the controller pins them
 //! under its pin directory (so tests can load private copies).
 
 use aya_ebpf::{
     macros::map,
-    maps::{lpm_trie::LpmTrie, Array, LruHashMap, PerCpuArray},
+    maps::{lpm_trie::LpmTrie, Array, LruHashMap, PerCpuArray, RingBuf},
 };
 use sip_xdp_common::{
     counters::STATS_ENTRIES,
     maps::{
-        AllowValue, Counter, FilterConfig, FragKey, FragVerdict, SourceKey, SourceStats,
-        ALLOW_CAPACITY, DEFAULT_SOURCES_CAPACITY, FRAGS_CAPACITY,
+        AllowValue, AuthState, BanEntry, Counter, FilterConfig, FragKey, FragVerdict, RateProfile,
+        SourceKey, SourceStats, ALLOW_CAPACITY, AUTH_CAPACITY, BANS_CAPACITY,
+        DEFAULT_SOURCES_CAPACITY, EVENTS_BYTES, FRAGS_CAPACITY, MAX_PROFILES,
     },
+    sip::RESPONSE_SCAN,
 };
 
 #[map(name = "SIP_CONFIG")]
 pub static SIP_CONFIG: Array<FilterConfig> = Array::with_max_entries(1, 0);
 
+/// Rules: the class of the longest matching prefix decides.
 #[map(name = "ALLOW_V4")]
 pub static ALLOW_V4: LpmTrie<[u8; 4], AllowValue> = LpmTrie::with_max_entries(ALLOW_CAPACITY, 0);
 
@@ -33,3 +36,19 @@ pub static SIP_SOURCES: LruHashMap<SourceKey, SourceStats> =
 #[map(name = "SIP_FRAGS")]
 pub static SIP_FRAGS: LruHashMap<FragKey, FragVerdict> =
     LruHashMap::with_max_entries(FRAGS_CAPACITY, 0);
+
+#[map(name = "SIP_PROFILES")]
+pub static SIP_PROFILES: Array<RateProfile> = Array::with_max_entries(MAX_PROFILES, 0);
+
+#[map(name = "SIP_BANS")]
+pub static SIP_BANS: LruHashMap<SourceKey, BanEntry> = LruHashMap::with_max_entries(BANS_CAPACITY, 0);
+
+#[map(name = "SIP_AUTH")]
+pub static SIP_AUTH: LruHashMap<SourceKey, AuthState> = LruHashMap::with_max_entries(AUTH_CAPACITY, 0);
+
+#[map(name = "SIP_EVENTS")]
+pub static SIP_EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
+
+/// Per-CPU room for the start of a response (too big for the BPF stack).
+#[map(name = "SIP_SCRATCH")]
+pub static SIP_SCRATCH: PerCpuArray<[u8; RESPONSE_SCAN]> = PerCpuArray::with_max_entries(1, 0);

@@ -1,22 +1,27 @@
-//! Gathers the inputs of the decision (parse results, allowlist and
-//! fragment lookups), asks the shared pure function for the verdict, and
-//! counts it.
+//! Ingress: gathers the inputs of the decision (parse results, ban, rule,
+//! rate limits, fragment lookups), asks the shared pure function for the
+//! verdict, and counts it at the single exit.
 
-use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_ktime_get_boot_ns, maps::lpm_trie::Key, programs::XdpContext};
+use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_ktime_get_boot_ns, programs::XdpContext};
 use aya_log_ebpf::info;
 use core::intrinsics::{atomic_xadd, AtomicOrdering};
 use sip_xdp_common::{
-    counters::{stats_index, Action},
-    maps::{FilterConfig, FragKey, SourceKey, SourceStats},
+    counters::{stats_index, Action, Reason},
+    limits::{charge, count_excess, RateOutcome},
+    maps::{
+        FilterConfig, FragKey, SourceKey, SourceStats, BAN_REASON_RATE, CLASS_BANNED, CLASS_LIMITED,
+        CLASS_TRUSTED,
+    },
     sip::SipKind,
-    verdict::{decide, Packet, Verdict},
+    verdict::{decide, Packet, Source, Verdict},
 };
 
 use crate::{
-    eth::{self, L3},
+    bans::{ban, rule_for},
+    eth,
     ip::{self, Frag, L3Info},
     l4,
-    maps::{ALLOW_V4, ALLOW_V6, SIP_CONFIG, SIP_FRAGS, SIP_SOURCES, SIP_STATS},
+    maps::{SIP_BANS, SIP_CONFIG, SIP_FRAGS, SIP_PROFILES, SIP_SOURCES, SIP_STATS},
     packet::frame_len,
     sip,
 };
@@ -24,41 +29,45 @@ use crate::{
 /// A verdict plus what the per-source table needs.
 pub struct Outcome {
     pub verdict: Verdict,
-    /// Set for traffic to a SIP port: the source whose counters to bump.
-    pub source: Option<SourceKey>,
+    /// For traffic to a SIP port: the source's entry in the per-source table.
+    pub source: Option<*mut SourceStats>,
     pub sip: SipKind,
+    pub now_ns: u64,
 }
 
 impl Outcome {
     #[inline(always)]
     fn of(verdict: Verdict) -> Outcome {
-        Outcome { verdict, source: None, sip: SipKind::NotSip }
+        Outcome { verdict, source: None, sip: SipKind::NotSip, now_ns: 0 }
+    }
+}
+
+#[inline(always)]
+pub fn config() -> &'static FilterConfig {
+    match SIP_CONFIG.get(0) {
+        Some(cfg) => cfg,
+        None => &FilterConfig::EMPTY,
     }
 }
 
 #[inline(always)]
 pub fn judge(ctx: &XdpContext) -> Outcome {
-    let cfg = match SIP_CONFIG.get(0) {
-        Some(cfg) => cfg,
-        None => &FilterConfig::EMPTY,
-    };
+    let cfg = config();
     let (l3, offset) = match eth::parse(ctx) {
         Ok(v) => v,
         Err(packet) => return Outcome::of(decide(packet, cfg)),
     };
-    let parsed = match l3 {
-        L3::V4 => ip::parse_v4(ctx, offset),
-        L3::V6 => ip::parse_v6(ctx, offset),
-    };
-    let ip = match parsed {
-        Ok(ip) => ip,
-        Err(packet) => return Outcome::of(decide(packet, cfg)),
-    };
+    let mut ip = L3Info::default();
+    let parsed = ip::parse(ctx, l3, offset, &mut ip);
+    if let Err(packet) = parsed {
+        return Outcome::of(decide(packet, cfg));
+    }
     if let Frag::Later(id) = ip.frag {
         let first = unsafe { SIP_FRAGS.get(&frag_key(&ip, id)) }.copied();
         return Outcome::of(decide(Packet::LaterFragment(first), cfg));
     }
-    let outcome = judge_l4(ctx, cfg, &ip);
+    let mut outcome = Outcome::of(Verdict::new(Action::Pass, Reason::NonSip));
+    judge_l4(ctx, &ip, &mut outcome);
     if let Frag::First(id) = ip.frag {
         // Later fragments carry no ports: they follow this verdict. A failed
         // insert only means they will pass as untracked.
@@ -67,27 +76,108 @@ pub fn judge(ctx: &XdpContext) -> Outcome {
     outcome
 }
 
-#[inline(always)]
-fn judge_l4(ctx: &XdpContext, cfg: &FilterConfig, ip: &L3Info) -> Outcome {
+/// Everything past the IP header, into `out`. Not inlined (and so not
+/// returning a struct, which BPF calls cannot): its own stack frame keeps
+/// each frame under the BPF limit.
+#[inline(never)]
+fn judge_l4(ctx: &XdpContext, ip: &L3Info, out: &mut Outcome) {
+    let cfg = config();
     let l4 = match l4::parse(ctx, ip.protocol, ip.l4_offset) {
         Ok(Some(l4)) => l4,
-        Ok(None) => return Outcome::of(decide(Packet::NonSip, cfg)),
-        Err(packet) => return Outcome::of(decide(packet, cfg)),
+        Ok(None) => return *out = Outcome::of(decide(Packet::NonSip, cfg)),
+        Err(packet) => return *out = Outcome::of(decide(packet, cfg)),
     };
     if !cfg.is_sip_port(l4.dport) {
-        return Outcome::of(decide(Packet::NonSip, cfg));
+        return *out = Outcome::of(decide(Packet::NonSip, cfg));
     }
-    let allowlisted = if ip.is_v4 {
-        let addr = [ip.src[12], ip.src[13], ip.src[14], ip.src[15]];
-        ALLOW_V4.get(Key::new(32, addr)).is_some()
-    } else {
-        ALLOW_V6.get(Key::new(128, ip.src)).is_some()
+    let now_ns = unsafe { bpf_ktime_get_boot_ns() };
+    let kind = sip::first_line(ctx, l4.payload_offset);
+    let stats = source_entry(&ip.src, now_ns);
+    let source = judge_source(cfg, &ip.src, stats, kind, now_ns);
+    *out = Outcome { verdict: decide(Packet::ToSipPort(source), cfg), source: stats, sip: kind, now_ns };
+}
+
+/// Ban first (a banned source costs one lookup), then the rule, then the
+/// rate limits of a limited source.
+#[inline(always)]
+fn judge_source(
+    cfg: &FilterConfig,
+    src: &SourceKey,
+    stats: Option<*mut SourceStats>,
+    kind: SipKind,
+    now_ns: u64,
+) -> Source {
+    if let Some(entry) = SIP_BANS.get_ptr_mut(src) {
+        if unsafe { (*entry).in_force(now_ns) } {
+            unsafe { add(&raw mut (*entry).dropped, 1) };
+            return Source::Banned;
+        }
+    }
+    let (class, profile, matched) = match rule_for(src) {
+        Some(rule) => (rule.class, rule.profile, true),
+        None => (cfg.default_class, cfg.default_profile, false),
     };
-    Outcome {
-        verdict: decide(Packet::ToSipPort { allowlisted }, cfg),
-        source: Some(ip.src),
-        sip: sip::first_line(ctx, l4.payload_offset),
+    match class {
+        CLASS_TRUSTED => Source::Trusted,
+        CLASS_LIMITED => limit(src, stats.unwrap_or(core::ptr::null_mut()), profile, kind, now_ns),
+        // Lifted by the controller's sweep when it expires.
+        CLASS_BANNED => Source::Banned,
+        _ if matched => Source::Denied,
+        _ => Source::Unmatched,
     }
+}
+
+/// Not inlined, to keep the fast path's stack frame under the BPF limit
+/// (and a call takes at most five arguments, hence `config()` inside).
+#[inline(never)]
+fn limit(
+    src: &SourceKey,
+    stats: *mut SourceStats,
+    profile: u8,
+    kind: SipKind,
+    now_ns: u64,
+) -> Source {
+    let (false, Some(profile)) = (stats.is_null(), SIP_PROFILES.get(profile as u32)) else {
+        // No state to charge (table insert failed): let it through rather
+        // than drop a possibly legitimate client.
+        return Source::Limited(RateOutcome::Within);
+    };
+    let cfg = config();
+    let stats = unsafe { &mut *stats };
+    let outcome = charge(stats, profile, kind, now_ns);
+    if outcome != RateOutcome::Within && count_excess(stats, cfg, now_ns) {
+        ban(src, BAN_REASON_RATE, cfg, now_ns, true);
+    }
+    Source::Limited(outcome)
+}
+
+static EMPTY_SOURCE: SourceStats = SourceStats {
+    packets: 0,
+    bytes: 0,
+    registers: 0,
+    dropped: 0,
+    last_seen_ns: 0,
+    register_tokens: 0,
+    request_tokens: 0,
+    refilled_ns: 0,
+    excess_since_ns: 0,
+    excess: 0,
+    _pad: 0,
+};
+
+/// The source's per-source entry, created empty if new. Not inlined: the
+/// fresh entry is large for the BPF stack.
+#[inline(never)]
+fn source_entry(src: &SourceKey, now_ns: u64) -> Option<*mut SourceStats> {
+    if let Some(stats) = SIP_SOURCES.get_ptr_mut(src) {
+        return Some(stats);
+    }
+    // BPF_NOEXIST: if another CPU created it meanwhile, use theirs. The
+    // empty entry comes from read-only data, not the stack.
+    let _ = SIP_SOURCES.insert(src, &EMPTY_SOURCE, BPF_NOEXIST as u64);
+    let stats = SIP_SOURCES.get_ptr_mut(src)?;
+    unsafe { (*stats).last_seen_ns = now_ns };
+    Some(stats)
 }
 
 #[inline(always)]
@@ -112,49 +202,33 @@ pub fn account(ctx: &XdpContext, outcome: &Outcome) {
             (*counter).bytes += bytes;
         }
     }
-    if let Some(source) = outcome.source {
-        count_source(&source, outcome, bytes);
-    }
-    unsafe {
-        if core::ptr::read_volatile(&raw const ANNOUNCED) == 0 {
-            core::ptr::write_volatile(&raw mut ANNOUNCED, 1);
-            info!(ctx, "sip-xdp: first packet seen on ifindex {}", ctx.ingress_ifindex() as u32);
+    if let Some(stats) = outcome.source {
+        let register = (outcome.sip == SipKind::Register) as u64;
+        let dropped = (outcome.verdict.action != Action::Pass) as u64;
+        // Shared between CPUs: atomic adds keep the counts exact.
+        unsafe {
+            add(&raw mut (*stats).packets, 1);
+            add(&raw mut (*stats).bytes, bytes);
+            add(&raw mut (*stats).registers, register);
+            add(&raw mut (*stats).dropped, dropped);
+            (*stats).last_seen_ns = outcome.now_ns;
         }
+    }
+    if unsafe { core::ptr::read_volatile(&raw const ANNOUNCED) } == 0 {
+        announce(ctx);
     }
 }
 
-#[inline(always)]
-fn count_source(source: &SourceKey, outcome: &Outcome, bytes: u64) {
-    let now = unsafe { bpf_ktime_get_boot_ns() };
-    let register = (outcome.sip == SipKind::Register) as u64;
-    let dropped = (!matches!(outcome.verdict.action, Action::Pass)) as u64;
-    let stats = match SIP_SOURCES.get_ptr_mut(source) {
-        Some(stats) => stats,
-        None => {
-            let fresh =
-                SourceStats { packets: 1, bytes, registers: register, dropped, last_seen_ns: now };
-            if SIP_SOURCES.insert(source, &fresh, BPF_NOEXIST as u64).is_ok() {
-                return;
-            }
-            // Another CPU created the entry meanwhile: add to it.
-            match SIP_SOURCES.get_ptr_mut(source) {
-                Some(stats) => stats,
-                None => return,
-            }
-        }
-    };
-    // Shared between CPUs: atomic adds keep the counts exact.
-    unsafe {
-        add(&raw mut (*stats).packets, 1);
-        add(&raw mut (*stats).bytes, bytes);
-        add(&raw mut (*stats).registers, register);
-        add(&raw mut (*stats).dropped, dropped);
-        (*stats).last_seen_ns = now;
-    }
+/// Logs (through aya-log) that traffic is flowing. Not inlined: the log
+/// record is built on this frame's stack, off the fast path.
+#[inline(never)]
+fn announce(ctx: &XdpContext) {
+    unsafe { core::ptr::write_volatile(&raw mut ANNOUNCED, 1) };
+    info!(ctx, "sip-xdp: first packet seen on ifindex {}", ctx.ingress_ifindex() as u32);
 }
 
 #[inline(always)]
-unsafe fn add(counter: *mut u64, value: u64) {
+pub unsafe fn add(counter: *mut u64, value: u64) {
     if value != 0 {
         // The BPF target has no compare-and-swap, so `AtomicU64::fetch_add`
         // is unavailable; the intrinsic lowers to BPF's atomic add.

@@ -1,35 +1,67 @@
 //! The allowlist as a set of CIDR prefixes, parsed from config, files and
 //! the command line.
 
-use std::{collections::BTreeSet, fmt, net::IpAddr, str::FromStr};
+use std::{collections::BTreeMap, fmt, net::IpAddr, str::FromStr};
 
-use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use ipnet::IpNet;
+use sip_xdp_common::maps::{CLASS_DENY, CLASS_LIMITED, CLASS_TRUSTED};
 
-/// A set of IPv4 and IPv6 prefixes, kept in canonical (host bits clear) form.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct AllowSet {
-    pub v4: BTreeSet<Ipv4Net>,
-    pub v6: BTreeSet<Ipv6Net>,
+/// The class a rule gives the sources it matches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Class {
+    Trusted,
+    Deny,
+    /// Rate-limited by the profile with this index.
+    Limited(u8),
 }
 
-impl AllowSet {
-    pub fn insert(&mut self, net: IpNet) {
-        match net {
-            IpNet::V4(n) => {
-                self.v4.insert(n);
-            }
-            IpNet::V6(n) => {
-                self.v6.insert(n);
-            }
+impl Class {
+    /// The `(class, profile)` bytes of a kernel rule.
+    pub fn kernel(self) -> (u8, u8) {
+        match self {
+            Class::Trusted => (CLASS_TRUSTED, 0),
+            Class::Deny => (CLASS_DENY, 0),
+            Class::Limited(p) => (CLASS_LIMITED, p),
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.v4.len() + self.v6.len()
+    pub fn from_kernel(class: u8, profile: u8) -> Option<Class> {
+        match class {
+            CLASS_TRUSTED => Some(Class::Trusted),
+            CLASS_DENY => Some(Class::Deny),
+            CLASS_LIMITED => Some(Class::Limited(profile)),
+            _ => None,
+        }
+    }
+}
+
+/// Prefixes (canonical, host bits clear) and their classes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Rules {
+    pub nets: BTreeMap<IpNet, Class>,
+}
+
+impl Rules {
+    /// Adds a rule; returns the class the prefix had before, if any.
+    pub fn insert(&mut self, net: IpNet, class: Class) -> Option<Class> {
+        self.nets.insert(net, class)
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    pub fn count_v4(&self) -> usize {
+        self.nets.keys().filter(|n| matches!(n, IpNet::V4(_))).count()
+    }
+
+    pub fn count_v6(&self) -> usize {
+        self.nets.len() - self.count_v4()
+    }
+
+    /// The class of the longest matching prefix, as the kernel decides.
+    pub fn class_of(&self, addr: IpAddr) -> Option<(IpNet, Class)> {
+        self.nets
+            .iter()
+            .filter(|(n, _)| n.contains(&addr))
+            .max_by_key(|(n, _)| n.prefix_len())
+            .map(|(n, c)| (*n, *c))
     }
 }
 
@@ -113,11 +145,15 @@ mod tests {
     }
 
     #[test]
-    fn set_deduplicates_per_family() {
-        let mut s = AllowSet::default();
-        for t in ["198.51.100.0/24", "198.51.100.0/24", "2001:db8::/32"] {
-            s.insert(parse_cidr(t).unwrap());
-        }
-        assert_eq!((s.v4.len(), s.v6.len(), s.len()), (1, 1, 2));
+    fn rules_count_per_family_and_match_longest_prefix() {
+        let mut r = Rules::default();
+        r.insert(parse_cidr("198.51.100.0/24").unwrap(), Class::Limited(0));
+        r.insert(parse_cidr("198.51.100.7").unwrap(), Class::Trusted);
+        r.insert(parse_cidr("2001:db8::/32").unwrap(), Class::Deny);
+        assert_eq!((r.count_v4(), r.count_v6()), (2, 1));
+        assert_eq!(r.class_of("198.51.100.7".parse().unwrap()).unwrap().1, Class::Trusted);
+        assert_eq!(r.class_of("198.51.100.8".parse().unwrap()).unwrap().1, Class::Limited(0));
+        assert_eq!(r.class_of("2001:db8::1".parse().unwrap()).unwrap().1, Class::Deny);
+        assert!(r.class_of("192.0.2.1".parse().unwrap()).is_none());
     }
 }

@@ -18,16 +18,17 @@ use crate::{
 pub fn check_config(file: &Path) -> anyhow::Result<String> {
     let c = Config::load(file)?;
     Ok(format!(
-        "{}: OK: interfaces {:?}, ports {:?}, default_action {:?}, mode {:?}, sources_table_size {}, \
-         allowlist {} IPv4 + {} IPv6 prefixes\n",
+        "{}: OK: interfaces {:?}, ports {:?}, default class {}, mode {:?}, sources_table_size {}, \
+         rules {} IPv4 + {} IPv6 prefixes, profiles [{}]\n",
         file.display(),
         c.interfaces,
         c.ports,
-        c.default_action,
+        crate::daemon::default_class_label(&c),
         c.mode,
         c.sources_table_size,
-        c.allow.v4.len(),
-        c.allow.v6.len()
+        c.rules.count_v4(),
+        c.rules.count_v6(),
+        c.profiles.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
     ))
 }
 

@@ -3,19 +3,23 @@
 //! file is rejected before anything is attached or changed.
 
 use std::{
-    collections::BTreeSet,
+    collections::{BTreeMap, BTreeSet},
     ops::Range,
     path::{Path, PathBuf},
 };
 
+use ipnet::IpNet;
 use serde::Deserialize;
-use sip_xdp_common::maps::{ALLOW_CAPACITY, DEFAULT_SOURCES_CAPACITY, MAX_PORTS};
+use sip_xdp_common::maps::{ALLOW_CAPACITY, DEFAULT_SOURCES_CAPACITY, MAX_PORTS, MAX_PROFILES};
 use toml::Spanned;
 
 use crate::{
-    allowlist::{parse_cidr, parse_list, AllowSet},
+    allowlist::{parse_cidr, parse_list, Class, Rules},
     error::user_error,
 };
+
+/// Highest accepted rate, per second: beyond it a limit limits nothing.
+pub const MAX_RATE: i64 = 1_000_000;
 
 /// Bounds for `sources_table_size`: below this the table churns on any
 /// busy server; above it the LRU map costs more memory than it is worth.
@@ -38,6 +42,44 @@ pub enum Mode {
     Monitor,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventFormat {
+    Text,
+    Json,
+}
+
+/// A `[profile.NAME]` table: token-bucket rates for a `limited` class.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Profile {
+    pub name: String,
+    pub register_per_sec: u32,
+    pub register_burst: u32,
+    pub requests_per_sec: u32,
+    pub requests_burst: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BanConfig {
+    pub after_excess: u32,
+    pub window_secs: u64,
+    pub duration_secs: u64,
+    pub max_duration_secs: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AuthFailures {
+    pub max: u32,
+    pub window_secs: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Events {
+    pub format: EventFormat,
+    /// POSTed a JSON document per event.
+    pub webhook: Option<String>,
+}
+
 /// A validated config.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
@@ -45,9 +87,17 @@ pub struct Config {
     pub interfaces: Vec<String>,
     pub ports: Vec<u16>,
     pub default_action: DefaultAction,
+    /// Class of sources that match no rule: `Deny` or `Limited`.
+    pub default_class: Class,
     pub mode: Mode,
     pub sources_table_size: u32,
-    pub allow: AllowSet,
+    /// Every prefix with its class (`[allow]` entries are `trusted`).
+    pub rules: Rules,
+    /// Indexed by the profile number stored in the kernel rules.
+    pub profiles: Vec<Profile>,
+    pub ban: BanConfig,
+    pub auth_failures: AuthFailures,
+    pub events: Events,
 }
 
 #[derive(Deserialize)]
@@ -59,6 +109,87 @@ struct RawConfig {
     filter: RawFilter,
     #[serde(default)]
     allow: RawAllow,
+    #[serde(default)]
+    rule: Vec<RawRule>,
+    #[serde(default)]
+    profile: BTreeMap<String, Spanned<RawProfile>>,
+    #[serde(default)]
+    ban: RawBan,
+    #[serde(default)]
+    auth_failures: RawAuth,
+    #[serde(default)]
+    events: RawEvents,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    #[serde(default)]
+    cidrs: Vec<Spanned<String>>,
+    #[serde(default)]
+    files: Vec<Spanned<String>>,
+    class: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProfile {
+    register_per_sec: Spanned<i64>,
+    register_burst: Spanned<i64>,
+    requests_per_sec: Spanned<i64>,
+    requests_burst: Spanned<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawBan {
+    after_excess: Spanned<i64>,
+    window_secs: Spanned<i64>,
+    duration_secs: Spanned<i64>,
+    max_duration_secs: Spanned<i64>,
+}
+
+impl Default for RawBan {
+    fn default() -> Self {
+        RawBan {
+            after_excess: Spanned::new(0..0, 50),
+            window_secs: Spanned::new(0..0, 10),
+            duration_secs: Spanned::new(0..0, 600),
+            max_duration_secs: Spanned::new(0..0, 86_400),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawAuth {
+    max: Spanned<i64>,
+    window_secs: Spanned<i64>,
+}
+
+impl Default for RawAuth {
+    fn default() -> Self {
+        RawAuth { max: Spanned::new(0..0, 5), window_secs: Spanned::new(0..0, 60) }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEvents {
+    #[serde(default = "default_event_format")]
+    format: EventFormat,
+    #[serde(default)]
+    webhook: Option<Spanned<String>>,
+}
+
+impl Default for RawEvents {
+    fn default() -> Self {
+        RawEvents { format: default_event_format(), webhook: None }
+    }
+}
+
+fn default_event_format() -> EventFormat {
+    EventFormat::Text
 }
 
 #[derive(Deserialize)]
@@ -66,8 +197,10 @@ struct RawConfig {
 struct RawFilter {
     #[serde(default = "default_ports")]
     ports: Spanned<Vec<Spanned<i64>>>,
-    #[serde(default = "default_action")]
-    default_action: DefaultAction,
+    #[serde(default)]
+    default_action: Option<Spanned<DefaultAction>>,
+    #[serde(default)]
+    default_class: Option<Spanned<String>>,
     #[serde(default = "default_mode")]
     mode: Mode,
     #[serde(default = "default_sources_table_size")]
@@ -78,7 +211,8 @@ impl Default for RawFilter {
     fn default() -> Self {
         RawFilter {
             ports: default_ports(),
-            default_action: default_action(),
+            default_action: None,
+            default_class: None,
             mode: default_mode(),
             sources_table_size: default_sources_table_size(),
         }
@@ -96,9 +230,6 @@ struct RawAllow {
 
 fn default_ports() -> Spanned<Vec<Spanned<i64>>> {
     Spanned::new(0..0, vec![Spanned::new(0..0, 5060), Spanned::new(0..0, 5061)])
-}
-fn default_action() -> DefaultAction {
-    DefaultAction::Drop
 }
 fn default_mode() -> Mode {
     Mode::Enforce
@@ -180,45 +311,193 @@ impl Config {
                 )
             })?;
 
-        let mut allow = AllowSet::default();
-        for cidr in &raw.allow.cidrs {
-            let net = parse_cidr(cidr.get_ref()).map_err(|e| at(cidr.span(), "allow.cidrs", e.0))?;
-            allow.insert(net);
+        // Profiles first: rules and the default class refer to them by name.
+        if raw.profile.len() > MAX_PROFILES as usize {
+            return Err(user_error(format!(
+                "{}: {} profiles defined; at most {MAX_PROFILES} are supported",
+                path.display(),
+                raw.profile.len()
+            )));
         }
+        let mut profiles = Vec::new();
+        for (name, p) in &raw.profile {
+            let key = |field: &str| format!("profile.{name}.{field}");
+            let rate = |v: &Spanned<i64>, field: &str| -> anyhow::Result<u32> {
+                let n = *v.get_ref();
+                if !(1..=MAX_RATE).contains(&n) {
+                    return Err(at(v.span(), &key(field), format!("{n} is out of range (1-{MAX_RATE})")));
+                }
+                Ok(n as u32)
+            };
+            let p = p.get_ref();
+            profiles.push(Profile {
+                name: name.clone(),
+                register_per_sec: rate(&p.register_per_sec, "register_per_sec")?,
+                register_burst: rate(&p.register_burst, "register_burst")?,
+                requests_per_sec: rate(&p.requests_per_sec, "requests_per_sec")?,
+                requests_burst: rate(&p.requests_burst, "requests_burst")?,
+            });
+        }
+        let class_named = |name: &Spanned<String>, key: &str| -> anyhow::Result<Class> {
+            match name.get_ref().as_str() {
+                "trusted" => Ok(Class::Trusted),
+                "deny" => Ok(Class::Deny),
+                other => profiles
+                    .iter()
+                    .position(|p| p.name == other)
+                    .map(|i| Class::Limited(i as u8))
+                    .ok_or_else(|| {
+                        at(
+                            name.span(),
+                            key,
+                            format!("unknown class {other:?}: use \"trusted\", \"deny\" or a profile defined as [profile.NAME]"),
+                        )
+                    }),
+            }
+        };
+
+        let default_class = match &filter.default_class {
+            None => Class::Deny,
+            Some(name) => match class_named(name, "filter.default_class")? {
+                Class::Trusted => {
+                    return Err(at(
+                        name.span(),
+                        "filter.default_class",
+                        "\"trusted\" for everyone would switch the filter off; use \"deny\" or a profile".into(),
+                    ))
+                }
+                class => class,
+            },
+        };
+        let default_action = match &filter.default_action {
+            None => DefaultAction::Drop,
+            Some(a) if *a.get_ref() == DefaultAction::Pass && matches!(default_class, Class::Limited(_)) => {
+                return Err(at(
+                    a.span(),
+                    "filter.default_action",
+                    "\"pass\" contradicts a limited default_class; set one of the two".into(),
+                ))
+            }
+            Some(a) => *a.get_ref(),
+        };
+
         let base = path.parent().unwrap_or(Path::new("."));
+        let mut rules = Rules::default();
+        let mut add = |net: IpNet, class: Class, span: Range<usize>, key: &str, source: Option<&Path>| -> anyhow::Result<()> {
+            if let Some(previous) = rules.insert(net, class) {
+                if previous != class {
+                    let msg = format!("{net} is given two classes ({} and {})", class_label(previous, &profiles), class_label(class, &profiles));
+                    return Err(match source {
+                        Some(file) => user_error(format!("{}: {msg}", file.display())),
+                        None => at(span, key, msg),
+                    });
+                }
+            }
+            Ok(())
+        };
         let mut seen_files = BTreeSet::new();
-        for file in &raw.allow.files {
+        let mut read_file = |file: &Spanned<String>, key: &str| -> anyhow::Result<Option<(PathBuf, Vec<IpNet>)>> {
             let file_path = base.join(file.get_ref());
             if !seen_files.insert(file_path.clone()) {
-                continue;
+                return Ok(None);
             }
-            let list = std::fs::read_to_string(&file_path).map_err(|e| {
-                at(file.span(), "allow.files", format!("cannot read {}: {e}", file_path.display()))
-            })?;
+            let list = std::fs::read_to_string(&file_path)
+                .map_err(|e| at(file.span(), key, format!("cannot read {}: {e}", file_path.display())))?;
             let nets = parse_list(&list)
                 .map_err(|(line, e)| user_error(format!("{}:{line}: {e}", file_path.display())))?;
-            for net in nets {
-                allow.insert(net);
+            Ok(Some((file_path, nets)))
+        };
+        let groups = std::iter::once((&raw.allow.cidrs, &raw.allow.files, None))
+            .chain(raw.rule.iter().map(|r| (&r.cidrs, &r.files, Some(&r.class))));
+        for (cidrs, files, class) in groups {
+            let (class, key) = match class {
+                None => (Class::Trusted, "allow"),
+                Some(name) => (class_named(name, "rule.class")?, "rule"),
+            };
+            for cidr in cidrs {
+                let net = parse_cidr(cidr.get_ref()).map_err(|e| at(cidr.span(), &format!("{key}.cidrs"), e.0))?;
+                add(net, class, cidr.span(), &format!("{key}.cidrs"), None)?;
+            }
+            for file in files {
+                if let Some((file_path, nets)) = read_file(file, &format!("{key}.files"))? {
+                    for net in nets {
+                        add(net, class, file.span(), "", Some(&file_path))?;
+                    }
+                }
             }
         }
-        for (family, count) in [("IPv4", allow.v4.len()), ("IPv6", allow.v6.len())] {
+        for (family, count) in [("IPv4", rules.count_v4()), ("IPv6", rules.count_v6())] {
             if count > ALLOW_CAPACITY as usize {
                 return Err(user_error(format!(
-                    "{}: the allowlist has {count} {family} prefixes; the kernel table holds {ALLOW_CAPACITY}",
+                    "{}: the rules hold {count} {family} prefixes; the kernel table holds {ALLOW_CAPACITY}",
                     path.display()
                 )));
             }
         }
 
+        let positive = |v: &Spanned<i64>, key: &str, max: i64| -> anyhow::Result<u64> {
+            let n = *v.get_ref();
+            if !(1..=max).contains(&n) {
+                return Err(at(v.span(), key, format!("{n} is out of range (1-{max})")));
+            }
+            Ok(n as u64)
+        };
+        const YEAR: i64 = 366 * 86_400;
+        let ban = BanConfig {
+            after_excess: positive(&raw.ban.after_excess, "ban.after_excess", 1_000_000)? as u32,
+            window_secs: positive(&raw.ban.window_secs, "ban.window_secs", YEAR)?,
+            duration_secs: positive(&raw.ban.duration_secs, "ban.duration_secs", YEAR)?,
+            max_duration_secs: positive(&raw.ban.max_duration_secs, "ban.max_duration_secs", YEAR)?,
+        };
+        if ban.max_duration_secs < ban.duration_secs {
+            return Err(at(
+                raw.ban.max_duration_secs.span(),
+                "ban.max_duration_secs",
+                format!("{} is shorter than ban.duration_secs ({})", ban.max_duration_secs, ban.duration_secs),
+            ));
+        }
+        let auth_failures = AuthFailures {
+            max: positive(&raw.auth_failures.max, "auth_failures.max", 1_000_000)? as u32,
+            window_secs: positive(&raw.auth_failures.window_secs, "auth_failures.window_secs", YEAR)?,
+        };
+        let webhook = match &raw.events.webhook {
+            None => None,
+            Some(url) => {
+                let u = url.get_ref();
+                if !(u.starts_with("http://") || u.starts_with("https://")) || u.parse::<ureq::http::Uri>().is_err() {
+                    return Err(at(url.span(), "events.webhook", format!("{u:?} is not an http:// or https:// URL")));
+                }
+                Some(u.clone())
+            }
+        };
+
         Ok(Config {
             path: path.to_path_buf(),
             interfaces,
             ports,
-            default_action: filter.default_action,
+            default_action,
+            default_class,
             mode: filter.mode,
             sources_table_size,
-            allow,
+            rules,
+            profiles,
+            ban,
+            auth_failures,
+            events: Events { format: raw.events.format, webhook },
         })
+    }
+
+    /// The name a class has in the config file.
+    pub fn class_name(&self, class: Class) -> String {
+        class_label(class, &self.profiles)
+    }
+}
+
+fn class_label(class: Class, profiles: &[Profile]) -> String {
+    match class {
+        Class::Trusted => "trusted".into(),
+        Class::Deny => "deny".into(),
+        Class::Limited(i) => profiles.get(i as usize).map_or_else(|| format!("profile #{i}"), |p| p.name.clone()),
     }
 }
 
@@ -265,7 +544,7 @@ cidrs = ["198.51.100.0/24", "2001:db8::/32", "192.0.2.10"]
         assert_eq!(c.default_action, DefaultAction::Pass);
         assert_eq!(c.mode, Mode::Monitor);
         assert_eq!(c.sources_table_size, 131072);
-        assert_eq!((c.allow.v4.len(), c.allow.v6.len()), (2, 1));
+        assert_eq!((c.rules.count_v4(), c.rules.count_v6()), (2, 1));
     }
 
     #[test]
@@ -275,7 +554,11 @@ cidrs = ["198.51.100.0/24", "2001:db8::/32", "192.0.2.10"]
         assert_eq!(c.default_action, DefaultAction::Drop);
         assert_eq!(c.mode, Mode::Enforce);
         assert_eq!(c.sources_table_size, DEFAULT_SOURCES_CAPACITY);
-        assert!(c.allow.is_empty() && c.interfaces.is_empty());
+        assert!(c.rules.nets.is_empty() && c.interfaces.is_empty());
+        assert_eq!(c.default_class, Class::Deny);
+        assert_eq!(c.ban, BanConfig { after_excess: 50, window_secs: 10, duration_secs: 600, max_duration_secs: 86_400 });
+        assert_eq!(c.auth_failures, AuthFailures { max: 5, window_secs: 60 });
+        assert_eq!(c.events, Events { format: EventFormat::Text, webhook: None });
     }
 
     #[test]
@@ -316,7 +599,7 @@ cidrs = ["198.51.100.0/24", "2001:db8::/32", "192.0.2.10"]
         std::fs::write(dir.join("bad.txt"), "198.51.100.0/24\nnot-an-ip\n").unwrap();
         let cfg = dir.join("c.toml");
         let c = Config::parse(&cfg, "[allow]\nfiles = [\"trunks.txt\"]\ncidrs = [\"198.51.100.0/24\"]\n").unwrap();
-        assert_eq!((c.allow.v4.len(), c.allow.v6.len()), (1, 1));
+        assert_eq!((c.rules.count_v4(), c.rules.count_v6()), (1, 1));
         let e = Config::parse(&cfg, "[allow]\nfiles = [\"bad.txt\"]\n").unwrap_err().to_string();
         assert!(e.contains("bad.txt:2: not a CIDR: \"not-an-ip\""), "{e}");
         let e = Config::parse(&cfg, "[allow]\nfiles = [\"missing.txt\"]\n").unwrap_err().to_string();

@@ -7,7 +7,10 @@ use std::{ffi::CString, path::PathBuf};
 use anyhow::Context as _;
 use aya::Ebpf;
 use log::{error, info, warn};
-use sip_xdp_common::maps::{FilterConfig, DEFAULT_ACTION_DROP, DEFAULT_ACTION_PASS, MAX_PORTS, MODE_ENFORCE, MODE_MONITOR};
+use sip_xdp_common::maps::{
+    FilterConfig, RateProfile, DEFAULT_ACTION_DROP, DEFAULT_ACTION_PASS, MAX_PORTS, MODE_ENFORCE, MODE_MONITOR,
+    NS_PER_SEC,
+};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::{
@@ -40,14 +43,36 @@ pub fn filter_config(cfg: &Config) -> FilterConfig {
         Mode::Enforce => MODE_ENFORCE,
         Mode::Monitor => MODE_MONITOR,
     };
+    (out.default_class, out.default_profile) = cfg.default_class.kernel();
+    out.ban_after_excess = cfg.ban.after_excess;
+    out.ban_window_ns = cfg.ban.window_secs * NS_PER_SEC;
+    out.ban_duration_ns = cfg.ban.duration_secs * NS_PER_SEC;
+    out.ban_max_duration_ns = cfg.ban.max_duration_secs * NS_PER_SEC;
+    out.auth_max = cfg.auth_failures.max;
+    out.auth_window_ns = cfg.auth_failures.window_secs * NS_PER_SEC;
     out
 }
 
+/// The kernel form of the rate profiles, in index order.
+pub fn rate_profiles(cfg: &Config) -> Vec<RateProfile> {
+    cfg.profiles
+        .iter()
+        .map(|p| RateProfile {
+            register_per_sec: p.register_per_sec,
+            register_burst: p.register_burst,
+            requests_per_sec: p.requests_per_sec,
+            requests_burst: p.requests_burst,
+        })
+        .collect()
+}
+
 /// Makes the kernel state match `cfg` so that no source allowed both
-/// before and after is refused in between: new prefixes go in first, then
-/// the filter settings, and only then do stale prefixes go.
+/// before and after is refused in between: profiles and new or changed
+/// prefixes go in first, then the filter settings, and only then do stale
+/// prefixes go.
 pub fn apply(maps: &mut impl FilterTarget, cfg: &Config) -> anyhow::Result<AllowPlan> {
-    let plan = AllowPlan::new(&maps.allow_entries()?, &cfg.allow);
+    maps.write_profiles(&rate_profiles(cfg))?;
+    let plan = AllowPlan::new(&maps.allow_entries()?, &cfg.rules);
     for (net, value) in &plan.add {
         maps.allow_insert(*net, *value)?;
     }
@@ -59,6 +84,14 @@ pub fn apply(maps: &mut impl FilterTarget, cfg: &Config) -> anyhow::Result<Allow
         }
     }
     Ok(plan)
+}
+
+/// "deny (drop)", "deny (pass)" or the default profile's name.
+pub fn default_class_label(cfg: &Config) -> String {
+    match cfg.default_class {
+        crate::allowlist::Class::Deny => format!("deny ({:?})", cfg.default_action).to_lowercase(),
+        class => cfg.class_name(class),
+    }
 }
 
 fn check_interfaces(interfaces: &[String]) -> anyhow::Result<()> {
@@ -104,13 +137,13 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let mut maps = Maps::from_ebpf(&mut ebpf)?;
     let plan = apply(&mut maps, &cfg)?;
     info!(
-        "config {}: ports {:?}, default_action {:?}, mode {:?}, allowlist {} IPv4 + {} IPv6 prefixes (+{} -{})",
+        "config {}: ports {:?}, default class {}, mode {:?}, rules {} IPv4 + {} IPv6 prefixes (+{} -{})",
         cfg.path.display(),
         cfg.ports,
-        cfg.default_action,
+        default_class_label(&cfg),
         cfg.mode,
-        cfg.allow.v4.len(),
-        cfg.allow.v6.len(),
+        cfg.rules.count_v4(),
+        cfg.rules.count_v6(),
         plan.add.len(),
         plan.retire.len()
     );
@@ -160,10 +193,10 @@ fn reload(maps: &mut Maps, current: Config) -> Config {
     match apply(maps, &new) {
         Ok(plan) => {
             info!(
-                "reloaded {}: ports {:?}, default_action {:?}, mode {:?}, allowlist +{} -{}",
+                "reloaded {}: ports {:?}, default class {}, mode {:?}, rules +{} -{}",
                 new.path.display(),
                 new.ports,
-                new.default_action,
+                default_class_label(&new),
                 new.mode,
                 plan.add.len(),
                 plan.retire.len()
@@ -252,6 +285,9 @@ mod tests {
         }
         fn write_config(&mut self, cfg: &FilterConfig) -> anyhow::Result<()> {
             self.config = Some(*cfg);
+            self.check()
+        }
+        fn write_profiles(&mut self, _: &[RateProfile]) -> anyhow::Result<()> {
             self.check()
         }
     }

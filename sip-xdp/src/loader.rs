@@ -7,9 +7,10 @@ use anyhow::{anyhow, bail, Context as _};
 use aya::{
     maps::MapData,
     programs::{
-        links::{FdLink, PinnedLink},
+        links::{FdLink, LinkOrder, PinnedLink},
+        tc::{SchedClassifierLink, TcAttachOptions},
         xdp::XdpLink,
-        Xdp, XdpMode,
+        SchedClassifier, TcAttachType, Xdp, XdpMode,
     },
     Ebpf, EbpfLoader,
 };
@@ -17,9 +18,10 @@ use log::{info, warn};
 use sip_xdp_common::{
     counters::STATS_ENTRIES,
     maps::{
-        AllowValue, Counter, FilterConfig, FragKey, FragVerdict, SourceKey, SourceStats,
-        ALLOW_CAPACITY, ALLOW_V4_MAP, ALLOW_V6_MAP, CONFIG_MAP, FRAGS_CAPACITY, FRAGS_MAP,
-        PINNED_MAPS, SOURCES_MAP, STATS_MAP,
+        AllowValue, AuthState, BanEntry, Counter, FilterConfig, FragKey, FragVerdict, RateProfile, SourceKey,
+        SourceStats, ALLOW_CAPACITY, ALLOW_V4_MAP, ALLOW_V6_MAP, AUTH_CAPACITY, AUTH_MAP, BANS_CAPACITY,
+        BANS_MAP, CONFIG_MAP, FRAGS_CAPACITY, FRAGS_MAP, MAX_PROFILES, PINNED_MAPS, PROFILES_MAP, SOURCES_MAP,
+        STATS_MAP,
     },
 };
 
@@ -29,6 +31,8 @@ use crate::pin::PinDir;
 pub const OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sip-xdp"));
 /// Name of the ingress program in the object.
 pub const INGRESS_PROGRAM: &str = "sip_xdp_ingress";
+/// Name of the egress (TC) program that counts auth failures.
+pub const EGRESS_PROGRAM: &str = "sip_xdp_egress";
 
 /// How to attach when nothing is attached yet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,10 +53,16 @@ struct MapShape {
     disposable: bool,
 }
 
-fn expected_shapes(sources_table_size: u32) -> [MapShape; 6] {
+fn expected_shapes(sources_table_size: u32) -> [MapShape; 9] {
     let lpm_key = |data: usize| (size_of::<u32>() + data) as u32;
+    let source_key = size_of::<SourceKey>() as u32;
     [
-        MapShape { name: CONFIG_MAP, key_size: 4, value_size: size_of::<FilterConfig>() as u32, max_entries: 1, disposable: false },
+        // Rewritten from the config file at every start.
+        MapShape { name: CONFIG_MAP, key_size: 4, value_size: size_of::<FilterConfig>() as u32, max_entries: 1, disposable: true },
+        MapShape { name: PROFILES_MAP, key_size: 4, value_size: size_of::<RateProfile>() as u32, max_entries: MAX_PROFILES, disposable: true },
+        // Ban history and auth counts: losing them forgives, never blocks.
+        MapShape { name: BANS_MAP, key_size: source_key, value_size: size_of::<BanEntry>() as u32, max_entries: BANS_CAPACITY, disposable: true },
+        MapShape { name: AUTH_MAP, key_size: source_key, value_size: size_of::<AuthState>() as u32, max_entries: AUTH_CAPACITY, disposable: true },
         MapShape { name: ALLOW_V4_MAP, key_size: lpm_key(4), value_size: size_of::<AllowValue>() as u32, max_entries: ALLOW_CAPACITY, disposable: false },
         MapShape { name: ALLOW_V6_MAP, key_size: lpm_key(16), value_size: size_of::<AllowValue>() as u32, max_entries: ALLOW_CAPACITY, disposable: false },
         MapShape { name: STATS_MAP, key_size: 4, value_size: size_of::<Counter>() as u32, max_entries: STATS_ENTRIES, disposable: true },
@@ -112,7 +122,15 @@ pub fn load(pins: Option<&PinDir>, sources_table_size: u32) -> anyhow::Result<Eb
     }
     let mut ebpf = loader.load(OBJECT).context("cannot load the eBPF object")?;
     ingress(&mut ebpf)?.load().context("the kernel refused the XDP program")?;
+    egress(&mut ebpf)?.load().context("the kernel refused the TC egress program")?;
     Ok(ebpf)
+}
+
+pub fn egress(ebpf: &mut Ebpf) -> anyhow::Result<&mut SchedClassifier> {
+    let program = ebpf
+        .program_mut(EGRESS_PROGRAM)
+        .ok_or_else(|| anyhow!("the object has no program {EGRESS_PROGRAM}"))?;
+    Ok(program.try_into()?)
 }
 
 pub fn ingress(ebpf: &mut Ebpf) -> anyhow::Result<&mut Xdp> {
@@ -141,15 +159,16 @@ pub fn attach(
     interfaces: &[String],
     mode: AttachMode,
 ) -> anyhow::Result<Vec<(String, Attached)>> {
-    let program = ingress(ebpf)?;
     let mut done: Vec<(String, Attached)> = Vec::new();
     for interface in interfaces {
-        match attach_one(program, pins, interface, mode) {
+        let result = attach_one(ingress(ebpf)?, pins, interface, mode)
+            .and_then(|how| attach_egress(egress(ebpf)?, pins, interface).map(|()| how));
+        match result {
             Ok(how) => done.push((interface.clone(), how)),
             Err(err) => {
                 for (name, how) in &done {
                     if matches!(how, Attached::New(_)) {
-                        let _ = std::fs::remove_file(pins.link_path(name));
+                        detach(pins, std::slice::from_ref(name));
                     }
                 }
                 return Err(err.context(format!("cannot attach to {interface}")));
@@ -160,7 +179,7 @@ pub fn attach(
     for stale in pins.pinned_links() {
         if !interfaces.contains(&stale) {
             info!("detaching from {stale}: no longer configured");
-            let _ = std::fs::remove_file(pins.link_path(&stale));
+            detach(pins, &[stale]);
         }
     }
     Ok(done)
@@ -212,14 +231,40 @@ fn adopt(program: &mut Xdp, link_path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Removes the link pins of `interfaces`; the program detaches once the
+/// Attaches (or adopts) the egress observer with a pinned TCX link.
+fn attach_egress(program: &mut SchedClassifier, pins: &PinDir, interface: &str) -> anyhow::Result<()> {
+    let link_path = pins.egress_link_path(interface);
+    if link_path.exists() {
+        let adopted = PinnedLink::from_pin(&link_path)
+            .map_err(anyhow::Error::from)
+            .and_then(|pinned| Ok(SchedClassifierLink::try_from(FdLink::from(pinned))?))
+            .and_then(|link| Ok(program.attach_to_link(link)?));
+        match adopted {
+            Ok(_) => return Ok(()),
+            Err(err) => {
+                warn!("cannot adopt the pinned egress link on {interface} ({err:#}); attaching afresh");
+                std::fs::remove_file(&link_path)
+                    .with_context(|| format!("cannot remove stale link {}", link_path.display()))?;
+            }
+        }
+    }
+    let id = program
+        .attach_with_options(interface, TcAttachType::Egress, TcAttachOptions::TcxOrder(LinkOrder::default()))
+        .context("cannot attach the egress observer (needs TCX, Linux 6.6 or later)")?;
+    let link: FdLink = program.take_link(id)?.try_into().context("TC link is not an fd link")?;
+    link.pin(&link_path).with_context(|| format!("cannot pin link at {}", link_path.display()))?;
+    Ok(())
+}
+
+/// Removes the link pins of `interfaces`; the programs detach once the
 /// controller's own link handles close.
 pub fn detach(pins: &PinDir, interfaces: &[String]) {
     for interface in interfaces {
-        let path = pins.link_path(interface);
-        if let Err(err) = std::fs::remove_file(&path) {
-            if err.kind() != std::io::ErrorKind::NotFound {
-                warn!("cannot remove {}: {err}", path.display());
+        for path in [pins.link_path(interface), pins.egress_link_path(interface)] {
+            if let Err(err) = std::fs::remove_file(&path) {
+                if err.kind() != std::io::ErrorKind::NotFound {
+                    warn!("cannot remove {}: {err}", path.display());
+                }
             }
         }
     }

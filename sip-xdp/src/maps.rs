@@ -15,12 +15,13 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use sip_xdp_common::{
     counters::{stats_index, Action, Reason},
     maps::{
-        AllowValue, Counter, FilterConfig, SourceKey, SourceStats, ALLOW_V4_MAP, ALLOW_V6_MAP,
-        CONFIG_MAP, ORIGIN_CONFIG, SOURCES_MAP, STATS_MAP,
+        AllowValue, AuthState, BanEntry, Counter, FilterConfig, RateProfile, SourceKey, SourceStats,
+        ALLOW_V4_MAP, ALLOW_V6_MAP, AUTH_MAP, BANS_MAP, CLASS_TRUSTED, CONFIG_MAP, ORIGIN_CONFIG,
+        ORIGIN_RUNTIME, PROFILES_MAP, SOURCES_MAP, STATS_MAP,
     },
 };
 
-use crate::{allowlist::AllowSet, pin::PinDir};
+use crate::{allowlist::Rules, pin::PinDir};
 
 pub struct Maps {
     pub config: Array<MapData, FilterConfig>,
@@ -28,7 +29,14 @@ pub struct Maps {
     pub allow_v6: LpmTrie<MapData, [u8; 16], AllowValue>,
     pub stats: PerCpuArray<MapData, Counter>,
     pub sources: HashMap<MapData, SourceKey, SourceStats>,
+    pub profiles: Array<MapData, RateProfile>,
+    pub bans: HashMap<MapData, SourceKey, BanEntry>,
+    pub auth: HashMap<MapData, SourceKey, AuthState>,
 }
+
+/// The maps `Maps` holds, in `from_parts` order.
+const HELD_MAPS: [&str; 8] =
+    [CONFIG_MAP, ALLOW_V4_MAP, ALLOW_V6_MAP, STATS_MAP, SOURCES_MAP, PROFILES_MAP, BANS_MAP, AUTH_MAP];
 
 /// One row of the global counters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,41 +49,54 @@ pub struct StatRow {
 impl Maps {
     /// Takes the maps out of a loaded object.
     pub fn from_ebpf(ebpf: &mut Ebpf) -> anyhow::Result<Maps> {
-        let mut take = |name: &str| ebpf.take_map(name).ok_or_else(|| anyhow!("the program has no map {name}"));
-        Maps::from_parts(
-            take(CONFIG_MAP)?,
-            take(ALLOW_V4_MAP)?,
-            take(ALLOW_V6_MAP)?,
-            take(STATS_MAP)?,
-            take(SOURCES_MAP)?,
-        )
+        let mut maps = Vec::new();
+        for name in HELD_MAPS {
+            maps.push(ebpf.take_map(name).ok_or_else(|| anyhow!("the program has no map {name}"))?);
+        }
+        Maps::from_parts(maps)
     }
 
     /// Opens a running instance's pinned maps.
     pub fn open(pins: &PinDir) -> anyhow::Result<Maps> {
         pins.require_instance()?;
-        let open = |name: &str| -> anyhow::Result<Map> {
+        let mut maps = Vec::new();
+        for name in HELD_MAPS {
             let path = pins.map_path(name);
             let data = MapData::from_pin(&path).with_context(|| format!("cannot open {}", path.display()))?;
-            Ok(Map::from_map_data(data)?)
-        };
-        Maps::from_parts(
-            open(CONFIG_MAP)?,
-            open(ALLOW_V4_MAP)?,
-            open(ALLOW_V6_MAP)?,
-            open(STATS_MAP)?,
-            open(SOURCES_MAP)?,
-        )
+            maps.push(Map::from_map_data(data)?);
+        }
+        Maps::from_parts(maps)
     }
 
-    fn from_parts(config: Map, v4: Map, v6: Map, stats: Map, sources: Map) -> anyhow::Result<Maps> {
+    fn from_parts(maps: Vec<Map>) -> anyhow::Result<Maps> {
+        let [config, v4, v6, stats, sources, profiles, bans, auth]: [Map; 8] =
+            maps.try_into().map_err(|_| anyhow!("expected {} maps", HELD_MAPS.len()))?;
         Ok(Maps {
             config: config.try_into().context(CONFIG_MAP)?,
             allow_v4: v4.try_into().context(ALLOW_V4_MAP)?,
             allow_v6: v6.try_into().context(ALLOW_V6_MAP)?,
             stats: stats.try_into().context(STATS_MAP)?,
             sources: sources.try_into().context(SOURCES_MAP)?,
+            profiles: profiles.try_into().context(PROFILES_MAP)?,
+            bans: bans.try_into().context(BANS_MAP)?,
+            auth: auth.try_into().context(AUTH_MAP)?,
         })
+    }
+
+    pub fn write_profiles(&mut self, profiles: &[RateProfile]) -> anyhow::Result<()> {
+        for (i, p) in profiles.iter().enumerate() {
+            self.profiles.set(i as u32, p, 0).context("cannot write a rate profile")?;
+        }
+        Ok(())
+    }
+
+    /// Every entry of the ban table, active or kept as history.
+    pub fn ban_entries(&self) -> anyhow::Result<Vec<(SourceKey, BanEntry)>> {
+        let mut out = Vec::new();
+        for item in self.bans.iter() {
+            out.push(item?);
+        }
+        Ok(out)
     }
 
     pub fn read_config(&self) -> anyhow::Result<FilterConfig> {
@@ -152,6 +173,7 @@ pub trait FilterTarget {
     fn allow_insert(&mut self, net: IpNet, value: AllowValue) -> anyhow::Result<()>;
     fn allow_remove(&mut self, net: IpNet) -> anyhow::Result<()>;
     fn write_config(&mut self, cfg: &FilterConfig) -> anyhow::Result<()>;
+    fn write_profiles(&mut self, profiles: &[RateProfile]) -> anyhow::Result<()>;
 }
 
 impl FilterTarget for Maps {
@@ -167,6 +189,9 @@ impl FilterTarget for Maps {
     fn write_config(&mut self, cfg: &FilterConfig) -> anyhow::Result<()> {
         Maps::write_config(self, cfg)
     }
+    fn write_profiles(&mut self, profiles: &[RateProfile]) -> anyhow::Result<()> {
+        Maps::write_profiles(self, profiles)
+    }
 }
 
 /// What to change in the kernel allowlist to make the config's part of it
@@ -181,24 +206,23 @@ pub struct AllowPlan {
 }
 
 impl AllowPlan {
-    pub fn new(current: &BTreeMap<IpNet, AllowValue>, desired: &AllowSet) -> AllowPlan {
+    /// Entries from `allow add` stay trusted whatever the config says; the
+    /// config's prefixes take the config's class. Ban prefixes
+    /// (`ban add CIDR`) are left alone.
+    pub fn new(current: &BTreeMap<IpNet, AllowValue>, desired: &Rules) -> AllowPlan {
         let mut plan = AllowPlan::default();
-        let desired_nets: Vec<IpNet> = desired
-            .v4
-            .iter()
-            .map(|n| IpNet::V4(*n))
-            .chain(desired.v6.iter().map(|n| IpNet::V6(*n)))
-            .collect();
-        for net in &desired_nets {
+        for (net, class) in &desired.nets {
             let old = current.get(net).copied().unwrap_or_default();
-            if old.origin & ORIGIN_CONFIG == 0 {
-                plan.add.push((*net, AllowValue { origin: old.origin | ORIGIN_CONFIG, ..old }));
+            let (class, profile) = if old.origin & ORIGIN_RUNTIME != 0 { (CLASS_TRUSTED, 0) } else { class.kernel() };
+            let want = AllowValue { origin: old.origin | ORIGIN_CONFIG, class, profile, ..old };
+            if want != old {
+                plan.add.push((*net, want));
             }
         }
         for (net, value) in current {
-            if value.origin & ORIGIN_CONFIG != 0 && !desired_nets.contains(net) {
+            if value.origin & ORIGIN_CONFIG != 0 && !desired.nets.contains_key(net) {
                 let rest = value.origin & !ORIGIN_CONFIG;
-                plan.retire.push((*net, (rest != 0).then_some(AllowValue { origin: rest, ..*value })));
+                plan.retire.push((*net, (rest != 0).then_some(AllowValue { origin: rest, class: CLASS_TRUSTED, profile: 0, ..*value })));
             }
         }
         plan
@@ -221,14 +245,17 @@ pub fn source_addr(key: &SourceKey) -> std::net::IpAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::allowlist::parse_cidr;
-    use sip_xdp_common::maps::ORIGIN_RUNTIME;
+    use crate::allowlist::{parse_cidr, Class};
+    use sip_xdp_common::maps::{CLASS_LIMITED, ORIGIN_RUNTIME};
 
     fn net(s: &str) -> IpNet {
         parse_cidr(s).unwrap()
     }
     fn origin(o: u8) -> AllowValue {
         AllowValue { origin: o, ..Default::default() }
+    }
+    fn limited(o: u8, profile: u8) -> AllowValue {
+        AllowValue { origin: o, class: CLASS_LIMITED, profile, ..Default::default() }
     }
 
     #[test]
@@ -239,9 +266,9 @@ mod tests {
         current.insert(net("192.0.2.1/32"), origin(ORIGIN_RUNTIME)); // runtime only: untouched
         current.insert(net("2001:db8::/32"), origin(ORIGIN_CONFIG | ORIGIN_RUNTIME)); // keeps runtime
         current.insert(net("192.0.2.0/24"), origin(ORIGIN_RUNTIME)); // now also in config
-        let mut desired = AllowSet::default();
+        let mut desired = Rules::default();
         for s in ["198.51.100.0/24", "192.0.2.0/24", "2001:db8:1::/48"] {
-            desired.insert(net(s));
+            desired.insert(net(s), Class::Trusted);
         }
         let plan = AllowPlan::new(&current, &desired);
         assert_eq!(
@@ -274,6 +301,25 @@ mod tests {
             }
         }
         assert!(AllowPlan::new(&after, &desired).is_empty());
+    }
+
+    #[test]
+    fn plan_changes_classes_but_runtime_entries_stay_trusted() {
+        let mut current = BTreeMap::new();
+        current.insert(net("203.0.113.0/24"), origin(ORIGIN_CONFIG));
+        current.insert(net("192.0.2.9/32"), origin(ORIGIN_RUNTIME));
+        let mut desired = Rules::default();
+        desired.insert(net("203.0.113.0/24"), Class::Limited(2));
+        desired.insert(net("192.0.2.9/32"), Class::Limited(1));
+        let plan = AllowPlan::new(&current, &desired);
+        assert_eq!(
+            plan.add,
+            vec![
+                (net("192.0.2.9/32"), origin(ORIGIN_CONFIG | ORIGIN_RUNTIME)),
+                (net("203.0.113.0/24"), limited(ORIGIN_CONFIG, 2)),
+            ]
+        );
+        assert!(plan.retire.is_empty());
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The pin directory: where a running instance's maps and links live on
 //! bpffs, so CLI commands and a restarted controller can find them.
 //!
-//! Layout: `DIR/maps/<MAP_NAME>` and `DIR/links/<interface>`.
+//! Layout: `DIR/maps/<MAP_NAME>`, `DIR/links/<interface>` (XDP) and
+//! `DIR/egress/<interface>` (TC), interface names with dots escaped.
 
 use std::{
     ffi::CString,
@@ -41,8 +42,14 @@ impl PinDir {
         self.root.join("links")
     }
 
+    /// The XDP (ingress) link of an interface.
     pub fn link_path(&self, interface: &str) -> PathBuf {
-        self.links_dir().join(interface)
+        self.links_dir().join(pin_name(interface))
+    }
+
+    /// The TC egress link of an interface.
+    pub fn egress_link_path(&self, interface: &str) -> PathBuf {
+        self.root.join("egress").join(pin_name(interface))
     }
 
     /// Interfaces with a pinned link, i.e. where the filter is in force.
@@ -52,6 +59,7 @@ impl PinDir {
             .flatten()
             .flatten()
             .filter_map(|e| e.file_name().into_string().ok())
+            .map(|n| interface_of(&n))
             .collect();
         names.sort();
         names
@@ -94,7 +102,7 @@ impl PinDir {
                 .with_context(|| format!("cannot mount bpffs on {}", self.root.display()))?;
             mounted = true;
         }
-        for sub in ["maps", "links"] {
+        for sub in ["maps", "links", "egress"] {
             let dir = self.root.join(sub);
             std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
         }
@@ -116,6 +124,16 @@ impl PinDir {
         }
         Ok(dir)
     }
+}
+
+/// bpffs refuses names with a dot (VLAN interfaces have them): `%`-escape
+/// dots and the escape character itself.
+fn pin_name(interface: &str) -> String {
+    interface.replace('%', "%25").replace('.', "%2e")
+}
+
+fn interface_of(pin_name: &str) -> String {
+    pin_name.replace("%2e", ".").replace("%25", "%")
 }
 
 fn nearest_existing(path: &Path) -> Option<PathBuf> {
@@ -145,4 +163,18 @@ fn mount_bpffs(path: &Path) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pin_names_escape_dots_and_round_trip() {
+        for name in ["eth0", "eth0.100", "a%2eb", "bond0.10.20"] {
+            let pinned = pin_name(name);
+            assert!(!pinned.contains('.'), "{pinned}");
+            assert_eq!(interface_of(&pinned), name);
+        }
+    }
 }

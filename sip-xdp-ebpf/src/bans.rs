@@ -1,0 +1,55 @@
+//! Writing bans from the kernel: the very next packet from the source is
+//! dropped, with no round trip to userspace. Shared by the ingress (rate
+//! excess) and egress (auth failures) paths.
+
+use sip_xdp_common::{
+    limits::next_ban,
+    maps::{AllowValue, Event, FilterConfig, SourceKey, CLASS_TRUSTED, EVENT_BAN, EVENT_WOULD_BAN, MODE_MONITOR},
+};
+use aya_ebpf::maps::lpm_trie::Key;
+
+use crate::maps::{ALLOW_V4, ALLOW_V6, SIP_BANS, SIP_EVENTS};
+
+/// The rule (longest matching prefix) for an address, IPv4-mapped or not.
+#[inline(always)]
+pub fn rule_for(addr: &SourceKey) -> Option<&'static AllowValue> {
+    if is_v4_mapped(addr) {
+        ALLOW_V4.get(Key::new(32, [addr[12], addr[13], addr[14], addr[15]]))
+    } else {
+        ALLOW_V6.get(Key::new(128, *addr))
+    }
+}
+
+#[inline(always)]
+fn is_v4_mapped(a: &SourceKey) -> bool {
+    a[0] | a[1] | a[2] | a[3] | a[4] | a[5] | a[6] | a[7] | a[8] | a[9] == 0 && a[10] == 0xff && a[11] == 0xff
+}
+
+/// Bans `addr` (or, in monitor mode, reports that it would have) and tells
+/// the controller. Trusted sources are never banned. Not inlined: a ban is
+/// rare, and its own stack frame keeps the fast path under the BPF limit.
+#[inline(never)]
+pub fn ban(addr: &SourceKey, reason: u8, cfg: &FilterConfig, now_ns: u64, trusted_checked: bool) {
+    if !trusted_checked {
+        if let Some(rule) = rule_for(addr) {
+            if rule.class == CLASS_TRUSTED {
+                return;
+            }
+        }
+    }
+    let (kind, offenses, duration_ns) = if cfg.mode == MODE_MONITOR {
+        (EVENT_WOULD_BAN, 0, 0)
+    } else {
+        let previous = unsafe { SIP_BANS.get(addr) };
+        let entry = next_ban(previous, reason, cfg, now_ns);
+        if SIP_BANS.insert(addr, &entry, 0).is_err() {
+            return;
+        }
+        (EVENT_BAN, entry.offenses, entry.expires_ns - entry.banned_at_ns)
+    };
+    // Written straight into the ring buffer, not built on the stack.
+    if let Some(mut slot) = SIP_EVENTS.reserve::<Event>(0) {
+        slot.write(Event { kind, reason, _pad: [0; 2], offenses, addr: *addr, duration_ns, at_ns: now_ns });
+        slot.submit(0);
+    }
+}

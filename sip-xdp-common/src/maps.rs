@@ -152,11 +152,27 @@ pub struct AllowValue {
     pub class: u8,
     /// Rate profile, for [`CLASS_LIMITED`].
     pub profile: u8,
-    pub _pad: u8,
-    /// For [`CLASS_BANNED`]: CLOCK_BOOTTIME second at which the controller
-    /// lifts the ban (0: never).
+    /// For [`CLASS_BANNED`]: `CIDR_BAN_*`, what the controller has reported.
+    pub ban_state: u8,
+    /// For [`CLASS_BANNED`]: CLOCK_BOOTTIME second at which the ban ends
+    /// (0: never). An ended ban no longer matches; the controller's sweep
+    /// removes it.
     pub ban_expires_secs: u32,
 }
+
+impl AllowValue {
+    /// Is this a prefix ban that has not ended?
+    #[inline(always)]
+    pub fn ban_in_force(&self, now_ns: u64) -> bool {
+        self.class == CLASS_BANNED && (self.ban_expires_secs == 0 || now_ns / NS_PER_SEC < self.ban_expires_secs as u64)
+    }
+}
+
+/// `AllowValue::ban_state` of a prefix ban the controller has not reported yet.
+pub const CIDR_BAN_NEW: u8 = 0;
+pub const CIDR_BAN_ANNOUNCED: u8 = 1;
+/// Lifted with `sip-xdp ban del`: ended, to be reported and removed.
+pub const CIDR_BAN_LIFTED: u8 = 2;
 
 /// Token-bucket rates of a `limited` class.
 #[repr(C)]

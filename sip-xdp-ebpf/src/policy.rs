@@ -114,13 +114,16 @@ fn judge_source(
         }
     }
     let (class, profile, matched) = match rule_for(src) {
+        Some(rule) if rule.class == CLASS_BANNED && !rule.ban_in_force(now_ns) => {
+            // An ended prefix ban, not swept yet: as if there were no rule.
+            (cfg.default_class, cfg.default_profile, false)
+        }
         Some(rule) => (rule.class, rule.profile, true),
         None => (cfg.default_class, cfg.default_profile, false),
     };
     match class {
         CLASS_TRUSTED => Source::Trusted,
         CLASS_LIMITED => limit(src, stats.unwrap_or(core::ptr::null_mut()), profile, kind, now_ns),
-        // Lifted by the controller's sweep when it expires.
         CLASS_BANNED => Source::Banned,
         _ if matched => Source::Denied,
         _ => Source::Unmatched,

@@ -43,6 +43,9 @@ pub enum Command {
     /// Show or change the allowlist of the running instance.
     #[command(subcommand)]
     Allow(AllowCommand),
+    /// Show, add or lift bans on the running instance.
+    #[command(subcommand)]
+    Ban(BanCommand),
     /// Global counters: packets and bytes per action and reason.
     Stats {
         /// Print JSON instead of a table.
@@ -90,6 +93,26 @@ pub enum AllowCommand {
     /// Remove a prefix (exactly as listed) from the allowlist now.
     Del { cidr: String },
     /// List the allowlist with where each entry came from.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BanCommand {
+    /// Ban an address or a CIDR prefix now (trusted sources cannot be banned).
+    Add {
+        /// e.g. 203.0.113.7 or 203.0.113.0/24
+        target: String,
+        /// Length of the ban; default: the running config's ban.duration_secs.
+        #[arg(long, value_name = "SECS")]
+        duration: Option<u64>,
+    },
+    /// Lift a ban now.
+    Del { target: String },
+    /// Active bans: reason, remaining time, packets dropped since the ban.
     List {
         /// Print JSON instead of a table.
         #[arg(long)]

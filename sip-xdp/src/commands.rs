@@ -9,6 +9,8 @@ use sip_xdp_common::maps::{AllowValue, ORIGIN_CONFIG, ORIGIN_RUNTIME};
 
 use crate::{
     allowlist::parse_cidr,
+    bans,
+    clock::boottime_ns,
     config::Config,
     error::user_error,
     maps::{source_addr, Maps},
@@ -157,10 +159,34 @@ pub fn sources(pins: &PinDir, top: usize, as_json: bool) -> anyhow::Result<Strin
     Ok(out)
 }
 
-/// CLOCK_BOOTTIME in ns, the clock of `bpf_ktime_get_boot_ns`.
-fn boottime_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: ts is a valid out pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+pub fn ban_add(pins: &PinDir, target: &str, duration: Option<u64>) -> anyhow::Result<String> {
+    let net = parse_arg(target)?;
+    bans::add(&mut Maps::open(pins)?, net, duration)
+}
+
+pub fn ban_del(pins: &PinDir, target: &str) -> anyhow::Result<String> {
+    let net = parse_arg(target)?;
+    bans::del(&mut Maps::open(pins)?, net)
+}
+
+pub fn ban_list(pins: &PinDir, as_json: bool) -> anyhow::Result<String> {
+    let rows = bans::list(&Maps::open(pins)?)?;
+    if as_json {
+        let list: Vec<_> = rows
+            .iter()
+            .map(|r| {
+                json!({"source": r.source, "reason": r.reason, "remaining_secs": r.remaining_secs,
+                       "dropped": r.dropped, "offenses": r.offenses})
+            })
+            .collect();
+        return Ok(format!("{}\n", serde_json::to_string_pretty(&list)?));
+    }
+    let mut out = format!("{:<44} {:<14} {:>10} {:>12} {:>9}\n", "SOURCE", "REASON", "REMAINING", "DROPPED", "OFFENSES");
+    for r in &rows {
+        let remaining = r.remaining_secs.map_or("-".to_string(), |s| format!("{s}s"));
+        let dropped = r.dropped.map_or("-".to_string(), |d| d.to_string());
+        writeln!(out, "{:<44} {:<14} {:>10} {:>12} {:>9}", r.source, r.reason, remaining, dropped, r.offenses)?;
+    }
+    writeln!(out, "{} active bans", rows.len())?;
+    Ok(out)
 }

@@ -2,19 +2,24 @@
 //! told to stop. The kernel keeps filtering if this process dies; a new run
 //! adopts what it left pinned.
 
-use std::{ffi::CString, path::PathBuf};
+use std::{ffi::CString, path::PathBuf, time::Duration};
 
 use anyhow::Context as _;
-use aya::Ebpf;
+use aya::{maps::RingBuf, Ebpf};
 use log::{error, info, warn};
 use sip_xdp_common::maps::{
-    FilterConfig, RateProfile, DEFAULT_ACTION_DROP, DEFAULT_ACTION_PASS, MAX_PORTS, MODE_ENFORCE, MODE_MONITOR,
-    NS_PER_SEC,
+    FilterConfig, RateProfile, DEFAULT_ACTION_DROP, DEFAULT_ACTION_PASS, EVENTS_MAP, MAX_PORTS, MODE_ENFORCE,
+    MODE_MONITOR, NS_PER_SEC,
 };
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::{
+    signal::unix::{signal, SignalKind},
+    sync::mpsc::{unbounded_channel, UnboundedReceiver},
+};
 
 use crate::{
+    bans,
     config::{Config, DefaultAction, Mode},
+    events::{Event, EventSink},
     error::user_error,
     loader::{self, AttachMode, Attached},
     maps::{AllowPlan, FilterTarget, Maps},
@@ -134,6 +139,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     );
     let mut ebpf = loader::load(Some(pins), cfg.sources_table_size)?;
     start_log_forwarding(&mut ebpf);
+    let kernel_events = start_event_forwarding(&mut ebpf)?;
     let mut maps = Maps::from_ebpf(&mut ebpf)?;
     let plan = apply(&mut maps, &cfg)?;
     info!(
@@ -155,24 +161,70 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     }
     info!("filtering; SIGHUP reloads {}, SIGINT/SIGTERM detach and exit", cfg.path.display());
 
-    let result = serve_signals(&mut maps, cfg).await;
+    let result = serve(&mut maps, cfg, kernel_events).await;
     loader::detach(pins, &interfaces);
     drop(ebpf);
     info!("detached from {}", interfaces.join(", "));
     result
 }
 
-async fn serve_signals(maps: &mut Maps, mut cfg: Config) -> anyhow::Result<()> {
+/// How often bans are swept: expiries are reported within this.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Signals, kernel events and the ban sweep, until SIGINT/SIGTERM.
+async fn serve(maps: &mut Maps, mut cfg: Config, mut kernel_events: UnboundedReceiver<Event>) -> anyhow::Result<()> {
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
     let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let mut hangup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+    let mut sink = EventSink::new(&cfg.events);
+    let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = interrupt.recv() => { info!("SIGINT received"); return Ok(()); }
             _ = terminate.recv() => { info!("SIGTERM received"); return Ok(()); }
-            _ = hangup.recv() => cfg = reload(maps, cfg),
+            _ = hangup.recv() => {
+                let events = cfg.events.clone();
+                cfg = reload(maps, cfg);
+                if cfg.events != events {
+                    sink = EventSink::new(&cfg.events);
+                }
+            }
+            Some(event) = kernel_events.recv() => sink.emit(&event),
+            _ = sweep.tick() => {
+                match bans::sweep(maps, &cfg.rules, cfg.ban.max_duration_secs * NS_PER_SEC) {
+                    Ok(events) => events.iter().for_each(|e| sink.emit(e)),
+                    Err(err) => warn!("ban sweep failed: {err:#}"),
+                }
+            }
         }
     }
+}
+
+/// Reads the kernel's event ring buffer and forwards decoded events.
+fn start_event_forwarding(ebpf: &mut Ebpf) -> anyhow::Result<UnboundedReceiver<Event>> {
+    let map = ebpf.take_map(EVENTS_MAP).ok_or_else(|| anyhow::anyhow!("the program has no map {EVENTS_MAP}"))?;
+    let ring = RingBuf::try_from(map).context("event ring buffer")?;
+    // SAFETY: the ring buffer owns its fd and keeps it open, and the same,
+    // until it is dropped together with the AsyncFd.
+    let mut fd = unsafe { tokio::io::unix::AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
+        .context("cannot poll the event ring buffer")?;
+    let (tx, rx) = unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let Ok(mut guard) = fd.readable_mut().await else { return };
+            let ring = guard.get_inner_mut();
+            while let Some(record) = ring.next() {
+                if let Some(event) = Event::from_kernel(&record) {
+                    if tx.send(event).is_err() {
+                        return;
+                    }
+                }
+            }
+            guard.clear_ready();
+        }
+    });
+    Ok(rx)
 }
 
 /// Applies the config file anew; on any error the running config stays.

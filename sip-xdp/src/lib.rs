@@ -2,11 +2,14 @@
 //! CLI over it, and the privileged tests load the same object through it.
 
 pub mod allowlist;
+pub mod bans;
 pub mod cli;
+pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod daemon;
 pub mod error;
+pub mod events;
 pub mod loader;
 pub mod maps;
 pub mod pin;

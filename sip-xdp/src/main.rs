@@ -2,7 +2,7 @@ use std::io::Write as _;
 
 use clap::Parser as _;
 use sip_xdp::{
-    cli::{AllowCommand, Cli, Command, XdpModeArg},
+    cli::{AllowCommand, BanCommand, Cli, Command, XdpModeArg},
     commands,
     daemon::{self, RunOptions},
     error::exit_status,
@@ -37,6 +37,9 @@ fn main() {
         Command::Allow(AllowCommand::Add { cidr }) => commands::allow_add(&pins, &cidr),
         Command::Allow(AllowCommand::Del { cidr }) => commands::allow_del(&pins, &cidr),
         Command::Allow(AllowCommand::List { json }) => commands::allow_list(&pins, json),
+        Command::Ban(BanCommand::Add { target, duration }) => commands::ban_add(&pins, &target, duration),
+        Command::Ban(BanCommand::Del { target }) => commands::ban_del(&pins, &target),
+        Command::Ban(BanCommand::List { json }) => commands::ban_list(&pins, json),
         Command::Stats { json } => commands::stats(&pins, json),
         Command::Sources { top, json } => commands::sources(&pins, top, json),
     };

@@ -1,0 +1,215 @@
+//! Bans seen from userspace: listing, adding and lifting them from the CLI,
+//! and the controller's sweep that reports and expires them.
+//!
+//! A single address is banned in the kernel's ban table (where the kernel's
+//! own bans go); a wider prefix becomes a `banned` rule in the rule tries.
+//! The CLI never reports events itself: it marks entries, and the running
+//! controller's sweep (every second) reports them, so every ban, expiry and
+//! unban goes through the same log and webhook.
+
+use std::{net::IpAddr, time::SystemTime};
+
+use anyhow::Context as _;
+use ipnet::IpNet;
+use sip_xdp_common::maps::{
+    AllowValue, BanEntry, SourceKey, BAN_ACTIVE, BAN_EXPIRED, BAN_LIFTED, BAN_REASON_MANUAL, CIDR_BAN_ANNOUNCED,
+    CIDR_BAN_LIFTED, CIDR_BAN_NEW, CLASS_BANNED, CLASS_TRUSTED, ORIGIN_BAN,
+};
+
+use crate::{
+    allowlist::{Class, Rules},
+    clock::{boottime_ns, wall_clock_of, NS_PER_SEC},
+    error::user_error,
+    events::{reason_name, Event, Kind},
+    maps::{source_addr, Maps},
+};
+
+/// One active ban, for `ban list`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BanRow {
+    pub source: String,
+    pub reason: &'static str,
+    /// None: until lifted.
+    pub remaining_secs: Option<u64>,
+    /// Packets dropped since the ban began (single addresses only).
+    pub dropped: Option<u64>,
+    pub offenses: u32,
+}
+
+fn key_of(addr: IpAddr) -> SourceKey {
+    match addr {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+        IpAddr::V6(v6) => v6.octets(),
+    }
+}
+
+/// A single address (a /32 or /128) or a wider prefix.
+fn single(net: &IpNet) -> Option<IpAddr> {
+    (net.prefix_len() == net.max_prefix_len()).then_some(net.addr())
+}
+
+pub fn list(maps: &Maps) -> anyhow::Result<Vec<BanRow>> {
+    let now = boottime_ns();
+    let mut rows = Vec::new();
+    for (key, b) in maps.ban_entries()? {
+        if b.in_force(now) {
+            rows.push(BanRow {
+                source: source_addr(&key).to_string(),
+                reason: reason_name(b.reason),
+                remaining_secs: Some((b.expires_ns - now).div_ceil(NS_PER_SEC)),
+                dropped: Some(b.dropped),
+                offenses: b.offenses,
+            });
+        }
+    }
+    for (net, v) in maps.allow_entries()? {
+        if v.ban_in_force(now) {
+            rows.push(BanRow {
+                source: net.to_string(),
+                reason: reason_name(BAN_REASON_MANUAL),
+                remaining_secs: (v.ban_expires_secs != 0).then(|| (v.ban_expires_secs as u64).saturating_sub(now / NS_PER_SEC)),
+                dropped: None,
+                offenses: 1,
+            });
+        }
+    }
+    rows.sort_by(|a, b| a.source.cmp(&b.source));
+    Ok(rows)
+}
+
+/// The trusted rule covering `net`, if any: trusted sources are never banned.
+fn trusted_cover(maps: &Maps, net: &IpNet) -> anyhow::Result<Option<IpNet>> {
+    Ok(maps
+        .allow_entries()?
+        .into_iter()
+        .filter(|(rule, v)| v.class == CLASS_TRUSTED && (rule.contains(net) || net.contains(rule)))
+        .map(|(rule, _)| rule)
+        .next())
+}
+
+/// Bans `net` for `duration_secs` (default: the running config's first-ban
+/// duration).
+pub fn add(maps: &mut Maps, net: IpNet, duration_secs: Option<u64>) -> anyhow::Result<String> {
+    if let Some(rule) = trusted_cover(maps, &net)? {
+        return Err(user_error(format!("{net} overlaps the trusted rule {rule}; trusted sources are never banned")));
+    }
+    let now = boottime_ns();
+    let duration_ns = match duration_secs {
+        Some(0) => return Err(user_error("--duration must be at least 1 second")),
+        Some(s) => s.saturating_mul(NS_PER_SEC),
+        None => maps.read_config()?.ban_duration_ns,
+    };
+    match single(&net) {
+        Some(addr) => {
+            let key = key_of(addr);
+            let previous = maps.bans.get(&key, 0).ok();
+            let entry = BanEntry {
+                expires_ns: now + duration_ns,
+                banned_at_ns: now,
+                dropped: 0,
+                offenses: previous.map_or(0, |p| p.offenses) + 1,
+                reason: BAN_REASON_MANUAL,
+                state: BAN_ACTIVE,
+                announced: 0,
+                _pad: 0,
+            };
+            maps.bans.insert(key, entry, 0).with_context(|| format!("cannot ban {addr}"))?;
+        }
+        None => {
+            if maps.allow_entries()?.contains_key(&net) {
+                return Err(user_error(format!(
+                    "{net} is already a rule or a ban; change the rule in the config, or ban a longer or shorter prefix"
+                )));
+            }
+            let expires = (now + duration_ns).div_ceil(NS_PER_SEC);
+            let value = AllowValue {
+                origin: ORIGIN_BAN,
+                class: CLASS_BANNED,
+                profile: 0,
+                ban_state: CIDR_BAN_NEW,
+                ban_expires_secs: u32::try_from(expires).unwrap_or(u32::MAX),
+            };
+            maps.allow_insert(net, value)?;
+        }
+    }
+    Ok(format!("banned {net} for {}s\n", duration_ns / NS_PER_SEC))
+}
+
+/// Lifts a ban at once; the controller reports it.
+pub fn del(maps: &mut Maps, net: IpNet) -> anyhow::Result<String> {
+    let now = boottime_ns();
+    match single(&net) {
+        Some(addr) => {
+            let key = key_of(addr);
+            match maps.bans.get(&key, 0) {
+                Ok(mut b) if b.in_force(now) => {
+                    b.state = BAN_LIFTED;
+                    maps.bans.insert(key, b, 0).with_context(|| format!("cannot unban {addr}"))?;
+                }
+                _ => return Err(user_error(format!("{addr} is not banned (see `sip-xdp ban list`)"))),
+            }
+        }
+        None => match maps.allow_entries()?.get(&net) {
+            Some(v) if v.ban_in_force(now) => {
+                let lifted = AllowValue { ban_state: CIDR_BAN_LIFTED, ban_expires_secs: 1, ..*v };
+                maps.allow_insert(net, lifted)?;
+            }
+            _ => return Err(user_error(format!("{net} is not banned (see `sip-xdp ban list`)"))),
+        },
+    }
+    Ok(format!("unbanned {net}\n"))
+}
+
+/// Reports and tidies the ban tables: bans made with the CLI, expiries,
+/// lifts, bans of sources the config now trusts (lifted), and history
+/// older than the maximum ban (forgotten).
+pub fn sweep(maps: &mut Maps, rules: &Rules, forget_after_ns: u64) -> anyhow::Result<Vec<Event>> {
+    let now = boottime_ns();
+    let event = |kind, reason, source: String, b: Option<&BanEntry>| Event {
+        kind,
+        reason,
+        source,
+        duration_secs: b.map(|b| (b.expires_ns - b.banned_at_ns) / NS_PER_SEC),
+        offenses: b.map(|b| b.offenses),
+        at: SystemTime::now(),
+    };
+    let mut events = Vec::new();
+    for (key, mut b) in maps.ban_entries()? {
+        let addr = source_addr(&key);
+        let source = addr.to_string();
+        let trusted = matches!(rules.class_of(addr), Some((_, Class::Trusted)));
+        if b.state == BAN_ACTIVE && trusted {
+            let _ = maps.bans.remove(&key);
+            events.push(event(Kind::Unban, "now_trusted", source, None));
+        } else if b.state == BAN_LIFTED {
+            let _ = maps.bans.remove(&key);
+            events.push(event(Kind::Unban, "manual", source, None));
+        } else if b.state == BAN_ACTIVE && !b.in_force(now) {
+            b.state = BAN_EXPIRED;
+            let _ = maps.bans.insert(key, b, 0);
+            events.push(Event { at: wall_clock_of(b.expires_ns, now), ..event(Kind::Expire, reason_name(b.reason), source, None) });
+        } else if b.state == BAN_ACTIVE && b.announced == 0 {
+            b.announced = 1;
+            let _ = maps.bans.insert(key, b, 0);
+            events.push(Event { at: wall_clock_of(b.banned_at_ns, now), ..event(Kind::Ban, reason_name(b.reason), source, Some(&b)) });
+        } else if b.state == BAN_EXPIRED && now.saturating_sub(b.expires_ns) > forget_after_ns {
+            let _ = maps.bans.remove(&key);
+        }
+    }
+    for (net, v) in maps.allow_entries()? {
+        if v.class != CLASS_BANNED {
+            continue;
+        }
+        if v.ban_state == CIDR_BAN_LIFTED {
+            maps.allow_remove(net)?;
+            events.push(event(Kind::Unban, "manual", net.to_string(), None));
+        } else if !v.ban_in_force(now) {
+            maps.allow_remove(net)?;
+            events.push(event(Kind::Expire, "manual", net.to_string(), None));
+        } else if v.ban_state == CIDR_BAN_NEW {
+            maps.allow_insert(net, AllowValue { ban_state: CIDR_BAN_ANNOUNCED, ..v })?;
+            events.push(event(Kind::Ban, "manual", net.to_string(), None));
+        }
+    }
+    Ok(events)
+}

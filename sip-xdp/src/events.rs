@@ -1,0 +1,195 @@
+//! Ban events: from the kernel's ring buffer (bans, would-be bans) and from
+//! the controller's own sweep (expiries, unbans, bans made with the CLI).
+//! Each becomes one structured log line, text or JSON, and optionally a
+//! JSON POST to a webhook so administrators hear of attacks as they happen.
+
+use std::{
+    sync::mpsc::{sync_channel, SyncSender, TrySendError},
+    time::{Duration, SystemTime},
+};
+
+use log::{info, warn};
+use serde_json::json;
+use sip_xdp_common::maps::{
+    self as kmaps, BAN_REASON_AUTH, BAN_REASON_MANUAL, BAN_REASON_RATE, EVENT_BAN, EVENT_EXPIRE, EVENT_UNBAN,
+    EVENT_WOULD_BAN,
+};
+
+use crate::{
+    clock::{boottime_ns, wall_clock_of},
+    config::{EventFormat, Events},
+    maps::source_addr,
+};
+
+/// Webhook POSTs waiting to be sent; past this, events are still logged
+/// but not posted (a dead webhook must not hold the controller up).
+const WEBHOOK_QUEUE: usize = 1024;
+const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Ban,
+    WouldBan,
+    Expire,
+    Unban,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Ban => "ban",
+            Kind::WouldBan => "would_ban",
+            Kind::Expire => "expire",
+            Kind::Unban => "unban",
+        }
+    }
+}
+
+/// One event, ready to log or post.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    pub kind: Kind,
+    /// `rate_excess`, `auth_failures`, `manual`, or why an unban happened.
+    pub reason: &'static str,
+    /// An address or a CIDR prefix.
+    pub source: String,
+    pub duration_secs: Option<u64>,
+    pub offenses: Option<u32>,
+    pub at: SystemTime,
+}
+
+pub fn reason_name(reason: u8) -> &'static str {
+    match reason {
+        BAN_REASON_RATE => "rate_excess",
+        BAN_REASON_AUTH => "auth_failures",
+        BAN_REASON_MANUAL => "manual",
+        _ => "unknown",
+    }
+}
+
+impl Event {
+    /// Decodes a ring-buffer record.
+    pub fn from_kernel(bytes: &[u8]) -> Option<Event> {
+        if bytes.len() < std::mem::size_of::<kmaps::Event>() {
+            return None;
+        }
+        // SAFETY: length checked; the record is a plain repr(C) struct.
+        let e: kmaps::Event = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+        let kind = match e.kind {
+            EVENT_BAN => Kind::Ban,
+            EVENT_WOULD_BAN => Kind::WouldBan,
+            EVENT_EXPIRE => Kind::Expire,
+            EVENT_UNBAN => Kind::Unban,
+            _ => return None,
+        };
+        Some(Event {
+            kind,
+            reason: reason_name(e.reason),
+            source: source_addr(&e.addr).to_string(),
+            duration_secs: (kind == Kind::Ban).then_some(e.duration_ns.div_ceil(1_000_000_000)),
+            offenses: (kind == Kind::Ban).then_some(e.offenses),
+            at: wall_clock_of(e.at_ns, boottime_ns()),
+        })
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        json!({
+            "event": self.kind.name(),
+            "source": self.source,
+            "reason": self.reason,
+            "duration_secs": self.duration_secs,
+            "offenses": self.offenses,
+            "time": humantime::format_rfc3339_seconds(self.at).to_string(),
+        })
+    }
+
+    pub fn to_text(&self) -> String {
+        let mut line = format!("event={} source={} reason={}", self.kind.name(), self.source, self.reason);
+        if let Some(d) = self.duration_secs {
+            line.push_str(&format!(" duration={d}s"));
+        }
+        if let Some(n) = self.offenses {
+            line.push_str(&format!(" offenses={n}"));
+        }
+        line
+    }
+}
+
+/// Where events go: the log, and the webhook if one is configured.
+pub struct EventSink {
+    format: EventFormat,
+    webhook: Option<SyncSender<String>>,
+}
+
+impl EventSink {
+    pub fn new(cfg: &Events) -> EventSink {
+        let webhook = cfg.webhook.clone().map(|url| {
+            let (tx, rx) = sync_channel::<String>(WEBHOOK_QUEUE);
+            std::thread::spawn(move || {
+                let agent: ureq::Agent =
+                    ureq::Agent::config_builder().timeout_global(Some(WEBHOOK_TIMEOUT)).build().into();
+                // Ends when the sink (the sender) is dropped.
+                for body in rx {
+                    let sent = agent.post(&url).header("Content-Type", "application/json").send(body.as_str());
+                    if let Err(err) = sent {
+                        warn!("webhook {url}: {err}");
+                    }
+                }
+            });
+            tx
+        });
+        EventSink { format: cfg.format, webhook }
+    }
+
+    pub fn emit(&self, event: &Event) {
+        let doc = event.to_json();
+        match self.format {
+            EventFormat::Text => info!(target: "sip_xdp::event", "{}", event.to_text()),
+            EventFormat::Json => info!(target: "sip_xdp::event", "{doc}"),
+        }
+        if let Some(tx) = &self.webhook {
+            if let Err(TrySendError::Full(_)) = tx.try_send(doc.to_string()) {
+                warn!("webhook queue full; event for {} not posted", event.source);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sip_xdp_common::maps::v4_mapped;
+
+    fn kernel_record(kind: u8, reason: u8) -> Vec<u8> {
+        let e = kmaps::Event {
+            kind,
+            reason,
+            _pad: [0; 2],
+            offenses: 2,
+            addr: v4_mapped([198, 18, 2, 2]),
+            duration_ns: 1_200_000_000_000,
+            at_ns: boottime_ns(),
+        };
+        // SAFETY: viewing a repr(C) value as bytes.
+        unsafe { std::slice::from_raw_parts((&raw const e).cast::<u8>(), std::mem::size_of::<kmaps::Event>()) }.to_vec()
+    }
+
+    #[test]
+    fn kernel_bans_decode_to_lines_and_json() {
+        let ev = Event::from_kernel(&kernel_record(EVENT_BAN, BAN_REASON_AUTH)).unwrap();
+        assert_eq!(ev.to_text(), "event=ban source=198.18.2.2 reason=auth_failures duration=1200s offenses=2");
+        let j = ev.to_json();
+        assert_eq!(j["event"], "ban");
+        assert_eq!(j["source"], "198.18.2.2");
+        assert_eq!(j["duration_secs"], 1200);
+        assert!(j["time"].as_str().unwrap().ends_with('Z'));
+        let would = Event::from_kernel(&kernel_record(EVENT_WOULD_BAN, BAN_REASON_RATE)).unwrap();
+        assert_eq!(would.to_text(), "event=would_ban source=198.18.2.2 reason=rate_excess");
+    }
+
+    #[test]
+    fn garbage_records_are_ignored() {
+        assert!(Event::from_kernel(&[1, 2, 3]).is_none());
+        assert!(Event::from_kernel(&kernel_record(99, 1)).is_none());
+    }
+}

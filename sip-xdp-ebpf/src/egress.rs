@@ -74,12 +74,17 @@ fn answers_register(ctx: &TcContext, payload_offset: usize) -> bool {
     let Some(buf) = SIP_SCRATCH.get_ptr_mut(0) else { return false };
     let buf = unsafe { &mut *buf };
     *buf = [0u8; RESPONSE_SCAN];
-    // The raw helper with constant lengths: aya's `load_bytes` clamps the
-    // length to the packet, which the verifier sees as possibly zero.
-    let mut load = |len: usize| unsafe {
+    // min(payload, buffer) bytes in one copy. `black_box` keeps LLVM from
+    // folding the bounds check into something the verifier cannot follow:
+    // it must see 1 <= len <= RESPONSE_SCAN on the register it passes.
+    let available = (unsafe { (*ctx.skb.skb).len } as usize).saturating_sub(payload_offset);
+    let len = core::hint::black_box(if available > RESPONSE_SCAN { RESPONSE_SCAN } else { available });
+    if len == 0 || len > RESPONSE_SCAN {
+        return false;
+    }
+    let loaded = unsafe {
         bpf_skb_load_bytes(ctx.skb.skb as *const c_void, payload_offset as u32, buf.as_mut_ptr().cast(), len as u32) == 0
     };
-    let loaded = load(RESPONSE_SCAN) || load(RESPONSE_SCAN / 2) || load(RESPONSE_SCAN / 4);
     if !loaded {
         return false;
     }

@@ -4,12 +4,16 @@
 use std::collections::BTreeMap;
 
 use aya::{
+    maps::{MapData, RingBuf},
     programs::{TestRun, TestRunOptions},
     Ebpf,
 };
 use sip_xdp::{allowlist::parse_cidr, loader, maps::Maps};
 use sip_xdp_common::{
-    maps::{AllowValue, Counter, FilterConfig, SourceStats, DEFAULT_SOURCES_CAPACITY, ORIGIN_CONFIG},
+    maps::{
+        AllowValue, BanEntry, Counter, Event, FilterConfig, RateProfile, SourceKey, SourceStats,
+        DEFAULT_SOURCES_CAPACITY, EVENTS_MAP, ORIGIN_CONFIG,
+    },
     Action, Reason,
 };
 
@@ -19,6 +23,7 @@ pub const XDP_PASS: u32 = 2;
 pub struct Filter {
     ebpf: Ebpf,
     pub maps: Maps,
+    events: Option<RingBuf<MapData>>,
 }
 
 /// The filter config most tests use: ports 5060 and 5061, drop, enforce.
@@ -35,7 +40,7 @@ impl Filter {
         let mut ebpf = loader::load(None, DEFAULT_SOURCES_CAPACITY).expect("load the XDP program (needs root)");
         let mut maps = Maps::from_ebpf(&mut ebpf).expect("maps");
         maps.write_config(&config).expect("config");
-        Filter { ebpf, maps }
+        Filter { ebpf, maps, events: None }
     }
 
     pub fn set_config(&mut self, config: FilterConfig) {
@@ -91,11 +96,63 @@ impl Filter {
 
     /// Per-source counters for an address (IPv4 as `a.b.c.d`).
     pub fn source(&self, addr: &str) -> Option<SourceStats> {
-        let ip: std::net::IpAddr = addr.parse().expect("address");
-        let key = match ip {
-            std::net::IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
-            std::net::IpAddr::V6(v6) => v6.octets(),
-        };
-        self.maps.sources.get(&key, 0).ok()
+        self.maps.sources.get(&source_key(addr), 0).ok()
     }
+}
+
+/// What the ban and rate tests need beyond the allowlist.
+impl Filter {
+    /// Adds a rule with a class (`CLASS_*`) and profile.
+    pub fn rule(&mut self, cidr: &str, class: u8, profile: u8) {
+        let net = parse_cidr(cidr).expect("test CIDR");
+        let value = AllowValue { origin: ORIGIN_CONFIG, class, profile, ..Default::default() };
+        self.maps.allow_insert(net, value).expect("rule");
+    }
+
+    pub fn profile(&mut self, index: u32, profile: RateProfile) {
+        self.maps.profiles.set(index, profile, 0).expect("profile");
+    }
+
+    pub fn ban_of(&self, addr: &str) -> Option<BanEntry> {
+        self.maps.bans.get(&source_key(addr), 0).ok()
+    }
+
+    pub fn set_ban(&mut self, addr: &str, entry: BanEntry) {
+        self.maps.bans.insert(source_key(addr), entry, 0).expect("ban");
+    }
+
+    /// Events the program has written since the last call.
+    pub fn events(&mut self) -> Vec<Event> {
+        let ring = self.events.get_or_insert_with(|| {
+            let map = self.ebpf.take_map(EVENTS_MAP).expect("events map");
+            RingBuf::try_from(map).expect("ring buffer")
+        });
+        let mut out = Vec::new();
+        while let Some(item) = ring.next() {
+            assert_eq!(item.len(), std::mem::size_of::<Event>());
+            // SAFETY: length checked; plain repr(C) record.
+            out.push(unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<Event>()) });
+        }
+        out
+    }
+
+    /// Runs one frame through the egress (TC) program; returns its code.
+    pub fn run_egress(&mut self, frame: &[u8]) -> i32 {
+        let program = loader::egress(&mut self.ebpf).expect("egress program");
+        let opts = TestRunOptions { data_in: Some(frame), ..TestRunOptions::default() };
+        program.test_run(opts).expect("BPF_PROG_TEST_RUN (TC)").return_value as i32
+    }
+}
+
+/// The per-source key of an address (IPv4 mapped).
+pub fn source_key(addr: &str) -> SourceKey {
+    match addr.parse::<std::net::IpAddr>().expect("address") {
+        std::net::IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+        std::net::IpAddr::V6(v6) => v6.octets(),
+    }
+}
+
+/// CLOCK_BOOTTIME now, the clock of the kernel's timestamps.
+pub fn now_ns() -> u64 {
+    sip_xdp::clock::boottime_ns()
 }

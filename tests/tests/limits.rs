@@ -1,0 +1,294 @@
+//! Verdict tables for source classes, rate limits and bans: the real
+//! object, private maps, frames through BPF_PROG_TEST_RUN for both the XDP
+//! ingress and the TC egress program. Needs root.
+
+use sip_xdp_common::{
+    maps::{
+        BanEntry, FilterConfig, RateProfile, BAN_ACTIVE, BAN_EXPIRED, BAN_LIFTED, BAN_REASON_AUTH, BAN_REASON_MANUAL,
+        BAN_REASON_RATE, CLASS_BANNED, CLASS_DENY, CLASS_LIMITED, CLASS_TRUSTED, EVENT_BAN, EVENT_WOULD_BAN,
+        MODE_MONITOR, NS_PER_SEC,
+    },
+    Action::*,
+    Reason::*,
+};
+use sip_xdp_tests::{frames::*, harness::*};
+
+const CUSTOMER: [u8; 4] = [203, 0, 113, 10];
+const CUSTOMER_V6: &str = "2001:db8:100::10";
+
+/// Customers (203.0.113.0/24, 2001:db8:100::/48) are limited by profile 0:
+/// a burst of 3 REGISTERs at 1/s, 10 requests at 1/s; 4 excess packets
+/// within 10 s ban for 60 s.
+fn limited_filter(mode: u8) -> Filter {
+    let cfg = FilterConfig {
+        mode,
+        ban_after_excess: 4,
+        ban_window_ns: 10 * NS_PER_SEC,
+        ban_duration_ns: 60 * NS_PER_SEC,
+        ban_max_duration_ns: 600 * NS_PER_SEC,
+        auth_max: 3,
+        auth_window_ns: 60 * NS_PER_SEC,
+        ..sip_config()
+    };
+    let mut f = Filter::load(cfg);
+    f.profile(0, RateProfile { register_per_sec: 1, register_burst: 3, requests_per_sec: 1, requests_burst: 10 });
+    f.rule("203.0.113.0/24", CLASS_LIMITED, 0);
+    f.rule("2001:db8:100::/48", CLASS_LIMITED, 0);
+    f
+}
+
+fn register_from(src: [u8; 4]) -> Vec<u8> {
+    v4_frame(&[], &V4::new(src, IPPROTO_UDP), &udp(5060, REGISTER))
+}
+
+fn options_from(src: [u8; 4]) -> Vec<u8> {
+    v4_frame(&[], &V4::new(src, IPPROTO_UDP), &udp(5060, b"OPTIONS sip:100@198.18.0.1 SIP/2.0\r\nVia: x\r\n\r\n"))
+}
+
+#[test]
+fn limited_source_gets_its_burst_then_is_dropped_then_banned() {
+    let mut f = limited_filter(0);
+    for i in 0..3 {
+        assert_eq!(f.judge(&register_from(CUSTOMER)), (XDP_PASS, Pass, Limited), "burst {i}");
+    }
+    // Over the REGISTER budget; other requests still have budget.
+    assert_eq!(f.judge(&register_from(CUSTOMER)), (XDP_DROP, Drop, RegisterRate));
+    assert_eq!(f.judge(&options_from(CUSTOMER)), (XDP_PASS, Pass, Limited));
+    assert!(f.ban_of("203.0.113.10").is_none(), "three excess packets are not yet a ban");
+    assert_eq!(f.judge(&register_from(CUSTOMER)), (XDP_DROP, Drop, RegisterRate));
+    assert_eq!(f.judge(&register_from(CUSTOMER)), (XDP_DROP, Drop, RegisterRate));
+    let before = now_ns();
+    assert_eq!(f.judge(&register_from(CUSTOMER)), (XDP_DROP, Drop, RegisterRate), "the fourth excess bans");
+    let ban = f.ban_of("203.0.113.10").expect("banned in the kernel");
+    assert_eq!((ban.reason, ban.state, ban.offenses), (BAN_REASON_RATE, BAN_ACTIVE, 1));
+    assert_eq!(ban.expires_ns - ban.banned_at_ns, 60 * NS_PER_SEC);
+    assert!(ban.banned_at_ns >= before);
+    // The very next packet, of any kind, is dropped as banned and counted.
+    assert_eq!(f.judge(&options_from(CUSTOMER)), (XDP_DROP, Drop, Banned));
+    assert_eq!(f.judge(&register_from(CUSTOMER)), (XDP_DROP, Drop, Banned));
+    assert_eq!(f.ban_of("203.0.113.10").unwrap().dropped, 2);
+    let events = f.events();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!((events[0].kind, events[0].reason, events[0].offenses), (EVENT_BAN, BAN_REASON_RATE, 1));
+    assert_eq!(events[0].addr, source_key("203.0.113.10"));
+    // Other customers are unaffected.
+    assert_eq!(f.judge(&register_from([203, 0, 113, 11])), (XDP_PASS, Pass, Limited));
+}
+
+#[test]
+fn ipv6_sources_are_limited_and_banned_too() {
+    let mut f = limited_filter(0);
+    let frame = v6_frame(&[], &V6::new(v6_addr(CUSTOMER_V6), IPPROTO_UDP), &udp(5061, REGISTER));
+    for _ in 0..3 {
+        assert_eq!(f.judge(&frame), (XDP_PASS, Pass, Limited));
+    }
+    for _ in 0..4 {
+        assert_eq!(f.judge(&frame), (XDP_DROP, Drop, RegisterRate));
+    }
+    assert_eq!(f.ban_of(CUSTOMER_V6).expect("v6 ban").reason, BAN_REASON_RATE);
+    assert_eq!(f.judge(&frame), (XDP_DROP, Drop, Banned));
+}
+
+#[test]
+fn class_precedence_follows_the_longest_prefix() {
+    let mut f = limited_filter(0);
+    // A trusted host inside the limited /24 is never limited.
+    f.rule("203.0.113.77/32", CLASS_TRUSTED, 0);
+    for _ in 0..50 {
+        assert_eq!(f.judge(&register_from([203, 0, 113, 77])), (XDP_PASS, Pass, Allowlisted));
+    }
+    assert!(f.ban_of("203.0.113.77").is_none());
+    // And the other way round: a limited /28 inside a trusted /16.
+    f.rule("198.51.0.0/16", CLASS_TRUSTED, 0);
+    f.rule("198.51.100.0/28", CLASS_LIMITED, 0);
+    assert_eq!(f.judge(&register_from([198, 51, 7, 7])), (XDP_PASS, Pass, Allowlisted));
+    for _ in 0..3 {
+        assert_eq!(f.judge(&register_from([198, 51, 100, 5])), (XDP_PASS, Pass, Limited));
+    }
+    assert_eq!(f.judge(&register_from([198, 51, 100, 5])), (XDP_DROP, Drop, RegisterRate));
+    // A deny rule inside a limited range.
+    f.rule("203.0.113.128/25", CLASS_DENY, 0);
+    assert_eq!(f.judge(&register_from([203, 0, 113, 200])), (XDP_DROP, Drop, Denied));
+    // IPv6: a trusted /64 inside the limited /48.
+    f.rule("2001:db8:100:1::/64", CLASS_TRUSTED, 0);
+    let trusted6 = v6_frame(&[], &V6::new(v6_addr("2001:db8:100:1::9"), IPPROTO_UDP), &udp(5060, REGISTER));
+    for _ in 0..20 {
+        assert_eq!(f.judge(&trusted6), (XDP_PASS, Pass, Allowlisted));
+    }
+}
+
+#[test]
+fn a_limited_default_class_covers_sources_with_no_rule() {
+    let mut cfg = sip_config();
+    cfg.default_class = CLASS_LIMITED;
+    cfg.default_profile = 1;
+    let mut f = Filter::load(cfg);
+    f.profile(1, RateProfile { register_per_sec: 1, register_burst: 1, requests_per_sec: 100, requests_burst: 100 });
+    let anyone = [192, 0, 2, 44];
+    assert_eq!(f.judge(&register_from(anyone)), (XDP_PASS, Pass, Limited));
+    assert_eq!(f.judge(&register_from(anyone)), (XDP_DROP, Drop, RegisterRate));
+    // Non-request traffic to the port (a stray response) is free.
+    let response = v4_frame(&[], &V4::new(anyone, IPPROTO_UDP), &udp(5060, b"SIP/2.0 200 OK\r\nCSeq: 1 OPTIONS\r\n\r\n"));
+    assert_eq!(f.judge(&response), (XDP_PASS, Pass, Limited));
+}
+
+#[test]
+fn trusted_sources_are_never_limited_or_banned() {
+    let mut f = limited_filter(0);
+    f.rule("198.18.1.2/32", CLASS_TRUSTED, 0);
+    for _ in 0..500 {
+        assert_eq!(f.run(&register_from([198, 18, 1, 2])), XDP_PASS);
+    }
+    // Not by the auth path either: a storm of 401s to the trunk.
+    for _ in 0..20 {
+        f.run_egress(&response_to([198, 18, 1, 2], b"SIP/2.0 401 Unauthorized\r\nCSeq: 1 REGISTER\r\n\r\n"));
+    }
+    assert!(f.ban_of("198.18.1.2").is_none());
+    assert!(f.events().is_empty());
+    assert_eq!(f.judge(&register_from([198, 18, 1, 2])), (XDP_PASS, Pass, Allowlisted));
+}
+
+#[test]
+fn monitor_mode_reports_would_be_bans_without_dropping() {
+    let mut f = limited_filter(MODE_MONITOR);
+    for _ in 0..3 {
+        assert_eq!(f.judge(&register_from(CUSTOMER)), (XDP_PASS, Pass, Limited));
+    }
+    for _ in 0..4 {
+        assert_eq!(f.judge(&register_from(CUSTOMER)), (XDP_PASS, WouldDrop, RegisterRate));
+    }
+    assert!(f.ban_of("203.0.113.10").is_none(), "monitor mode writes no ban");
+    let events = f.events();
+    assert_eq!(events.len(), 1);
+    assert_eq!((events[0].kind, events[0].reason), (EVENT_WOULD_BAN, BAN_REASON_RATE));
+    assert_eq!(f.judge(&register_from(CUSTOMER)), (XDP_PASS, WouldDrop, RegisterRate), "not banned after");
+}
+
+#[test]
+fn ban_entries_drop_only_while_active_and_unexpired() {
+    let mut f = limited_filter(0);
+    let now = now_ns();
+    let ban = |state, expires_ns| BanEntry {
+        expires_ns,
+        banned_at_ns: now,
+        dropped: 0,
+        offenses: 1,
+        reason: BAN_REASON_MANUAL,
+        state,
+        announced: 0,
+        _pad: 0,
+    };
+    let stranger = [198, 19, 5, 5];
+    f.set_ban("198.19.5.5", ban(BAN_ACTIVE, now + 60 * NS_PER_SEC));
+    assert_eq!(f.judge(&register_from(stranger)), (XDP_DROP, Drop, Banned), "a ban comes before any rule");
+    f.set_ban("198.19.5.5", ban(BAN_ACTIVE, now - NS_PER_SEC));
+    assert_eq!(f.judge(&register_from(stranger)), (XDP_DROP, Drop, NotAllowlisted), "expired");
+    f.set_ban("198.19.5.5", ban(BAN_LIFTED, now + 60 * NS_PER_SEC));
+    assert_eq!(f.judge(&register_from(stranger)), (XDP_DROP, Drop, NotAllowlisted), "lifted");
+    // A prefix ban holds until its end second.
+    let mut value = sip_xdp_common::maps::AllowValue { origin: 4, class: CLASS_BANNED, ..Default::default() };
+    value.ban_expires_secs = (now / NS_PER_SEC + 60) as u32;
+    f.maps.allow_insert("203.0.113.0/28".parse().unwrap(), value).unwrap();
+    assert_eq!(f.judge(&register_from(CUSTOMER)), (XDP_DROP, Drop, Banned));
+    value.ban_expires_secs = (now / NS_PER_SEC) as u32;
+    f.maps.allow_insert("203.0.113.0/28".parse().unwrap(), value).unwrap();
+    // Ended but not yet swept: no rule, so the default class (deny).
+    assert_eq!(f.judge(&register_from(CUSTOMER)), (XDP_DROP, Drop, NotAllowlisted));
+}
+
+#[test]
+fn repeat_offenders_get_longer_bans() {
+    let mut f = limited_filter(0);
+    let now = now_ns();
+    // History: banned once before, expired a moment ago.
+    f.set_ban(
+        "203.0.113.10",
+        BanEntry { expires_ns: now - NS_PER_SEC, banned_at_ns: now - 61 * NS_PER_SEC, dropped: 9, offenses: 1, reason: BAN_REASON_RATE, state: BAN_EXPIRED, announced: 1, _pad: 0 },
+    );
+    for _ in 0..7 {
+        f.run(&register_from(CUSTOMER));
+    }
+    let ban = f.ban_of("203.0.113.10").unwrap();
+    assert_eq!((ban.state, ban.offenses), (BAN_ACTIVE, 2));
+    assert_eq!(ban.expires_ns - ban.banned_at_ns, 120 * NS_PER_SEC, "doubled");
+}
+
+/// A SIP response from the server (198.18.0.1:5060) to `client`.
+fn response_to(client: [u8; 4], payload: &[u8]) -> Vec<u8> {
+    let mut ip = V4::new([198, 18, 0, 1], IPPROTO_UDP);
+    ip.dst = client;
+    let mut l4 = udp(5070, payload);
+    l4[0..2].copy_from_slice(&5060u16.to_be_bytes()); // from the SIP port
+    v4_frame(&[], &ip, &l4)
+}
+
+const UNAUTHORIZED: &[u8] = b"SIP/2.0 401 Unauthorized\r\nVia: SIP/2.0/UDP 203.0.113.10\r\nCSeq: 1 REGISTER\r\nWWW-Authenticate: Digest realm=\"x\"\r\n\r\n";
+
+fn register_ok() -> Vec<u8> {
+    let mut r = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 203.0.113.10;branch=z9hG4bK-1\r\nFrom: <sip:alice@x>;tag=1\r\nTo: <sip:alice@x>;tag=2\r\nCall-ID: abc@203.0.113.10\r\n".to_vec();
+    r.extend_from_slice(&b"X-Padding: 0123456789abcdef0123456789abcdef\r\n".repeat(4));
+    r.extend_from_slice(b"CSeq: 2 REGISTER\r\nContact: <sip:alice@203.0.113.10:5070>;expires=300\r\nContent-Length: 0\r\n\r\n");
+    r
+}
+
+#[test]
+fn auth_failures_on_egress_ban_the_remote_address() {
+    let mut f = limited_filter(0);
+    let client = [203, 0, 113, 10];
+    for code in [&b"SIP/2.0 401"[..], b"SIP/2.0 407"] {
+        let mut payload = code.to_vec();
+        payload.extend_from_slice(&UNAUTHORIZED[11..]);
+        assert_eq!(f.run_egress(&response_to(client, &payload)), -1, "egress never drops: TC 'next'");
+    }
+    assert!(f.ban_of("203.0.113.10").is_none());
+    let before = now_ns();
+    f.run_egress(&response_to(client, b"SIP/2.0 403 Forbidden\r\nCSeq: 2 REGISTER\r\n\r\n"));
+    let ban = f.ban_of("203.0.113.10").expect("the third failure bans");
+    assert_eq!((ban.reason, ban.offenses), (BAN_REASON_AUTH, 1));
+    assert!(ban.banned_at_ns >= before);
+    let events = f.events();
+    assert_eq!((events.len(), events[0].kind, events[0].reason), (1, EVENT_BAN, BAN_REASON_AUTH));
+    assert_eq!(f.judge(&register_from(client)), (XDP_DROP, Drop, Banned), "the next packet is dropped");
+    // Other responses, and responses from other ports, do not count.
+    let other = [203, 0, 113, 20];
+    for _ in 0..10 {
+        f.run_egress(&response_to(other, b"SIP/2.0 404 Not Found\r\nCSeq: 1 INVITE\r\n\r\n"));
+        f.run_egress(&response_to(other, b"SIP/2.0 180 Ringing\r\n\r\n"));
+    }
+    let mut ip = V4::new([198, 18, 0, 1], IPPROTO_UDP);
+    ip.dst = other;
+    for _ in 0..10 {
+        // A client listening on 5060 itself.
+        f.run_egress(&v4_frame(&[], &ip, &udp(5060, UNAUTHORIZED)));
+    }
+    assert!(f.ban_of("203.0.113.20").is_some(), "only the 401s counted, and they ban");
+}
+
+#[test]
+fn a_200_ok_to_register_clears_the_count() {
+    let mut f = limited_filter(0);
+    let phone = [203, 0, 113, 30];
+    // Challenge, wrong password, challenge, then success: four 401s would
+    // ban at three, but the 200 OK clears the count.
+    f.run_egress(&response_to(phone, UNAUTHORIZED));
+    f.run_egress(&response_to(phone, UNAUTHORIZED));
+    f.run_egress(&response_to(phone, &register_ok()));
+    f.run_egress(&response_to(phone, UNAUTHORIZED));
+    f.run_egress(&response_to(phone, UNAUTHORIZED));
+    assert!(f.ban_of("203.0.113.30").is_none(), "cleared by the 200 OK");
+    // A 200 OK to something else (OPTIONS) does not clear it.
+    let mut ok_options = register_ok();
+    let at = ok_options.windows(8).position(|w| w == b"REGISTER").unwrap();
+    ok_options.splice(at..at + 8, b"OPTIONS ".iter().copied());
+    f.run_egress(&response_to(phone, &ok_options));
+    f.run_egress(&response_to(phone, UNAUTHORIZED));
+    assert!(f.ban_of("203.0.113.30").is_some(), "2 + 1 failures with only an OPTIONS 200 in between");
+    // IPv6 phones too.
+    let phone6 = v6_addr("2001:db8:100::30");
+    let mut ip = V6::new(v6_addr("2001:db8::1"), IPPROTO_UDP);
+    ip.dst = phone6;
+    for _ in 0..3 {
+        f.run_egress(&v6_frame(&[], &ip, &udp(5070, UNAUTHORIZED)));
+    }
+    assert!(f.ban_of("2001:db8:100::30").is_some());
+}

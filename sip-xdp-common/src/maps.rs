@@ -154,9 +154,8 @@ pub struct AllowValue {
     pub profile: u8,
     /// For [`CLASS_BANNED`]: `CIDR_BAN_*`, what the controller has reported.
     pub ban_state: u8,
-    /// For [`CLASS_BANNED`]: CLOCK_BOOTTIME second at which the ban ends
-    /// (0: never). An ended ban no longer matches; the controller's sweep
-    /// removes it.
+    /// For [`CLASS_BANNED`]: CLOCK_BOOTTIME second at which the controller's
+    /// sweep lifts the ban (0: never).
     pub ban_expires_secs: u32,
 }
 
@@ -171,8 +170,6 @@ impl AllowValue {
 /// `AllowValue::ban_state` of a prefix ban the controller has not reported yet.
 pub const CIDR_BAN_NEW: u8 = 0;
 pub const CIDR_BAN_ANNOUNCED: u8 = 1;
-/// Lifted with `sip-xdp ban del`: ended, to be reported and removed.
-pub const CIDR_BAN_LIFTED: u8 = 2;
 
 /// Token-bucket rates of a `limited` class.
 #[repr(C)]

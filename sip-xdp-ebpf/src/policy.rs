@@ -114,16 +114,14 @@ fn judge_source(
         }
     }
     let (class, profile, matched) = match rule_for(src) {
-        Some(rule) if rule.class == CLASS_BANNED && !rule.ban_in_force(now_ns) => {
-            // An ended prefix ban, not swept yet: as if there were no rule.
-            (cfg.default_class, cfg.default_profile, false)
-        }
         Some(rule) => (rule.class, rule.profile, true),
         None => (cfg.default_class, cfg.default_profile, false),
     };
     match class {
         CLASS_TRUSTED => Source::Trusted,
         CLASS_LIMITED => limit(src, stats.unwrap_or(core::ptr::null_mut()), profile, kind, now_ns),
+        // Prefix bans: until the controller's sweep removes them (an ended
+        // one cannot fall back here to the shorter rule it shadows).
         CLASS_BANNED => Source::Banned,
         _ if matched => Source::Denied,
         _ => Source::Unmatched,

@@ -7,13 +7,13 @@
 //! controller's sweep (every second) reports them, so every ban, expiry and
 //! unban goes through the same log and webhook.
 
-use std::{net::IpAddr, time::SystemTime};
+use std::{collections::BTreeSet, net::IpAddr, time::SystemTime};
 
 use anyhow::Context as _;
 use ipnet::IpNet;
 use sip_xdp_common::maps::{
     AllowValue, BanEntry, SourceKey, BAN_ACTIVE, BAN_EXPIRED, BAN_LIFTED, BAN_REASON_MANUAL, CIDR_BAN_ANNOUNCED,
-    CIDR_BAN_LIFTED, CIDR_BAN_NEW, CLASS_BANNED, CLASS_TRUSTED, ORIGIN_BAN,
+    CIDR_BAN_NEW, CLASS_BANNED, CLASS_TRUSTED, ORIGIN_BAN,
 };
 
 use crate::{
@@ -149,11 +149,9 @@ pub fn del(maps: &mut Maps, net: IpNet) -> anyhow::Result<String> {
                 _ => return Err(user_error(format!("{addr} is not banned (see `sip-xdp ban list`)"))),
             }
         }
+        // Removed at once; the controller's sweep notices and reports it.
         None => match maps.allow_entries()?.get(&net) {
-            Some(v) if v.ban_in_force(now) => {
-                let lifted = AllowValue { ban_state: CIDR_BAN_LIFTED, ban_expires_secs: 1, ..*v };
-                maps.allow_insert(net, lifted)?;
-            }
+            Some(v) if v.class == CLASS_BANNED => maps.allow_remove(net)?,
             _ => return Err(user_error(format!("{net} is not banned (see `sip-xdp ban list`)"))),
         },
     }
@@ -162,8 +160,14 @@ pub fn del(maps: &mut Maps, net: IpNet) -> anyhow::Result<String> {
 
 /// Reports and tidies the ban tables: bans made with the CLI, expiries,
 /// lifts, bans of sources the config now trusts (lifted), and history
-/// older than the maximum ban (forgotten).
-pub fn sweep(maps: &mut Maps, rules: &Rules, forget_after_ns: u64) -> anyhow::Result<Vec<Event>> {
+/// older than the maximum ban (forgotten). `prefix_bans` is what the
+/// previous sweep saw, so a prefix ban removed by `ban del` is reported.
+pub fn sweep(
+    maps: &mut Maps,
+    rules: &Rules,
+    forget_after_ns: u64,
+    prefix_bans: &mut BTreeSet<IpNet>,
+) -> anyhow::Result<Vec<Event>> {
     let now = boottime_ns();
     let event = |kind, reason, source: String, b: Option<&BanEntry>| Event {
         kind,
@@ -196,20 +200,26 @@ pub fn sweep(maps: &mut Maps, rules: &Rules, forget_after_ns: u64) -> anyhow::Re
             let _ = maps.bans.remove(&key);
         }
     }
+    let mut seen = BTreeSet::new();
     for (net, v) in maps.allow_entries()? {
         if v.class != CLASS_BANNED {
             continue;
         }
-        if v.ban_state == CIDR_BAN_LIFTED {
+        if !v.ban_in_force(now) {
             maps.allow_remove(net)?;
-            events.push(event(Kind::Unban, "manual", net.to_string(), None));
-        } else if !v.ban_in_force(now) {
-            maps.allow_remove(net)?;
+            prefix_bans.remove(&net);
             events.push(event(Kind::Expire, "manual", net.to_string(), None));
-        } else if v.ban_state == CIDR_BAN_NEW {
+            continue;
+        }
+        if v.ban_state == CIDR_BAN_NEW {
             maps.allow_insert(net, AllowValue { ban_state: CIDR_BAN_ANNOUNCED, ..v })?;
             events.push(event(Kind::Ban, "manual", net.to_string(), None));
         }
+        seen.insert(net);
     }
+    for gone in prefix_bans.difference(&seen) {
+        events.push(event(Kind::Unban, "manual", gone.to_string(), None));
+    }
+    *prefix_bans = seen;
     Ok(events)
 }

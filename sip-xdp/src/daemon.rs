@@ -178,6 +178,7 @@ async fn serve(maps: &mut Maps, mut cfg: Config, mut kernel_events: UnboundedRec
     let mut hangup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
     let mut sink = EventSink::new(&cfg.events);
     let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
+    let mut prefix_bans = std::collections::BTreeSet::new();
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -192,7 +193,7 @@ async fn serve(maps: &mut Maps, mut cfg: Config, mut kernel_events: UnboundedRec
             }
             Some(event) = kernel_events.recv() => sink.emit(&event),
             _ = sweep.tick() => {
-                match bans::sweep(maps, &cfg.rules, cfg.ban.max_duration_secs * NS_PER_SEC) {
+                match bans::sweep(maps, &cfg.rules, cfg.ban.max_duration_secs * NS_PER_SEC, &mut prefix_bans) {
                     Ok(events) => events.iter().for_each(|e| sink.emit(e)),
                     Err(err) => warn!("ban sweep failed: {err:#}"),
                 }

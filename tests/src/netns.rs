@@ -291,30 +291,63 @@ impl Lab {
         list.as_array().expect("list").iter().find(|r| r["source"] == addr).cloned()
     }
 
-    /// A UDP socket created inside namespace `ns` (from a thread that
-    /// enters it; the socket stays in that namespace).
-    pub fn udp_in(&self, ns: &str, bind: &str) -> UdpSocket {
+    /// Runs `make` on a thread that has entered namespace `ns`; what it
+    /// creates (sockets) stays in that namespace.
+    pub fn in_netns<T: Send + 'static>(&self, ns: &str, make: impl FnOnce() -> T + Send + 'static) -> T {
         let ns_path = format!("/var/run/netns/{ns}");
-        let bind: SocketAddr = bind.parse().expect("bind address");
         std::thread::spawn(move || {
             let f = File::open(&ns_path).expect("netns file");
             // SAFETY: setns on this thread only; the fd is valid.
             assert_eq!(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }, 0, "setns");
-            let sock = UdpSocket::bind(bind).expect("bind in namespace");
-            sock.set_read_timeout(Some(Duration::from_millis(100))).expect("timeout");
-            sock
+            make()
         })
         .join()
         .expect("netns thread")
     }
 
+    /// A UDP socket created inside namespace `ns`.
+    pub fn udp_in(&self, ns: &str, bind: &str) -> UdpSocket {
+        let bind: SocketAddr = bind.parse().expect("bind address");
+        self.in_netns(ns, move || {
+            let sock = UdpSocket::bind(bind).expect("bind in namespace");
+            sock.set_read_timeout(Some(Duration::from_millis(100))).expect("timeout");
+            sock
+        })
+    }
+
+    /// An HTTP server on the edge's loopback that collects the bodies POSTed
+    /// to it (the controller's webhook); returns its URL and the bodies.
+    pub fn webhook_receiver(&self) -> (String, Arc<Mutex<Vec<String>>>) {
+        let listener = self.in_netns(&self.edge, || std::net::TcpListener::bind("127.0.0.1:0").expect("bind"));
+        let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+        let server = tiny_http::Server::from_listener(listener, None).expect("http server");
+        let bodies = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&bodies);
+        // Ends when the lab's namespace (and so the listener's network) goes.
+        std::thread::spawn(move || {
+            while let Ok(Some(mut request)) = server.recv_timeout(Duration::from_secs(120)) {
+                let mut body = String::new();
+                let _ = std::io::Read::read_to_string(request.as_reader(), &mut body);
+                sink.lock().expect("bodies").push(body);
+                let _ = request.respond(tiny_http::Response::empty(200));
+            }
+        });
+        (url, bodies)
+    }
+
     /// One digest-authenticated registration with SIPp from `ns`; true if
     /// it got its 200 OK.
     pub fn sipp_register(&self, ns: &str, local_ip: &str, server_ip: &str) -> bool {
+        self.sipp_register_with(ns, local_ip, server_ip, "secret")
+    }
+
+    /// The same with a given password: a wrong one draws two 401s (the
+    /// challenge and the refusal) and fails.
+    pub fn sipp_register_with(&self, ns: &str, local_ip: &str, server_ip: &str, password: &str) -> bool {
         let out = Command::new("ip")
             .args(["netns", "exec", ns, "sipp", &format!("{server_ip}:5060"), "-sf"])
             .arg(fixture("register.xml"))
-            .args(["-s", "alice", "-ap", "secret", "-i", local_ip, "-m", "1", "-nostdin", "-recv_timeout", "2000", "-timeout", "6s", "-timeout_error"])
+            .args(["-s", "alice", "-ap", password, "-i", local_ip, "-m", "1", "-nostdin", "-recv_timeout", "2000", "-timeout", "6s", "-timeout_error"])
             .current_dir(&self.dir)
             .output()
             .expect("run sipp");

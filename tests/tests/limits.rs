@@ -190,10 +190,9 @@ fn ban_entries_drop_only_while_active_and_unexpired() {
     value.ban_expires_secs = (now / NS_PER_SEC + 60) as u32;
     f.maps.allow_insert("203.0.113.0/28".parse().unwrap(), value).unwrap();
     assert_eq!(f.judge(&register_from(CUSTOMER)), (XDP_DROP, Drop, Banned));
-    value.ban_expires_secs = (now / NS_PER_SEC) as u32;
-    f.maps.allow_insert("203.0.113.0/28".parse().unwrap(), value).unwrap();
-    // Ended but not yet swept: no rule, so the default class (deny).
-    assert_eq!(f.judge(&register_from(CUSTOMER)), (XDP_DROP, Drop, NotAllowlisted));
+    // Removed (by the sweep, or `ban del`): the covering rule applies again.
+    f.maps.allow_remove("203.0.113.0/28".parse().unwrap()).unwrap();
+    assert_eq!(f.judge(&register_from(CUSTOMER)), (XDP_PASS, Pass, Limited));
 }
 
 #[test]

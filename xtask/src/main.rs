@@ -105,13 +105,13 @@ fn test(root: &Path) -> anyhow::Result<()> {
     let bin = build(root, false)?;
     step("layer 1/3: host tests (classifier, verdict function, config, CLI pieces)");
     run_cmd(cargo().current_dir(root).args(["test", "--workspace", "--exclude", "sip-xdp-tests", "--exclude", "sip-xdp-ebpf"]))?;
-    step("layer 2/3: verdict tables through BPF_PROG_TEST_RUN");
-    run_cmd(cargo().current_dir(root).args(["test", "--package", "sip-xdp-tests", "--test", "verdicts"]))?;
-    step("layer 3/3: end to end in network namespaces (Kamailio, SIPp)");
+    step("layer 2/3: verdict tables through BPF_PROG_TEST_RUN (XDP ingress, TC egress)");
+    run_cmd(cargo().current_dir(root).args(["test", "--package", "sip-xdp-tests", "--test", "verdicts", "--test", "limits"]))?;
+    step("layer 3/3: end to end in network namespaces (Kamailio, SIPp, sipvicious)");
     run_cmd(
         cargo()
             .current_dir(root)
-            .args(["test", "--package", "sip-xdp-tests", "--test", "end_to_end"])
+            .args(["test", "--package", "sip-xdp-tests", "--test", "end_to_end", "--test", "bans_end_to_end"])
             .env("SIP_XDP_BIN", &bin),
     )?;
     step("all test layers passed");

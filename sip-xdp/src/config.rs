@@ -607,6 +607,84 @@ cidrs = ["198.51.100.0/24", "2001:db8::/32", "192.0.2.10"]
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    const CLASSES: &str = r#"
+[filter]
+default_class = "public"
+[[rule]]
+cidrs = ["198.51.100.0/24"]
+class = "trusted"
+[[rule]]
+cidrs = ["203.0.113.0/24", "2001:db8:100::/48"]
+class = "customers"
+[[rule]]
+cidrs = ["192.0.2.0/24"]
+class = "deny"
+[profile.customers]
+register_per_sec = 5
+register_burst = 20
+requests_per_sec = 50
+requests_burst = 200
+[profile.public]
+register_per_sec = 1
+register_burst = 5
+requests_per_sec = 10
+requests_burst = 30
+[ban]
+after_excess = 50
+window_secs = 10
+duration_secs = 600
+max_duration_secs = 86400
+[auth_failures]
+max = 5
+window_secs = 60
+[events]
+format = "json"
+webhook = "https://hooks.example.net/sip-xdp"
+"#;
+
+    #[test]
+    fn classes_profiles_bans_and_events_parse() {
+        let c = parse(CLASSES).unwrap();
+        let names: Vec<&str> = c.profiles.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["customers", "public"], "profiles are indexed by name order");
+        assert_eq!(c.default_class, Class::Limited(1));
+        let class = |cidr: &str| c.rules.nets[&cidr.parse::<IpNet>().unwrap()];
+        assert_eq!(class("198.51.100.0/24"), Class::Trusted);
+        assert_eq!(class("203.0.113.0/24"), Class::Limited(0));
+        assert_eq!(class("2001:db8:100::/48"), Class::Limited(0));
+        assert_eq!(class("192.0.2.0/24"), Class::Deny);
+        assert_eq!(c.profiles[0].register_burst, 20);
+        assert_eq!(c.ban.max_duration_secs, 86_400);
+        assert_eq!(c.auth_failures.max, 5);
+        assert_eq!(c.events.format, EventFormat::Json);
+        assert_eq!(c.events.webhook.as_deref(), Some("https://hooks.example.net/sip-xdp"));
+        assert_eq!(c.class_name(Class::Limited(1)), "public");
+    }
+
+    #[test]
+    fn class_errors_name_the_line() {
+        let e = err("[[rule]]\ncidrs = [\"192.0.2.0/24\"]\nclass = \"custmers\"\n");
+        assert!(e.contains("test.toml:3:9: key `rule.class`: unknown class \"custmers\""), "{e}");
+        let e = err("[filter]\ndefault_class = \"trusted\"\n");
+        assert!(e.contains("key `filter.default_class`") && e.contains("switch the filter off"), "{e}");
+        let e = err("[filter]\ndefault_class = \"p\"\ndefault_action = \"pass\"\n[profile.p]\nregister_per_sec = 1\nregister_burst = 1\nrequests_per_sec = 1\nrequests_burst = 1\n");
+        assert!(e.contains("key `filter.default_action`") && e.contains("contradicts"), "{e}");
+        let e = err("[allow]\ncidrs = [\"192.0.2.0/24\"]\n[[rule]]\ncidrs = [\"192.0.2.0/24\"]\nclass = \"deny\"\n");
+        assert!(e.contains("test.toml:4:10") && e.contains("192.0.2.0/24 is given two classes (trusted and deny)"), "{e}");
+        let e = err("[profile.p]\nregister_per_sec = 0\nregister_burst = 1\nrequests_per_sec = 1\nrequests_burst = 1\n");
+        assert!(e.contains("test.toml:2:20: key `profile.p.register_per_sec`: 0 is out of range"), "{e}");
+        let e = err("[profile.p]\nregister_per_sec = 1\n");
+        assert!(e.contains("register_burst"), "missing fields are named: {e}");
+        let e = err("[ban]\nduration_secs = 100\nmax_duration_secs = 50\n");
+        assert!(e.contains("key `ban.max_duration_secs`: 50 is shorter than ban.duration_secs (100)"), "{e}");
+        let e = err("[auth_failures]\nmax = 0\n");
+        assert!(e.contains("key `auth_failures.max`: 0 is out of range"), "{e}");
+        let e = err("[events]\nwebhook = \"ftp://x\"\n");
+        assert!(e.contains("key `events.webhook`") && e.contains("not an http:// or https:// URL"), "{e}");
+        let e = err("[events]\nformat = \"xml\"\n");
+        assert!(e.contains("line 2") && e.contains("xml"), "{e}");
+    }
+
     #[test]
     fn line_col_counts_from_one() {
         assert_eq!(line_col("ab\ncd", 0), (1, 1));

@@ -243,6 +243,18 @@ fn ban_add_and_del_take_effect_at_once() {
     controller.wait_for("event=ban source=198.18.2.0/25 reason=manual", Duration::from_secs(5));
     controller.wait_for("event=unban source=198.18.2.0/25 reason=manual", Duration::from_secs(5));
 
+    // A ban on an address that a reloaded config trusts is lifted.
+    lab.cli_ok(&["ban", "add", STRANGER_IP]);
+    assert!(!stranger_is_answered(&lab));
+    let trusting = ban_config(&lab, 600, None)
+        .replace(&format!("cidrs = [\"{TRUNK_IP}/32\"]"), &format!("cidrs = [\"{TRUNK_IP}/32\", \"{STRANGER_IP}/32\"]"));
+    std::fs::write(lab.dir.join("sip-xdp.toml"), trusting).unwrap();
+    let controller = lab.controller.as_mut().unwrap();
+    controller.signal(libc::SIGHUP);
+    controller.wait_for(&format!("event=unban source={STRANGER_IP} reason=now_trusted"), Duration::from_secs(5));
+    assert!(stranger_is_answered(&lab));
+    assert_eq!(lab.cli(&["ban", "add", STRANGER_IP]).status.code(), Some(2), "now trusted");
+
     // Trusted sources cannot be banned; bad input is refused.
     let out = lab.cli(&["ban", "add", TRUNK_IP]);
     assert_eq!(out.status.code(), Some(2));

@@ -68,36 +68,34 @@ pub fn charge(stats: &mut SourceStats, profile: &RateProfile, kind: SipKind, now
     RateOutcome::Within
 }
 
-/// Counts one packet over budget; true when the count reaches
-/// `ban_after_excess` within `ban_window_ns` (the count then restarts).
+/// Counts one occurrence in a window that opens at the first one; true
+/// when `threshold` are reached within `window_ns` (the count restarts).
 #[inline(always)]
-pub fn count_excess(stats: &mut SourceStats, cfg: &FilterConfig, now_ns: u64) -> bool {
-    if stats.excess == 0 || now_ns.saturating_sub(stats.excess_since_ns) > cfg.ban_window_ns {
-        stats.excess = 0;
-        stats.excess_since_ns = now_ns;
+fn count_in_window(count: &mut u32, since_ns: &mut u64, window_ns: u64, threshold: u32, now_ns: u64) -> bool {
+    if *count == 0 || now_ns.saturating_sub(*since_ns) > window_ns {
+        *count = 0;
+        *since_ns = now_ns;
     }
-    stats.excess += 1;
-    if stats.excess >= cfg.ban_after_excess {
-        stats.excess = 0;
+    *count += 1;
+    if *count >= threshold {
+        *count = 0;
         return true;
     }
     false
 }
 
+/// Counts one packet over budget; true when the count reaches
+/// `ban_after_excess` within `ban_window_ns`.
+#[inline(always)]
+pub fn count_excess(stats: &mut SourceStats, cfg: &FilterConfig, now_ns: u64) -> bool {
+    count_in_window(&mut stats.excess, &mut stats.excess_since_ns, cfg.ban_window_ns, cfg.ban_after_excess, now_ns)
+}
+
 /// Counts one authentication failure sent to a remote address; true when
-/// the count reaches `auth_max` within `auth_window_ns` (it then restarts).
+/// the count reaches `auth_max` within `auth_window_ns`.
 #[inline(always)]
 pub fn count_auth_failure(state: &mut AuthState, cfg: &FilterConfig, now_ns: u64) -> bool {
-    if state.failures == 0 || now_ns.saturating_sub(state.window_start_ns) > cfg.auth_window_ns {
-        state.failures = 0;
-        state.window_start_ns = now_ns;
-    }
-    state.failures += 1;
-    if state.failures >= cfg.auth_max {
-        state.failures = 0;
-        return true;
-    }
-    false
+    count_in_window(&mut state.failures, &mut state.window_start_ns, cfg.auth_window_ns, cfg.auth_max, now_ns)
 }
 
 /// The ban to write for a source whose previous ban entry (kept after

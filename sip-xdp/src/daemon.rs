@@ -91,6 +91,21 @@ pub fn apply(maps: &mut impl FilterTarget, cfg: &Config) -> anyhow::Result<Allow
     Ok(plan)
 }
 
+/// One line on an applied config, for the log.
+fn summary(cfg: &Config, plan: &AllowPlan) -> String {
+    format!(
+        "{}: ports {:?}, default class {}, mode {:?}, rules {} IPv4 + {} IPv6 prefixes (+{} -{})",
+        cfg.path.display(),
+        cfg.ports,
+        default_class_label(cfg),
+        cfg.mode,
+        cfg.rules.count_v4(),
+        cfg.rules.count_v6(),
+        plan.add.len(),
+        plan.retire.len()
+    )
+}
+
 /// "deny (drop)", "deny (pass)" or the default profile's name.
 pub fn default_class_label(cfg: &Config) -> String {
     match cfg.default_class {
@@ -142,17 +157,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let kernel_events = start_event_forwarding(&mut ebpf)?;
     let mut maps = Maps::from_ebpf(&mut ebpf)?;
     let plan = apply(&mut maps, &cfg)?;
-    info!(
-        "config {}: ports {:?}, default class {}, mode {:?}, rules {} IPv4 + {} IPv6 prefixes (+{} -{})",
-        cfg.path.display(),
-        cfg.ports,
-        default_class_label(&cfg),
-        cfg.mode,
-        cfg.rules.count_v4(),
-        cfg.rules.count_v6(),
-        plan.add.len(),
-        plan.retire.len()
-    );
+    info!("config {}", summary(&cfg, &plan));
     for (interface, how) in loader::attach(&mut ebpf, pins, &interfaces, opts.mode)? {
         match how {
             Attached::Adopted => info!("{interface}: adopted the pinned filter (no gap in filtering)"),
@@ -245,15 +250,7 @@ fn reload(maps: &mut Maps, current: Config) -> Config {
     }
     match apply(maps, &new) {
         Ok(plan) => {
-            info!(
-                "reloaded {}: ports {:?}, default class {}, mode {:?}, rules +{} -{}",
-                new.path.display(),
-                new.ports,
-                default_class_label(&new),
-                new.mode,
-                plan.add.len(),
-                plan.retire.len()
-            );
+            info!("reloaded {}", summary(&new, &plan));
             new
         }
         Err(err) => {

@@ -158,7 +158,7 @@ fn sighup_reloads_the_allowlist_without_dropping_kept_sources() {
     // A reload that allows the stranger's network.
     std::fs::write(&config, lab.base_config(&["198.18.2.0/24"])).unwrap();
     lab.controller.as_ref().unwrap().signal(libc::SIGHUP);
-    lab.controller.as_mut().unwrap().wait_for("rules +1 -", Duration::from_secs(10));
+    lab.controller.as_mut().unwrap().wait_for("prefixes (+1 -", Duration::from_secs(10));
     assert!(lab.sipp_register(&lab.stranger, STRANGER_IP, EDGE_STRANGER_IP), "allowed by the reloaded config");
 
     // A broken config is reported and the running one stays.

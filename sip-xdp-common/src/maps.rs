@@ -21,10 +21,12 @@ pub const BANS_MAP: &str = "SIP_BANS";
 pub const AUTH_MAP: &str = "SIP_AUTH";
 /// Ring buffer of [`Event`]s for the controller.
 pub const EVENTS_MAP: &str = "SIP_EVENTS";
+/// Per-CPU counters of SIP methods and response codes (`COUNT_*` slots).
+pub const COUNTS_MAP: &str = "SIP_COUNTS";
 
 /// Every map the controller pins, in the order it checks them. The event
 /// ring buffer is not pinned: each controller reads its own.
-pub const PINNED_MAPS: [&str; 9] = [
+pub const PINNED_MAPS: [&str; 10] = [
     CONFIG_MAP,
     ALLOW_V4_MAP,
     ALLOW_V6_MAP,
@@ -34,6 +36,7 @@ pub const PINNED_MAPS: [&str; 9] = [
     PROFILES_MAP,
     BANS_MAP,
     AUTH_MAP,
+    COUNTS_MAP,
 ];
 
 /// Capacity of each allowlist trie.
@@ -51,6 +54,33 @@ pub const BANS_CAPACITY: u32 = 65_536;
 pub const AUTH_CAPACITY: u32 = 65_536;
 /// Size of the event ring buffer in bytes (a power of two, page multiple).
 pub const EVENTS_BYTES: u32 = 256 * 1024;
+
+/// Slots of [`COUNTS_MAP`]: requests seen on ingress by method...
+pub const COUNT_REQ_REGISTER: u32 = 0;
+pub const COUNT_REQ_INVITE: u32 = 1;
+pub const COUNT_REQ_OPTIONS: u32 = 2;
+pub const COUNT_REQ_OTHER: u32 = 3;
+/// ...responses the server sends (egress) by code...
+pub const COUNT_RESP_200: u32 = 4;
+pub const COUNT_RESP_401: u32 = 5;
+pub const COUNT_RESP_403: u32 = 6;
+pub const COUNT_RESP_407: u32 = 7;
+pub const COUNT_RESP_OTHER: u32 = 8;
+/// ...and events the ring buffer had no room for.
+pub const COUNT_EVENTS_LOST: u32 = 9;
+pub const COUNTS_ENTRIES: u32 = 16;
+
+/// The slot counting a response code.
+#[inline(always)]
+pub const fn response_slot(code: u16) -> u32 {
+    match code {
+        200 => COUNT_RESP_200,
+        401 => COUNT_RESP_401,
+        403 => COUNT_RESP_403,
+        407 => COUNT_RESP_407,
+        _ => COUNT_RESP_OTHER,
+    }
+}
 
 pub const DEFAULT_ACTION_DROP: u8 = 0;
 pub const DEFAULT_ACTION_PASS: u8 = 1;

@@ -31,6 +31,18 @@ pub enum SipKind {
 }
 
 impl SipKind {
+    /// The `COUNT_REQ_*` slot of a request.
+    pub const fn request_slot(self) -> Option<u32> {
+        use crate::maps::{COUNT_REQ_INVITE, COUNT_REQ_OPTIONS, COUNT_REQ_OTHER, COUNT_REQ_REGISTER};
+        match self {
+            SipKind::Register => Some(COUNT_REQ_REGISTER),
+            SipKind::Invite => Some(COUNT_REQ_INVITE),
+            SipKind::Options => Some(COUNT_REQ_OPTIONS),
+            SipKind::OtherRequest => Some(COUNT_REQ_OTHER),
+            SipKind::NotSip | SipKind::Response => None,
+        }
+    }
+
     pub const fn is_request(self) -> bool {
         matches!(
             self,

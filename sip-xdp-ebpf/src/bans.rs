@@ -4,11 +4,14 @@
 
 use sip_xdp_common::{
     limits::next_ban,
-    maps::{AllowValue, Event, FilterConfig, SourceKey, CLASS_TRUSTED, EVENT_BAN, EVENT_WOULD_BAN, MODE_MONITOR},
+    maps::{
+        AllowValue, Event, FilterConfig, SourceKey, CLASS_TRUSTED, COUNT_EVENTS_LOST, EVENT_BAN, EVENT_WOULD_BAN,
+        MODE_MONITOR,
+    },
 };
 use aya_ebpf::maps::lpm_trie::Key;
 
-use crate::maps::{ALLOW_V4, ALLOW_V6, SIP_BANS, SIP_EVENTS};
+use crate::maps::{count, ALLOW_V4, ALLOW_V6, SIP_BANS, SIP_EVENTS};
 
 /// The rule (longest matching prefix) for an address, IPv4-mapped or not.
 #[inline(always)]
@@ -48,8 +51,11 @@ pub fn ban(addr: &SourceKey, reason: u8, cfg: &FilterConfig, now_ns: u64, truste
         (EVENT_BAN, entry.offenses, entry.expires_ns - entry.banned_at_ns)
     };
     // Written straight into the ring buffer, not built on the stack.
-    if let Some(mut slot) = SIP_EVENTS.reserve::<Event>(0) {
-        slot.write(Event { kind, reason, _pad: [0; 2], offenses, addr: *addr, duration_ns, at_ns: now_ns });
-        slot.submit(0);
+    match SIP_EVENTS.reserve::<Event>(0) {
+        Some(mut slot) => {
+            slot.write(Event { kind, reason, _pad: [0; 2], offenses, addr: *addr, duration_ns, at_ns: now_ns });
+            slot.submit(0);
+        }
+        None => count(COUNT_EVENTS_LOST),
     }
 }

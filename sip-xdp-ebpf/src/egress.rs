@@ -7,7 +7,7 @@
 use aya_ebpf::programs::TcContext;
 use sip_xdp_common::{
     limits::count_auth_failure,
-    maps::{AuthState, BAN_REASON_AUTH},
+    maps::{response_slot, AuthState, BAN_REASON_AUTH},
     sip::{cseq_header_at, cseq_value_is_register, status_code, CSEQ_NAME_LEN, CSEQ_SCAN_POSITIONS, RESPONSE_SCAN},
 };
 
@@ -16,7 +16,7 @@ use crate::{
     eth,
     ip::{self, Frag, L3Info},
     l4,
-    maps::{SIP_AUTH, SIP_SCRATCH},
+    maps::{count, SIP_AUTH, SIP_SCRATCH},
     policy::config,
     sip,
 };
@@ -43,7 +43,11 @@ pub fn observe(ctx: &TcContext) {
         return;
     }
     let Some(window) = sip::window(ctx, l4.payload_offset) else { return };
-    match status_code(&window) {
+    let code = status_code(&window);
+    if let Some(code) = code {
+        count(response_slot(code));
+    }
+    match code {
         Some(401 | 403 | 407) => {
             let now_ns = unsafe { bpf_ktime_get_boot_ns() };
             let state = match SIP_AUTH.get_ptr_mut(&ip.dst) {

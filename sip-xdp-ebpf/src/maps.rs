@@ -10,7 +10,7 @@ use sip_xdp_common::{
     maps::{
         AllowValue, AuthState, BanEntry, Counter, FilterConfig, FragKey, FragVerdict, RateProfile,
         SourceKey, SourceStats, ALLOW_CAPACITY, AUTH_CAPACITY, BANS_CAPACITY,
-        DEFAULT_SOURCES_CAPACITY, EVENTS_BYTES, FRAGS_CAPACITY, MAX_PROFILES,
+        COUNTS_ENTRIES, DEFAULT_SOURCES_CAPACITY, EVENTS_BYTES, FRAGS_CAPACITY, MAX_PROFILES,
     },
     sip::RESPONSE_SCAN,
 };
@@ -48,6 +48,17 @@ pub static SIP_AUTH: LruHashMap<SourceKey, AuthState> = LruHashMap::with_max_ent
 
 #[map(name = "SIP_EVENTS")]
 pub static SIP_EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
+
+#[map(name = "SIP_COUNTS")]
+pub static SIP_COUNTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTS_ENTRIES, 0);
+
+/// Bumps a `COUNT_*` slot (per CPU: no other CPU writes it).
+#[inline(always)]
+pub fn count(slot: u32) {
+    if let Some(c) = SIP_COUNTS.get_ptr_mut(slot) {
+        unsafe { *c += 1 };
+    }
+}
 
 /// Per-CPU room for the start of a response (too big for the BPF stack).
 #[map(name = "SIP_SCRATCH")]

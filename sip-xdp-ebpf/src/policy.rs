@@ -21,7 +21,7 @@ use crate::{
     eth,
     ip::{self, Frag, L3Info},
     l4,
-    maps::{SIP_BANS, SIP_CONFIG, SIP_FRAGS, SIP_PROFILES, SIP_SOURCES, SIP_STATS},
+    maps::{count, SIP_BANS, SIP_CONFIG, SIP_FRAGS, SIP_PROFILES, SIP_SOURCES, SIP_STATS},
     packet::frame_len,
     sip,
 };
@@ -202,6 +202,9 @@ pub fn account(ctx: &XdpContext, outcome: &Outcome) {
             (*counter).packets += 1;
             (*counter).bytes += bytes;
         }
+    }
+    if let Some(slot) = outcome.sip.request_slot() {
+        count(slot);
     }
     if let Some(stats) = outcome.source {
         let register = (outcome.sip == SipKind::Register) as u64;

@@ -74,6 +74,15 @@ pub struct AuthFailures {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MetricsConfig {
+    pub listen: std::net::SocketAddr,
+    /// Busiest sources exported with their own series.
+    pub top_sources: usize,
+    /// Switch on the kernel's per-program run-time statistics.
+    pub program_stats: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Events {
     pub format: EventFormat,
     /// POSTed a JSON document per event.
@@ -98,6 +107,7 @@ pub struct Config {
     pub ban: BanConfig,
     pub auth_failures: AuthFailures,
     pub events: Events,
+    pub metrics: MetricsConfig,
 }
 
 #[derive(Deserialize)]
@@ -119,6 +129,26 @@ struct RawConfig {
     auth_failures: RawAuth,
     #[serde(default)]
     events: RawEvents,
+    #[serde(default)]
+    metrics: RawMetrics,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawMetrics {
+    listen: Spanned<String>,
+    top_sources: Spanned<i64>,
+    program_stats: bool,
+}
+
+impl Default for RawMetrics {
+    fn default() -> Self {
+        RawMetrics {
+            listen: Spanned::new(0..0, "127.0.0.1:9560".into()),
+            top_sources: Spanned::new(0..0, 20),
+            program_stats: false,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -471,8 +501,22 @@ impl Config {
             }
         };
 
+        let listen = raw.metrics.listen.get_ref().parse().map_err(|_| {
+            at(
+                raw.metrics.listen.span(),
+                "metrics.listen",
+                format!("{:?} is not an address:port", raw.metrics.listen.get_ref()),
+            )
+        })?;
+        let metrics = MetricsConfig {
+            listen,
+            top_sources: positive(&raw.metrics.top_sources, "metrics.top_sources", 1000)? as usize,
+            program_stats: raw.metrics.program_stats,
+        };
+
         Ok(Config {
             path: path.to_path_buf(),
+            metrics,
             interfaces,
             ports,
             default_action,
@@ -559,6 +603,8 @@ cidrs = ["198.51.100.0/24", "2001:db8::/32", "192.0.2.10"]
         assert_eq!(c.ban, BanConfig { after_excess: 50, window_secs: 10, duration_secs: 600, max_duration_secs: 86_400 });
         assert_eq!(c.auth_failures, AuthFailures { max: 5, window_secs: 60 });
         assert_eq!(c.events, Events { format: EventFormat::Text, webhook: None });
+        assert_eq!(c.metrics.listen.to_string(), "127.0.0.1:9560");
+        assert_eq!((c.metrics.top_sources, c.metrics.program_stats), (20, false));
     }
 
     #[test]
@@ -681,6 +727,10 @@ webhook = "https://hooks.example.net/sip-xdp"
         assert!(e.contains("key `auth_failures.max`: 0 is out of range"), "{e}");
         let e = err("[events]\nwebhook = \"ftp://x\"\n");
         assert!(e.contains("key `events.webhook`") && e.contains("not an http:// or https:// URL"), "{e}");
+        let e = err("[metrics]\nlisten = \"localhost\"\n");
+        assert!(e.contains("test.toml:2:10: key `metrics.listen`: \"localhost\" is not an address:port"), "{e}");
+        let e = err("[metrics]\ntop_sources = 0\n");
+        assert!(e.contains("key `metrics.top_sources`: 0 is out of range"), "{e}");
         let e = err("[events]\nformat = \"xml\"\n");
         assert!(e.contains("line 2") && e.contains("xml"), "{e}");
     }

@@ -2,7 +2,7 @@
 //! told to stop. The kernel keeps filtering if this process dies; a new run
 //! adopts what it left pinned.
 
-use std::{ffi::CString, path::PathBuf, time::Duration};
+use std::{ffi::CString, path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use aya::{maps::RingBuf, Ebpf};
@@ -23,6 +23,7 @@ use crate::{
     error::user_error,
     loader::{self, AttachMode, Attached},
     maps::{AllowPlan, FilterTarget, Maps},
+    metrics::{self, Metrics},
     pin::PinDir,
 };
 
@@ -146,6 +147,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         );
     }
     let _lock = pins.lock()?;
+    let metrics_server = metrics::bind(cfg.metrics.listen)?;
     let adopting = !pins.pinned_links().is_empty();
     info!(
         "loading the XDP program ({} pinned state in {})",
@@ -164,9 +166,17 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             Attached::New(mode) => info!("{interface}: attached in {mode:?} mode"),
         }
     }
+    let _stats = program_stats(cfg.metrics.program_stats);
+    let programs = vec![
+        ("ingress", loader::ingress(&mut ebpf)?.info()?.id()),
+        ("egress", loader::egress(&mut ebpf)?.info()?.id()),
+    ];
+    let metrics = Arc::new(Metrics::new(cfg.metrics.top_sources)?);
+    metrics::serve(metrics_server, Arc::clone(&metrics), pins.clone(), programs);
+    info!("metrics on http://{}/metrics", cfg.metrics.listen);
     info!("filtering; SIGHUP reloads {}, SIGINT/SIGTERM detach and exit", cfg.path.display());
 
-    let result = serve(&mut maps, cfg, kernel_events).await;
+    let result = serve(&mut maps, cfg, kernel_events, &metrics).await;
     loader::detach(pins, &interfaces);
     drop(ebpf);
     info!("detached from {}", interfaces.join(", "));
@@ -177,7 +187,12 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Signals, kernel events and the ban sweep, until SIGINT/SIGTERM.
-async fn serve(maps: &mut Maps, mut cfg: Config, mut kernel_events: UnboundedReceiver<Event>) -> anyhow::Result<()> {
+async fn serve(
+    maps: &mut Maps,
+    mut cfg: Config,
+    mut kernel_events: UnboundedReceiver<Event>,
+    metrics: &Metrics,
+) -> anyhow::Result<()> {
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
     let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let mut hangup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
@@ -191,18 +206,42 @@ async fn serve(maps: &mut Maps, mut cfg: Config, mut kernel_events: UnboundedRec
             _ = terminate.recv() => { info!("SIGTERM received"); return Ok(()); }
             _ = hangup.recv() => {
                 let events = cfg.events.clone();
-                cfg = reload(maps, cfg);
+                let (new, ok) = reload(maps, cfg);
+                cfg = new;
+                metrics.reload(ok);
+                metrics.top_sources.store(cfg.metrics.top_sources, std::sync::atomic::Ordering::Relaxed);
                 if cfg.events != events {
                     sink = EventSink::new(&cfg.events);
                 }
             }
-            Some(event) = kernel_events.recv() => sink.emit(&event),
+            Some(event) = kernel_events.recv() => {
+                metrics.observe(&event);
+                sink.emit(&event);
+            }
             _ = sweep.tick() => {
                 match bans::sweep(maps, &cfg.rules, cfg.ban.max_duration_secs * NS_PER_SEC, &mut prefix_bans) {
-                    Ok(events) => events.iter().for_each(|e| sink.emit(e)),
+                    Ok(events) => events.iter().for_each(|e| {
+                        metrics.observe(e);
+                        sink.emit(e);
+                    }),
                     Err(err) => warn!("ban sweep failed: {err:#}"),
                 }
             }
+        }
+    }
+}
+
+/// Switches on the kernel's run-time statistics for BPF programs while the
+/// returned fd lives (they cost a little per packet, hence opt-in).
+fn program_stats(enable: bool) -> Option<std::os::fd::OwnedFd> {
+    if !enable {
+        return None;
+    }
+    match aya::sys::enable_stats(aya::sys::Stats::RunTime) {
+        Ok(fd) => Some(fd),
+        Err(err) => {
+            warn!("cannot switch on BPF run-time statistics: {err}");
+            None
         }
     }
 }
@@ -234,12 +273,13 @@ fn start_event_forwarding(ebpf: &mut Ebpf) -> anyhow::Result<UnboundedReceiver<E
 }
 
 /// Applies the config file anew; on any error the running config stays.
-fn reload(maps: &mut Maps, current: Config) -> Config {
+/// Returns the config in force and whether the reload succeeded.
+fn reload(maps: &mut Maps, current: Config) -> (Config, bool) {
     let new = match Config::load(&current.path) {
         Ok(new) => new,
         Err(err) => {
             error!("reload failed, keeping the running config: {err:#}");
-            return current;
+            return (current, false);
         }
     };
     if new.interfaces != current.interfaces {
@@ -248,14 +288,17 @@ fn reload(maps: &mut Maps, current: Config) -> Config {
     if new.sources_table_size != current.sources_table_size {
         warn!("reload: `sources_table_size` changed; it takes effect at the next start");
     }
+    if new.metrics.listen != current.metrics.listen || new.metrics.program_stats != current.metrics.program_stats {
+        warn!("reload: `metrics.listen` and `metrics.program_stats` take effect at the next start");
+    }
     match apply(maps, &new) {
         Ok(plan) => {
             info!("reloaded {}", summary(&new, &plan));
-            new
+            (new, true)
         }
         Err(err) => {
             error!("reload failed while applying: {err:#}");
-            current
+            (current, false)
         }
     }
 }

@@ -12,4 +12,5 @@ pub mod error;
 pub mod events;
 pub mod loader;
 pub mod maps;
+pub mod metrics;
 pub mod pin;

@@ -20,7 +20,7 @@ use sip_xdp_common::{
     maps::{
         AllowValue, AuthState, BanEntry, Counter, FilterConfig, FragKey, FragVerdict, RateProfile, SourceKey,
         SourceStats, ALLOW_CAPACITY, ALLOW_V4_MAP, ALLOW_V6_MAP, AUTH_CAPACITY, AUTH_MAP, BANS_CAPACITY,
-        BANS_MAP, CONFIG_MAP, FRAGS_CAPACITY, FRAGS_MAP, MAX_PROFILES, PINNED_MAPS, PROFILES_MAP, SOURCES_MAP,
+        BANS_MAP, CONFIG_MAP, COUNTS_ENTRIES, COUNTS_MAP, FRAGS_CAPACITY, FRAGS_MAP, MAX_PROFILES, PINNED_MAPS, PROFILES_MAP, SOURCES_MAP,
         STATS_MAP,
     },
 };
@@ -53,7 +53,7 @@ struct MapShape {
     disposable: bool,
 }
 
-fn expected_shapes(sources_table_size: u32) -> [MapShape; 9] {
+fn expected_shapes(sources_table_size: u32) -> [MapShape; 10] {
     let lpm_key = |data: usize| (size_of::<u32>() + data) as u32;
     let source_key = size_of::<SourceKey>() as u32;
     [
@@ -63,6 +63,7 @@ fn expected_shapes(sources_table_size: u32) -> [MapShape; 9] {
         // Ban history and auth counts: losing them forgives, never blocks.
         MapShape { name: BANS_MAP, key_size: source_key, value_size: size_of::<BanEntry>() as u32, max_entries: BANS_CAPACITY, disposable: true },
         MapShape { name: AUTH_MAP, key_size: source_key, value_size: size_of::<AuthState>() as u32, max_entries: AUTH_CAPACITY, disposable: true },
+        MapShape { name: COUNTS_MAP, key_size: 4, value_size: 8, max_entries: COUNTS_ENTRIES, disposable: true },
         MapShape { name: ALLOW_V4_MAP, key_size: lpm_key(4), value_size: size_of::<AllowValue>() as u32, max_entries: ALLOW_CAPACITY, disposable: false },
         MapShape { name: ALLOW_V6_MAP, key_size: lpm_key(16), value_size: size_of::<AllowValue>() as u32, max_entries: ALLOW_CAPACITY, disposable: false },
         MapShape { name: STATS_MAP, key_size: 4, value_size: size_of::<Counter>() as u32, max_entries: STATS_ENTRIES, disposable: true },

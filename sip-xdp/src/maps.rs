@@ -8,16 +8,16 @@ use std::{
 
 use anyhow::{anyhow, Context as _};
 use aya::{
-    maps::{lpm_trie::Key, Array, HashMap, LpmTrie, Map, MapData, PerCpuArray},
+    maps::{lpm_trie::Key, Array, HashMap, IterableMap, LpmTrie, Map, MapData, PerCpuArray},
     Ebpf,
 };
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use sip_xdp_common::{
     counters::{stats_index, Action, Reason},
     maps::{
-        AllowValue, AuthState, BanEntry, Counter, FilterConfig, RateProfile, SourceKey, SourceStats,
-        ALLOW_V4_MAP, ALLOW_V6_MAP, AUTH_MAP, BANS_MAP, CLASS_TRUSTED, CONFIG_MAP, ORIGIN_CONFIG,
-        ORIGIN_RUNTIME, PROFILES_MAP, SOURCES_MAP, STATS_MAP,
+        AllowValue, AuthState, BanEntry, Counter, FilterConfig, FragKey, FragVerdict, RateProfile, SourceKey,
+        SourceStats, ALLOW_V4_MAP, ALLOW_V6_MAP, AUTH_MAP, BANS_MAP, CLASS_TRUSTED, CONFIG_MAP, COUNTS_MAP,
+        FRAGS_MAP, ORIGIN_CONFIG, ORIGIN_RUNTIME, PROFILES_MAP, SOURCES_MAP, STATS_MAP,
     },
 };
 
@@ -32,11 +32,23 @@ pub struct Maps {
     pub profiles: Array<MapData, RateProfile>,
     pub bans: HashMap<MapData, SourceKey, BanEntry>,
     pub auth: HashMap<MapData, SourceKey, AuthState>,
+    pub frags: HashMap<MapData, FragKey, FragVerdict>,
+    pub counts: PerCpuArray<MapData, u64>,
 }
 
 /// The maps `Maps` holds, in `from_parts` order.
-const HELD_MAPS: [&str; 8] =
-    [CONFIG_MAP, ALLOW_V4_MAP, ALLOW_V6_MAP, STATS_MAP, SOURCES_MAP, PROFILES_MAP, BANS_MAP, AUTH_MAP];
+const HELD_MAPS: [&str; 10] = [
+    CONFIG_MAP,
+    ALLOW_V4_MAP,
+    ALLOW_V6_MAP,
+    STATS_MAP,
+    SOURCES_MAP,
+    PROFILES_MAP,
+    BANS_MAP,
+    AUTH_MAP,
+    FRAGS_MAP,
+    COUNTS_MAP,
+];
 
 /// One row of the global counters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,7 +81,7 @@ impl Maps {
     }
 
     fn from_parts(maps: Vec<Map>) -> anyhow::Result<Maps> {
-        let [config, v4, v6, stats, sources, profiles, bans, auth]: [Map; 8] =
+        let [config, v4, v6, stats, sources, profiles, bans, auth, frags, counts]: [Map; 10] =
             maps.try_into().map_err(|_| anyhow!("expected {} maps", HELD_MAPS.len()))?;
         Ok(Maps {
             config: config.try_into().context(CONFIG_MAP)?,
@@ -80,6 +92,8 @@ impl Maps {
             profiles: profiles.try_into().context(PROFILES_MAP)?,
             bans: bans.try_into().context(BANS_MAP)?,
             auth: auth.try_into().context(AUTH_MAP)?,
+            frags: frags.try_into().context(FRAGS_MAP)?,
+            counts: counts.try_into().context(COUNTS_MAP)?,
         })
     }
 
@@ -154,6 +168,24 @@ impl Maps {
             }
         }
         Ok(rows)
+    }
+
+    /// A `COUNT_*` slot summed over CPUs.
+    pub fn count(&self, slot: u32) -> anyhow::Result<u64> {
+        Ok(self.counts.get(&slot, 0)?.iter().sum())
+    }
+
+    /// Entries and capacity of each map worth watching, by map name.
+    pub fn utilisation(&self) -> anyhow::Result<Vec<(&'static str, u64, u64)>> {
+        let cap = |m: &MapData| -> anyhow::Result<u64> { Ok(m.info()?.max_entries() as u64) };
+        Ok(vec![
+            ("allow_v4", self.allow_v4.keys().count() as u64, cap(self.allow_v4.map())?),
+            ("allow_v6", self.allow_v6.keys().count() as u64, cap(self.allow_v6.map())?),
+            ("sources", self.sources.keys().count() as u64, cap(self.sources.map())?),
+            ("bans", self.bans.keys().count() as u64, cap(self.bans.map())?),
+            ("auth", self.auth.keys().count() as u64, cap(self.auth.map())?),
+            ("frags", self.frags.keys().count() as u64, cap(self.frags.map())?),
+        ])
     }
 
     /// Every source in the per-source table.

@@ -144,6 +144,7 @@ pub struct Lab {
     pub dir: PathBuf,
     pub kamailio: Option<Proc>,
     pub controller: Option<Proc>,
+    pub prometheus: Option<Proc>,
 }
 
 impl Default for Lab {
@@ -168,6 +169,7 @@ impl Lab {
             tag,
             kamailio: None,
             controller: None,
+            prometheus: None,
         };
         std::fs::create_dir_all(&lab.dir).expect("lab dir");
         std::fs::create_dir_all(&lab.pins).expect("pin dir");
@@ -315,6 +317,50 @@ impl Lab {
         })
     }
 
+    /// A real Prometheus in the edge namespace, scraping the controller's
+    /// metrics (127.0.0.1:9560 there) every second and evaluating the
+    /// repository's alert rules; returns its base URL once it is ready.
+    pub fn start_prometheus(&mut self) -> String {
+        let dir = self.dir.join("prometheus");
+        std::fs::create_dir_all(&dir).expect("prometheus dir");
+        let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("../prometheus/sip-xdp.rules.yml");
+        let config = format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\nscrape_configs:\n  - job_name: sip-xdp\n    static_configs:\n      - targets: [\"127.0.0.1:9560\"]\n",
+            rules.display()
+        );
+        std::fs::write(dir.join("prometheus.yml"), config).expect("prometheus config");
+        let mut p = Proc::spawn(
+            "prometheus",
+            Command::new("ip")
+                .args(["netns", "exec", &self.edge, "prometheus"])
+                .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
+                .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+                .args(["--web.listen-address=127.0.0.1:9090", "--storage.tsdb.retention.time=1h"]),
+        );
+        p.wait_for("Server is ready to receive web requests", Duration::from_secs(30));
+        self.prometheus = Some(p);
+        "http://127.0.0.1:9090".to_string()
+    }
+
+    /// GET `url` from inside the edge namespace; the body.
+    pub fn http_get(&self, url: &str) -> String {
+        self.http_get_with(url, &[])
+    }
+
+    /// The same with query parameters (encoded by the HTTP client).
+    pub fn http_get_with(&self, url: &str, params: &[(&str, &str)]) -> String {
+        let url = url.to_string();
+        let params: Vec<(String, String)> = params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        self.in_netns(&self.edge, move || {
+            let mut request = ureq::get(&url);
+            for (k, v) in &params {
+                request = request.query(k, v);
+            }
+            let mut response = request.call().unwrap_or_else(|e| panic!("GET {url} {params:?}: {e}"));
+            response.body_mut().read_to_string().expect("body")
+        })
+    }
+
     /// An HTTP server on the edge's loopback that collects the bodies POSTed
     /// to it (the controller's webhook); returns its URL and the bodies.
     pub fn webhook_receiver(&self) -> (String, Arc<Mutex<Vec<String>>>) {
@@ -364,6 +410,7 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
+        self.prometheus.take();
         self.controller.take();
         self.kamailio.take();
         // Link pins keep the program attached: remove them with the bpffs.

@@ -103,15 +103,16 @@ fn test(root: &Path) -> anyhow::Result<()> {
         bail!("the verdict and end-to-end layers load XDP programs and create namespaces: run as root");
     }
     let bin = build(root, false)?;
-    step("layer 1/3: host tests (classifier, verdict function, config, CLI pieces)");
+    step("layer 1/3: host tests (classifier, verdict function, config, metrics, dashboard and alert rules)");
     run_cmd(cargo().current_dir(root).args(["test", "--workspace", "--exclude", "sip-xdp-tests", "--exclude", "sip-xdp-ebpf"]))?;
+    run_cmd(cargo().current_dir(root).args(["test", "--package", "sip-xdp-tests", "--test", "observability"]))?;
     step("layer 2/3: verdict tables through BPF_PROG_TEST_RUN (XDP ingress, TC egress)");
     run_cmd(cargo().current_dir(root).args(["test", "--package", "sip-xdp-tests", "--test", "verdicts", "--test", "limits"]))?;
-    step("layer 3/3: end to end in network namespaces (Kamailio, SIPp, sipvicious)");
+    step("layer 3/3: end to end in network namespaces (Kamailio, SIPp, sipvicious, Prometheus)");
     run_cmd(
         cargo()
             .current_dir(root)
-            .args(["test", "--package", "sip-xdp-tests", "--test", "end_to_end", "--test", "bans_end_to_end"])
+            .args(["test", "--package", "sip-xdp-tests", "--test", "end_to_end", "--test", "bans_end_to_end", "--test", "metrics_end_to_end"])
             .env("SIP_XDP_BIN", &bin),
     )?;
     step("all test layers passed");

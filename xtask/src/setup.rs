@@ -11,9 +11,10 @@ use anyhow::{anyhow, bail, Context as _};
 
 use crate::{run_cmd, step};
 
-/// Debian packages the tests use: the SIP server and client of the
-/// end-to-end layer, and iproute2 for namespaces and veth pairs.
-const DEBIAN_PACKAGES: &[&str] = &["kamailio", "sip-tester", "sipsak", "sipvicious", "iproute2"];
+/// Debian packages the tests use: the SIP server, clients and attack tools
+/// of the end-to-end layer, Prometheus (server and promtool), and iproute2
+/// for namespaces and veth pairs.
+const DEBIAN_PACKAGES: &[&str] = &["kamailio", "sip-tester", "sipsak", "sipvicious", "prometheus", "iproute2"];
 /// The bpf-linker release known to build against the nightly's LLVM 22.
 const BPF_LINKER_VERSION: &str = "0.13.0";
 /// Where the LLVM symlinks bpf-linker loads at run time live (they must

@@ -1,0 +1,168 @@
+//! The exporter against the kernel and a real Prometheus: metric values
+//! match the kernel counters and the traffic sent, `promtool check metrics`
+//! is clean, and every PromQL expression of the dashboard and the alert
+//! rules returns data when evaluated by Prometheus. Needs root.
+
+use std::{collections::BTreeSet, process::Stdio, time::Duration};
+
+use sip_xdp_tests::netns::*;
+
+fn config(lab: &Lab) -> String {
+    format!(
+        r#"interfaces = ["{t}", "{s}"]
+[filter]
+default_class = "deny"
+[allow]
+cidrs = ["{TRUNK_IP}/32"]
+[[rule]]
+cidrs = ["198.18.2.0/24"]
+class = "customers"
+[profile.customers]
+register_per_sec = 5
+register_burst = 20
+requests_per_sec = 50
+requests_burst = 200
+[auth_failures]
+max = 3
+window_secs = 60
+[metrics]
+listen = "127.0.0.1:9560"
+top_sources = 5
+program_stats = true
+"#,
+        t = lab.edge_trunk_if,
+        s = lab.edge_stranger_if,
+    )
+}
+
+/// `name{labels} value` lines of the exposition, labels as written.
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .unwrap_or_else(|| panic!("no sample {series} in:\n{text}"))
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+fn families(text: &str) -> BTreeSet<String> {
+    text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).map(|l| l.split(' ').next().unwrap().to_string()).collect()
+}
+
+/// The left operand of a rule's top-level comparison: the value the
+/// alert tests, which has data whether or not the alert fires.
+fn left_of_comparison(expr: &str) -> &str {
+    let bytes = expr.as_bytes();
+    let (mut depth, mut quoted) = (0i32, false);
+    for i in 0..bytes.len() {
+        match bytes[i] {
+            b'"' => quoted = !quoted,
+            b'(' | b'{' | b'[' if !quoted => depth += 1,
+            b')' | b'}' | b']' if !quoted => depth -= 1,
+            b'>' | b'<' | b'=' | b'!' if !quoted && depth == 0 && !(bytes[i] == b'=' && i > 0 && b"=!<>".contains(&bytes[i - 1])) => {
+                return expr[..i].trim();
+            }
+            _ => {}
+        }
+    }
+    expr
+}
+
+#[test]
+fn metrics_match_the_kernel_and_every_dashboard_and_alert_query_has_data() {
+    let mut lab = Lab::new();
+    lab.start_kamailio();
+    lab.start_controller(&config(&lab));
+    let prometheus = lab.start_prometheus();
+
+    // Traffic: 30 OPTIONS from the trunk, a stranger outside every rule, and
+    // a customer whose failed logins get it banned.
+    let trunk = lab.udp_in(&lab.trunk, &format!("{TRUNK_IP}:0"));
+    let answered = count_in_background(&trunk, Duration::from_secs(2));
+    send_options_in_background(&trunk, EDGE_TRUNK_IP, 30, Duration::from_millis(2)).join().unwrap();
+    assert_eq!(answered.join().unwrap(), 30);
+    let customer = lab.udp_in(&lab.stranger, &format!("{STRANGER_IP}:0"));
+    let port = customer.local_addr().unwrap().port();
+    for seq in 0..5 {
+        customer.send_to(&register_request(STRANGER_IP, port, seq), format!("{EDGE_STRANGER_IP}:5060")).unwrap();
+        let _ = recv_within(&customer, Duration::from_millis(500));
+    }
+    lab.controller.as_mut().unwrap().wait_for("event=ban source=198.18.2.2 reason=auth_failures", Duration::from_secs(5));
+
+    // The exposition against the kernel counters.
+    let text = lab.http_get("http://127.0.0.1:9560/metrics");
+    let stats = lab.stats();
+    for row in stats["counters"].as_array().unwrap() {
+        let series = format!("sipxdp_packets_total{{action=\"{}\",reason=\"{}\"}}", row["action"].as_str().unwrap(), row["reason"].as_str().unwrap());
+        // Counters only grow between the two reads; at rest they are equal.
+        let exported = sample(&text, &series);
+        assert!(exported <= row["packets"].as_u64().unwrap() as f64, "{series}");
+    }
+    assert_eq!(sample(&text, "sipxdp_packets_total{action=\"pass\",reason=\"allowlisted\"}"), 30.0);
+    assert_eq!(sample(&text, "sipxdp_source_packets_total{source=\"198.18.1.2\"}"), 30.0);
+    assert_eq!(sample(&text, "sipxdp_sip_requests_total{method=\"OPTIONS\"}"), 30.0);
+    assert_eq!(sample(&text, "sipxdp_sip_requests_total{method=\"REGISTER\"}"), 5.0, "dropped requests are counted too");
+    assert_eq!(sample(&text, "sipxdp_source_registers_total{source=\"198.18.2.2\"}"), 5.0);
+    assert_eq!(sample(&text, "sipxdp_sip_responses_total{code=\"401\"}"), 3.0, "three challenges, then the ban");
+    assert_eq!(sample(&text, "sipxdp_sip_responses_total{code=\"200\"}"), 30.0);
+    assert_eq!(sample(&text, "sipxdp_packets_total{action=\"drop\",reason=\"banned\"}"), 2.0);
+    assert_eq!(sample(&text, "sipxdp_bans_total{reason=\"auth_failures\"}"), 1.0);
+    assert_eq!(sample(&text, "sipxdp_bans_active"), 1.0);
+    assert_eq!(sample(&text, "sipxdp_trusted_dropped_packets_total"), 0.0);
+    assert_eq!(sample(&text, "sipxdp_allowlist_entries{family=\"ipv4\"}"), 2.0);
+    assert_eq!(sample(&text, "sipxdp_map_capacity{map=\"allow_v4\"}"), 131072.0);
+    assert_eq!(sample(&text, "sipxdp_map_entries{map=\"bans\"}"), 1.0);
+    assert!(sample(&text, "sipxdp_program_runs_total{program=\"ingress\"}") >= 37.0);
+    assert!(sample(&text, "sipxdp_program_run_seconds_total{program=\"egress\"}") > 0.0);
+
+    // promtool's lint is clean.
+    let mut check = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(check.stdin.as_mut().unwrap(), text.as_bytes()).unwrap();
+    let out = check.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && said.trim().is_empty(), "promtool check metrics: {said}");
+
+    // Every metric the dashboard and rules name is exported.
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../grafana/dashboards/sip-xdp.json")).unwrap()).unwrap();
+    let mut exprs: Vec<String> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().unwrap().iter().map(|t| t["expr"].as_str().unwrap().to_string()))
+        .collect();
+    let exported = families(&text);
+    let query = |q: &str| -> serde_json::Value {
+        serde_json::from_str(&lab.http_get_with(&format!("{prometheus}/api/v1/query"), &[("query", q)])).unwrap()
+    };
+    // Enough scrapes for rates over 15 s windows.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while query("count_over_time(up{job=\"sip-xdp\"}[1m])")["data"]["result"][0]["value"][1].as_str().unwrap_or("0").parse::<u32>().unwrap() < 12 {
+        assert!(std::time::Instant::now() < deadline, "Prometheus is not scraping the controller");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let rules: serde_json::Value = serde_json::from_str(&lab.http_get(&format!("{prometheus}/api/v1/rules"))).unwrap();
+    let rule_queries: Vec<String> = rules["data"]["groups"][0]["rules"].as_array().unwrap().iter().map(|r| r["query"].as_str().unwrap().to_string()).collect();
+    assert_eq!(rule_queries.len(), 5, "all alert rules loaded");
+    for q in &rule_queries {
+        exprs.push(left_of_comparison(q).to_string());
+    }
+    for expr in &exprs {
+        for name in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| w.starts_with("sipxdp_")) {
+            assert!(exported.contains(name), "{name} (in {expr}) is not exported");
+        }
+        let concrete = expr.replace("$__rate_interval", "15s").replace("$__range", "1m").replace("$instance", ".+");
+        let result = query(&concrete);
+        assert_eq!(result["status"], "success", "{concrete}: {result}");
+        assert!(!result["data"]["result"].as_array().unwrap().is_empty(), "no data for {concrete}");
+    }
+}
+

@@ -98,6 +98,17 @@ pub fn count_auth_failure(state: &mut AuthState, cfg: &FilterConfig, now_ns: u64
     count_in_window(&mut state.failures, &mut state.window_start_ns, cfg.auth_window_ns, cfg.auth_max, now_ns)
 }
 
+/// Should a source crossing a threshold be banned now? Not while a ban is
+/// already in force: responses still in flight when the first ban landed
+/// must not count as a second offense and double it.
+#[inline(always)]
+pub fn should_ban(previous: Option<&BanEntry>, now_ns: u64) -> bool {
+    match previous {
+        Some(b) => !b.in_force(now_ns),
+        None => true,
+    }
+}
+
 /// The ban to write for a source whose previous ban entry (kept after
 /// expiry as history) is `previous`. Each repeat doubles the duration, up
 /// to the maximum; a source with no ban for a whole maximum duration starts
@@ -199,6 +210,18 @@ mod tests {
         for i in 0..20 {
             assert!(!count_auth_failure(&mut b, &cfg, i * 20 * S), "failure {i}");
         }
+    }
+
+    #[test]
+    fn no_second_ban_while_one_is_in_force() {
+        let cfg = FilterConfig::EMPTY;
+        let ban = next_ban(None, BAN_REASON_AUTH, &cfg, 1000 * S);
+        assert!(should_ban(None, 1000 * S));
+        assert!(!should_ban(Some(&ban), 1001 * S));
+        assert!(should_ban(Some(&ban), ban.expires_ns));
+        let mut expired = ban;
+        expired.state = BAN_EXPIRED;
+        assert!(should_ban(Some(&expired), 1001 * S));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! excess) and egress (auth failures) paths.
 
 use sip_xdp_common::{
-    limits::next_ban,
+    limits::{next_ban, should_ban},
     maps::{
         AllowValue, Event, FilterConfig, SourceKey, CLASS_TRUSTED, COUNT_EVENTS_LOST, EVENT_BAN, EVENT_WOULD_BAN,
         MODE_MONITOR,
@@ -44,6 +44,9 @@ pub fn ban(addr: &SourceKey, reason: u8, cfg: &FilterConfig, now_ns: u64, truste
         (EVENT_WOULD_BAN, 0, 0)
     } else {
         let previous = unsafe { SIP_BANS.get(addr) };
+        if !should_ban(previous, now_ns) {
+            return;
+        }
         let entry = next_ban(previous, reason, cfg, now_ns);
         if SIP_BANS.insert(addr, &entry, 0).is_err() {
             return;

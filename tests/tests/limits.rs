@@ -248,6 +248,12 @@ fn auth_failures_on_egress_ban_the_remote_address() {
     let events = f.events();
     assert_eq!((events.len(), events[0].kind, events[0].reason), (1, EVENT_BAN, BAN_REASON_AUTH));
     assert_eq!(f.judge(&register_from(client)), (XDP_DROP, Drop, Banned), "the next packet is dropped");
+    // Responses still in flight after the ban do not make a second offense.
+    for _ in 0..6 {
+        f.run_egress(&response_to(client, UNAUTHORIZED));
+    }
+    assert_eq!(f.ban_of("203.0.113.10").unwrap().offenses, 1);
+    assert!(f.events().is_empty());
     // Other responses, and responses from other ports, do not count.
     let other = [203, 0, 113, 20];
     for _ in 0..10 {

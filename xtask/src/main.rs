@@ -37,6 +37,14 @@ enum Task {
     /// Set up if needed, then run every test layer: host tests, verdict
     /// tables (BPF_PROG_TEST_RUN) and end-to-end tests in namespaces.
     Test,
+    /// Set up if needed, then run a lab of namespaces on this machine
+    /// (Kamailio, sip-xdp, Prometheus, a trunk and an attacker) with a live
+    /// summary; removes it on exit or Ctrl-C. Needs root.
+    Demo {
+        /// How long the attack runs, in seconds.
+        #[arg(long, default_value_t = 60)]
+        duration: u64,
+    },
 }
 
 fn main() {
@@ -59,6 +67,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             std::process::exit(status.code().unwrap_or(1));
         }
         Task::Test => test(&root),
+        Task::Demo { duration } => {
+            setup::all()?;
+            let bin = build(&root, false)?;
+            step("starting the demo lab");
+            run_cmd(
+                cargo()
+                    .current_dir(&root)
+                    .args(["run", "--quiet", "--package", "sip-xdp-tests", "--bin", "sip-xdp-demo", "--"])
+                    .args(["--duration", &duration.to_string()])
+                    .env("SIP_XDP_BIN", &bin),
+            )
+        }
     }
 }
 

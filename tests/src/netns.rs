@@ -260,6 +260,31 @@ impl Lab {
         )
     }
 
+    /// A config with the trunk trusted and the stranger's network in the
+    /// `customers` class (5 REGISTER/s, burst 20; 50 requests/s, burst
+    /// 200), followed by `extra` TOML sections.
+    pub fn customers_config(&self, extra: &str) -> String {
+        format!(
+            r#"interfaces = ["{t}", "{s}"]
+[filter]
+default_class = "deny"
+[[rule]]
+cidrs = ["{TRUNK_IP}/32"]
+class = "trusted"
+[[rule]]
+cidrs = ["198.18.2.0/24"]
+class = "customers"
+[profile.customers]
+register_per_sec = 5
+register_burst = 20
+requests_per_sec = 50
+requests_burst = 200
+{extra}"#,
+            t = self.edge_trunk_if,
+            s = self.edge_stranger_if,
+        )
+    }
+
     /// Runs the CLI against this lab's pins.
     pub fn cli(&self, args: &[&str]) -> Output {
         Command::new(sip_xdp_bin()).arg("--pin-dir").arg(&self.pins).args(args).output().expect("run sip-xdp")

@@ -15,35 +15,10 @@ const AUTH_MAX: u32 = 4;
 
 fn ban_config(lab: &Lab, duration_secs: u64, webhook: Option<&str>) -> String {
     let webhook = webhook.map_or(String::new(), |url| format!("webhook = \"{url}\"\n"));
-    format!(
-        r#"interfaces = ["{t}", "{s}"]
-[filter]
-default_class = "deny"
-[[rule]]
-cidrs = ["{TRUNK_IP}/32"]
-class = "trusted"
-[[rule]]
-cidrs = ["198.18.2.0/24"]
-class = "customers"
-[profile.customers]
-register_per_sec = 5
-register_burst = 20
-requests_per_sec = 50
-requests_burst = 200
-[ban]
-after_excess = 50
-window_secs = 10
-duration_secs = {duration_secs}
-max_duration_secs = 3600
-[auth_failures]
-max = {AUTH_MAX}
-window_secs = 60
-[events]
-format = "text"
-{webhook}"#,
-        t = lab.edge_trunk_if,
-        s = lab.edge_stranger_if,
-    )
+    lab.customers_config(&format!(
+        "[ban]\nafter_excess = 50\nwindow_secs = 10\nduration_secs = {duration_secs}\nmax_duration_secs = 3600\n\
+         [auth_failures]\nmax = {AUTH_MAX}\nwindow_secs = 60\n[events]\nformat = \"text\"\n{webhook}"
+    ))
 }
 
 fn start(duration_secs: u64, webhook: Option<&str>) -> Lab {

@@ -8,30 +8,8 @@ use std::{collections::BTreeSet, process::Stdio, time::Duration};
 use sip_xdp_tests::netns::*;
 
 fn config(lab: &Lab) -> String {
-    format!(
-        r#"interfaces = ["{t}", "{s}"]
-[filter]
-default_class = "deny"
-[allow]
-cidrs = ["{TRUNK_IP}/32"]
-[[rule]]
-cidrs = ["198.18.2.0/24"]
-class = "customers"
-[profile.customers]
-register_per_sec = 5
-register_burst = 20
-requests_per_sec = 50
-requests_burst = 200
-[auth_failures]
-max = 3
-window_secs = 60
-[metrics]
-listen = "127.0.0.1:9560"
-top_sources = 5
-program_stats = true
-"#,
-        t = lab.edge_trunk_if,
-        s = lab.edge_stranger_if,
+    lab.customers_config(
+        "[auth_failures]\nmax = 3\nwindow_secs = 60\n[metrics]\nlisten = \"127.0.0.1:9560\"\ntop_sources = 5\nprogram_stats = true\n",
     )
 }
 

@@ -73,16 +73,21 @@ pub enum Reason {
     RequestRate = 11,
     /// From a banned source.
     Banned = 12,
+    /// An INVITE to a prefix on the destination blocklist.
+    DestinationBlocked = 13,
+    /// An international INVITE outside `allow_only`, or whose country the
+    /// program could not read.
+    DestinationNotAllowed = 14,
 }
 
 /// Slots reserved per action in the stats map, so reasons can be added
 /// without changing the map layout.
-pub const REASON_SLOTS: usize = 16;
+pub const REASON_SLOTS: usize = 24;
 /// Entries in the global stats map.
 pub const STATS_ENTRIES: u32 = (Action::ALL.len() * REASON_SLOTS) as u32;
 
 impl Reason {
-    pub const ALL: [Reason; 13] = [
+    pub const ALL: [Reason; 15] = [
         Reason::NonIp,
         Reason::NonSip,
         Reason::Allowlisted,
@@ -96,6 +101,8 @@ impl Reason {
         Reason::RegisterRate,
         Reason::RequestRate,
         Reason::Banned,
+        Reason::DestinationBlocked,
+        Reason::DestinationNotAllowed,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -113,6 +120,8 @@ impl Reason {
             Reason::RegisterRate => "register_rate",
             Reason::RequestRate => "request_rate",
             Reason::Banned => "banned",
+            Reason::DestinationBlocked => "destination_blocked",
+            Reason::DestinationNotAllowed => "destination_not_allowed",
         }
     }
 

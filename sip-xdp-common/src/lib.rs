@@ -8,6 +8,7 @@
 #![no_std]
 
 pub mod counters;
+pub mod dialled;
 pub mod limits;
 pub mod maps;
 pub mod sip;

@@ -23,10 +23,14 @@ pub const AUTH_MAP: &str = "SIP_AUTH";
 pub const EVENTS_MAP: &str = "SIP_EVENTS";
 /// Per-CPU counters of SIP methods and response codes (`COUNT_*` slots).
 pub const COUNTS_MAP: &str = "SIP_COUNTS";
+/// Destination rules: LPM trie over the ASCII digits of E.164 numbers.
+pub const DEST_RULES_MAP: &str = "SIP_DEST_RULES";
+/// Per-CPU INVITEs blocked, by destination rule id.
+pub const DEST_COUNTS_MAP: &str = "SIP_DEST_COUNTS";
 
 /// Every map the controller pins, in the order it checks them. The event
 /// ring buffer is not pinned: each controller reads its own.
-pub const PINNED_MAPS: [&str; 10] = [
+pub const PINNED_MAPS: [&str; 12] = [
     CONFIG_MAP,
     ALLOW_V4_MAP,
     ALLOW_V6_MAP,
@@ -37,6 +41,8 @@ pub const PINNED_MAPS: [&str; 10] = [
     BANS_MAP,
     AUTH_MAP,
     COUNTS_MAP,
+    DEST_RULES_MAP,
+    DEST_COUNTS_MAP,
 ];
 
 /// Capacity of each allowlist trie.
@@ -54,6 +60,24 @@ pub const BANS_CAPACITY: u32 = 65_536;
 pub const AUTH_CAPACITY: u32 = 65_536;
 /// Size of the event ring buffer in bytes (a power of two, page multiple).
 pub const EVENTS_BYTES: u32 = 256 * 1024;
+
+/// Capacity of the destination rules (and of their counters).
+pub const DEST_RULES_CAPACITY: u32 = 16_384;
+
+pub const DEST_BLOCK: u8 = 1;
+pub const DEST_ALLOW: u8 = 2;
+
+/// Value of the destination trie.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct DestRule {
+    /// [`DEST_BLOCK`] or [`DEST_ALLOW`].
+    pub action: u8,
+    pub _pad: u8,
+    /// Index of the rule's counter in [`DEST_COUNTS_MAP`].
+    pub id: u16,
+    pub _pad2: u32,
+}
 
 /// Slots of [`COUNTS_MAP`]: requests seen on ingress by method...
 pub const COUNT_REQ_REGISTER: u32 = 0;
@@ -123,6 +147,21 @@ pub struct FilterConfig {
     pub ban_duration_ns: u64,
     pub ban_max_duration_ns: u64,
     pub auth_window_ns: u64,
+    /// International dialling prefixes ("00", "011").
+    pub intl: crate::dialled::IntlPrefixes,
+    /// Classes the destination policy applies to: bit 0 trusted, bit
+    /// 1 + p the profile p.
+    pub dest_applies: u32,
+    /// 1: international numbers must match an allow rule.
+    pub dest_allow_only: u8,
+    pub _pad2: [u8; 7],
+}
+
+/// The `dest_applies` bit of the trusted class, and of a profile.
+pub const DEST_APPLIES_TRUSTED: u32 = 1;
+#[inline(always)]
+pub const fn dest_applies_profile(profile: u8) -> u32 {
+    1 << (1 + profile as u32)
 }
 
 impl FilterConfig {
@@ -142,6 +181,10 @@ impl FilterConfig {
         ban_duration_ns: 600 * NS_PER_SEC,
         ban_max_duration_ns: 86_400 * NS_PER_SEC,
         auth_window_ns: 60 * NS_PER_SEC,
+        intl: crate::dialled::IntlPrefixes { digits: [[0; 4]; 4], lens: [0; 4] },
+        dest_applies: 0,
+        dest_allow_only: 0,
+        _pad2: [0; 7],
     };
 
     /// Is `port` (host byte order) one of the SIP ports?
@@ -267,6 +310,8 @@ pub const EVENT_BAN: u8 = 1;
 pub const EVENT_WOULD_BAN: u8 = 2;
 pub const EVENT_EXPIRE: u8 = 3;
 pub const EVENT_UNBAN: u8 = 4;
+/// An INVITE dropped by the destination policy (`number` is set).
+pub const EVENT_DEST_BLOCK: u8 = 5;
 
 /// What the kernel tells the controller through the ring buffer.
 #[repr(C)]
@@ -281,6 +326,12 @@ pub struct Event {
     pub duration_ns: u64,
     /// CLOCK_BOOTTIME ns.
     pub at_ns: u64,
+    /// For [`EVENT_DEST_BLOCK`]: the E.164 digits dialled.
+    pub number: [u8; 20],
+    pub number_len: u8,
+    /// For [`EVENT_DEST_BLOCK`]: the drop reason (`Reason` as u8).
+    pub drop_reason: u8,
+    pub _pad2: [u8; 2],
 }
 
 /// Key of the per-source table: the source address, IPv4 as an
@@ -359,6 +410,7 @@ mod pod {
     unsafe impl aya::Pod for BanEntry {}
     unsafe impl aya::Pod for AuthState {}
     unsafe impl aya::Pod for Event {}
+    unsafe impl aya::Pod for DestRule {}
 }
 
 #[cfg(test)]
@@ -368,13 +420,14 @@ mod tests {
 
     #[test]
     fn layouts_have_no_implicit_padding() {
-        assert_eq!(size_of::<FilterConfig>(), 2 * MAX_PORTS + 8 + 8 + 32);
+        assert_eq!(size_of::<FilterConfig>(), 2 * MAX_PORTS + 8 + 8 + 32 + 32);
         assert_eq!(size_of::<AllowValue>(), 8);
         assert_eq!(size_of::<SourceStats>(), 80);
         assert_eq!(size_of::<RateProfile>(), 16);
         assert_eq!(size_of::<BanEntry>(), 32);
         assert_eq!(size_of::<AuthState>(), 16);
-        assert_eq!(size_of::<Event>(), 40);
+        assert_eq!(size_of::<Event>(), 64);
+        assert_eq!(size_of::<DestRule>(), 8);
         assert_eq!(size_of::<Counter>(), 16);
         assert_eq!(size_of::<FragKey>(), 40);
         assert_eq!(size_of::<FragVerdict>(), 4);

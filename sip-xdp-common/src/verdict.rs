@@ -5,8 +5,9 @@
 
 use crate::{
     counters::{Action, Reason},
+    dialled::Dialled,
     limits::RateOutcome,
-    maps::{FilterConfig, FragVerdict, DEFAULT_ACTION_PASS, MODE_MONITOR},
+    maps::{DestRule, FilterConfig, FragVerdict, DEFAULT_ACTION_PASS, DEST_ALLOW, DEST_BLOCK, MODE_MONITOR},
 };
 
 /// What the ban table, the rules and the rate limits say of a source
@@ -23,6 +24,34 @@ pub enum Source {
     Unmatched,
     /// A `limited` rule, or no rule with a limited default class.
     Limited(RateOutcome),
+    /// An INVITE the destination policy refuses.
+    Destination(DestVerdict),
+}
+
+/// What the destination policy says of an INVITE.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DestVerdict {
+    Pass,
+    /// Matched a block rule (its id).
+    Blocked(u16),
+    /// International and not on `allow_only`, or the country is unreadable.
+    NotAllowed,
+}
+
+/// The destination policy for a dialled number and the rule its digits
+/// match (longest prefix), if any.
+#[inline(always)]
+pub fn judge_destination(dialled: &Dialled, rule: Option<&DestRule>, allow_only: bool) -> DestVerdict {
+    match dialled {
+        Dialled::NotANumber | Dialled::National => DestVerdict::Pass,
+        Dialled::Unverifiable => DestVerdict::NotAllowed,
+        Dialled::International { .. } => match rule {
+            Some(r) if r.action == DEST_BLOCK => DestVerdict::Blocked(r.id),
+            Some(r) if r.action == DEST_ALLOW => DestVerdict::Pass,
+            _ if allow_only => DestVerdict::NotAllowed,
+            _ => DestVerdict::Pass,
+        },
+    }
 }
 
 /// What the parser and the map lookups found.
@@ -88,6 +117,11 @@ pub fn decide(packet: Packet, cfg: &FilterConfig) -> Verdict {
             Source::Limited(RateOutcome::Within) => Verdict::new(Action::Pass, Reason::Limited),
             Source::Limited(RateOutcome::RegisterExceeded) => drop(cfg, Reason::RegisterRate),
             Source::Limited(RateOutcome::RequestExceeded) => drop(cfg, Reason::RequestRate),
+            Source::Destination(DestVerdict::Blocked(_)) => drop(cfg, Reason::DestinationBlocked),
+            Source::Destination(DestVerdict::NotAllowed) => drop(cfg, Reason::DestinationNotAllowed),
+            // The policy only speaks up to refuse; a pass is decided by
+            // the source's class before it.
+            Source::Destination(DestVerdict::Pass) => Verdict::new(Action::Pass, Reason::Limited),
         },
     }
 }
@@ -110,7 +144,7 @@ mod tests {
         FilterConfig { default_action, mode, ..FilterConfig::EMPTY }
     }
 
-    const ALL_PACKETS: [Packet; 14] = [
+    const ALL_PACKETS: [Packet; 16] = [
         Packet::NonIp,
         Packet::Malformed,
         Packet::TooDeep,
@@ -125,6 +159,8 @@ mod tests {
         Packet::ToSipPort(Source::Limited(RateOutcome::Within)),
         Packet::ToSipPort(Source::Limited(RateOutcome::RegisterExceeded)),
         Packet::ToSipPort(Source::Limited(RateOutcome::RequestExceeded)),
+        Packet::ToSipPort(Source::Destination(DestVerdict::Blocked(3))),
+        Packet::ToSipPort(Source::Destination(DestVerdict::NotAllowed)),
     ];
 
     /// The full table: every packet class under every config.
@@ -149,6 +185,9 @@ mod tests {
                 Packet::ToSipPort(Source::Limited(RateOutcome::Within)) => (Pass, Limited),
                 Packet::ToSipPort(Source::Limited(RateOutcome::RegisterExceeded)) => (dropped, RegisterRate),
                 Packet::ToSipPort(Source::Limited(RateOutcome::RequestExceeded)) => (dropped, RequestRate),
+                Packet::ToSipPort(Source::Destination(DestVerdict::Blocked(_))) => (dropped, DestinationBlocked),
+                Packet::ToSipPort(Source::Destination(DestVerdict::NotAllowed)) => (dropped, DestinationNotAllowed),
+                Packet::ToSipPort(Source::Destination(DestVerdict::Pass)) => (Pass, Limited),
             }
         };
         for p in ALL_PACKETS {
@@ -171,6 +210,22 @@ mod tests {
                 assert!(decide(p, &cfg(da, MODE_MONITOR)).action.passes(), "{p:?}");
             }
         }
+    }
+
+    #[test]
+    fn destination_policy_table() {
+        let intl = Dialled::International { digits: [b'2'; 20], len: 11 };
+        let block = DestRule { action: DEST_BLOCK, id: 7, ..DestRule::default() };
+        let allow = DestRule { action: DEST_ALLOW, id: 8, ..DestRule::default() };
+        for allow_only in [false, true] {
+            assert_eq!(judge_destination(&Dialled::NotANumber, Some(&block), allow_only), DestVerdict::Pass);
+            assert_eq!(judge_destination(&Dialled::National, Some(&block), allow_only), DestVerdict::Pass);
+            assert_eq!(judge_destination(&Dialled::Unverifiable, None, allow_only), DestVerdict::NotAllowed);
+            assert_eq!(judge_destination(&intl, Some(&block), allow_only), DestVerdict::Blocked(7));
+            assert_eq!(judge_destination(&intl, Some(&allow), allow_only), DestVerdict::Pass);
+        }
+        assert_eq!(judge_destination(&intl, None, false), DestVerdict::Pass);
+        assert_eq!(judge_destination(&intl, None, true), DestVerdict::NotAllowed);
     }
 
     #[test]

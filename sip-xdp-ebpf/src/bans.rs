@@ -56,7 +56,19 @@ pub fn ban(addr: &SourceKey, reason: u8, cfg: &FilterConfig, now_ns: u64, truste
     // Written straight into the ring buffer, not built on the stack.
     match SIP_EVENTS.reserve::<Event>(0) {
         Some(mut slot) => {
-            slot.write(Event { kind, reason, _pad: [0; 2], offenses, addr: *addr, duration_ns, at_ns: now_ns });
+            slot.write(Event {
+                kind,
+                reason,
+                _pad: [0; 2],
+                offenses,
+                addr: *addr,
+                duration_ns,
+                at_ns: now_ns,
+                number: [0; 20],
+                number_len: 0,
+                drop_reason: 0,
+                _pad2: [0; 2],
+            });
             slot.submit(0);
         }
         None => count(COUNT_EVENTS_LOST),

@@ -8,6 +8,7 @@
 #![allow(internal_features)]
 
 mod bans;
+mod dest;
 mod egress;
 mod eth;
 mod ip;

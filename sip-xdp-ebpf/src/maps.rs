@@ -14,6 +14,10 @@ use sip_xdp_common::{
     },
     sip::RESPONSE_SCAN,
 };
+use sip_xdp_common::{
+    dialled::{INVITE_WINDOW, MAX_DIGITS},
+    maps::{DestRule, DEST_RULES_CAPACITY},
+};
 
 #[map(name = "SIP_CONFIG")]
 pub static SIP_CONFIG: Array<FilterConfig> = Array::with_max_entries(1, 0);
@@ -59,6 +63,16 @@ pub fn count(slot: u32) {
         unsafe { *c += 1 };
     }
 }
+
+#[map(name = "SIP_DEST_RULES")]
+pub static SIP_DEST_RULES: LpmTrie<[u8; MAX_DIGITS], DestRule> = LpmTrie::with_max_entries(DEST_RULES_CAPACITY, 0);
+
+#[map(name = "SIP_DEST_COUNTS")]
+pub static SIP_DEST_COUNTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(DEST_RULES_CAPACITY, 0);
+
+/// Per-CPU room for the start of an INVITE.
+#[map(name = "SIP_INVITE_BUF")]
+pub static SIP_INVITE_BUF: PerCpuArray<[u8; INVITE_WINDOW]> = PerCpuArray::with_max_entries(1, 0);
 
 /// Per-CPU room for the start of a response (too big for the BPF stack).
 #[map(name = "SIP_SCRATCH")]

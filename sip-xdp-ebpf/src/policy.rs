@@ -9,15 +9,16 @@ use sip_xdp_common::{
     counters::{stats_index, Action, Reason},
     limits::{charge, count_excess, RateOutcome},
     maps::{
-        FilterConfig, FragKey, SourceKey, SourceStats, BAN_REASON_RATE, CLASS_BANNED, CLASS_LIMITED,
-        CLASS_TRUSTED,
+        dest_applies_profile, FilterConfig, FragKey, SourceKey, SourceStats, BAN_REASON_RATE, CLASS_BANNED,
+        CLASS_LIMITED, CLASS_TRUSTED, DEST_APPLIES_TRUSTED,
     },
     sip::SipKind,
-    verdict::{decide, Packet, Source, Verdict},
+    verdict::{decide, DestVerdict, Packet, Source, Verdict},
 };
 
 use crate::{
     bans::{ban, rule_for},
+    dest,
     eth,
     ip::{self, Frag, L3Info},
     l4,
@@ -93,12 +94,20 @@ fn judge_l4(ctx: &XdpContext, ip: &L3Info, out: &mut Outcome) {
     let now_ns = unsafe { bpf_ktime_get_boot_ns() };
     let kind = sip::first_line(ctx, l4.payload_offset);
     let stats = source_entry(&ip.src, now_ns);
-    let source = judge_source(cfg, &ip.src, stats, kind, now_ns);
+    let (mut source, class_bit) = judge_source(cfg, &ip.src, stats, kind, now_ns);
+    let admitted = matches!(source, Source::Trusted | Source::Limited(RateOutcome::Within));
+    if kind == SipKind::Invite && admitted && cfg.dest_applies & class_bit != 0 {
+        match dest::check(ctx, l4.payload_offset, &ip.src, now_ns) {
+            DestVerdict::Pass => {}
+            refused => source = Source::Destination(refused),
+        }
+    }
     *out = Outcome { verdict: decide(Packet::ToSipPort(source), cfg), source: stats, sip: kind, now_ns };
 }
 
 /// Ban first (a banned source costs one lookup), then the rule, then the
-/// rate limits of a limited source.
+/// rate limits of a limited source. Also returns the class's bit in
+/// `dest_applies` (0 for classes the destination policy never sees).
 #[inline(always)]
 fn judge_source(
     cfg: &FilterConfig,
@@ -106,11 +115,11 @@ fn judge_source(
     stats: Option<*mut SourceStats>,
     kind: SipKind,
     now_ns: u64,
-) -> Source {
+) -> (Source, u32) {
     if let Some(entry) = SIP_BANS.get_ptr_mut(src) {
         if unsafe { (*entry).in_force(now_ns) } {
             unsafe { add(&raw mut (*entry).dropped, 1) };
-            return Source::Banned;
+            return (Source::Banned, 0);
         }
     }
     let (class, profile, matched) = match rule_for(src) {
@@ -118,13 +127,15 @@ fn judge_source(
         None => (cfg.default_class, cfg.default_profile, false),
     };
     match class {
-        CLASS_TRUSTED => Source::Trusted,
-        CLASS_LIMITED => limit(src, stats.unwrap_or(core::ptr::null_mut()), profile, kind, now_ns),
+        CLASS_TRUSTED => (Source::Trusted, DEST_APPLIES_TRUSTED),
+        CLASS_LIMITED => {
+            (limit(src, stats.unwrap_or(core::ptr::null_mut()), profile, kind, now_ns), dest_applies_profile(profile))
+        }
         // Prefix bans: until the controller's sweep removes them (an ended
         // one cannot fall back here to the shorter rule it shadows).
-        CLASS_BANNED => Source::Banned,
-        _ if matched => Source::Denied,
-        _ => Source::Unmatched,
+        CLASS_BANNED => (Source::Banned, 0),
+        _ if matched => (Source::Denied, 0),
+        _ => (Source::Unmatched, 0),
     }
 }
 

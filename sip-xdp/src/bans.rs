@@ -175,6 +175,7 @@ pub fn sweep(
         source,
         duration_secs: b.map(|b| (b.expires_ns - b.banned_at_ns) / NS_PER_SEC),
         offenses: b.map(|b| b.offenses),
+        number: None,
         at: SystemTime::now(),
     };
     let mut events = Vec::new();

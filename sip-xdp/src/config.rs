@@ -10,7 +10,10 @@ use std::{
 
 use ipnet::IpNet;
 use serde::Deserialize;
-use sip_xdp_common::maps::{ALLOW_CAPACITY, DEFAULT_SOURCES_CAPACITY, MAX_PORTS, MAX_PROFILES};
+use sip_xdp_common::{
+    dialled::{MAX_DIGITS, MAX_INTL_PREFIXES, MAX_INTL_PREFIX_LEN},
+    maps::{ALLOW_CAPACITY, DEFAULT_SOURCES_CAPACITY, DEST_RULES_CAPACITY, MAX_PORTS, MAX_PROFILES},
+};
 use toml::Spanned;
 
 use crate::{
@@ -73,6 +76,18 @@ pub struct AuthFailures {
     pub window_secs: u64,
 }
 
+/// `[destinations]`: the policy on numbers dialled in INVITEs.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Destinations {
+    pub international_prefixes: Vec<String>,
+    /// Digit prefixes (E.164, country code first) whose INVITEs are dropped.
+    pub block: Vec<String>,
+    /// If not empty: international numbers outside these are dropped.
+    pub allow_only: Vec<String>,
+    /// Classes the policy applies to.
+    pub applies_to: Vec<Class>,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MetricsConfig {
     pub listen: std::net::SocketAddr,
@@ -108,6 +123,7 @@ pub struct Config {
     pub auth_failures: AuthFailures,
     pub events: Events,
     pub metrics: MetricsConfig,
+    pub destinations: Destinations,
 }
 
 #[derive(Deserialize)]
@@ -131,6 +147,21 @@ struct RawConfig {
     events: RawEvents,
     #[serde(default)]
     metrics: RawMetrics,
+    #[serde(default)]
+    destinations: RawDestinations,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDestinations {
+    #[serde(default)]
+    international_prefixes: Vec<Spanned<String>>,
+    #[serde(default)]
+    block: Vec<Spanned<String>>,
+    #[serde(default)]
+    allow_only: Vec<Spanned<String>>,
+    #[serde(default)]
+    applies_to: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -514,8 +545,52 @@ impl Config {
             program_stats: raw.metrics.program_stats,
         };
 
+        let raw_dest = &raw.destinations;
+        let digits = |v: &Spanned<String>, key: &str, max: usize| -> anyhow::Result<String> {
+            let d = v.get_ref().trim_start_matches('+');
+            if d.is_empty() || d.len() > max || !d.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(at(v.span(), key, format!("{:?} is not a prefix of 1 to {max} digits", v.get_ref())));
+            }
+            Ok(d.to_string())
+        };
+        if raw_dest.international_prefixes.len() > MAX_INTL_PREFIXES {
+            return Err(user_error(format!(
+                "{}: key `destinations.international_prefixes`: at most {MAX_INTL_PREFIXES} prefixes",
+                path.display()
+            )));
+        }
+        let mut destinations = Destinations::default();
+        for p in &raw_dest.international_prefixes {
+            destinations.international_prefixes.push(digits(p, "destinations.international_prefixes", MAX_INTL_PREFIX_LEN)?);
+        }
+        let mut seen = BTreeSet::new();
+        for (list, key, out) in [
+            (&raw_dest.block, "destinations.block", &mut destinations.block),
+            (&raw_dest.allow_only, "destinations.allow_only", &mut destinations.allow_only),
+        ] {
+            for p in list {
+                let d = digits(p, key, MAX_DIGITS)?;
+                if !seen.insert(d.clone()) {
+                    return Err(at(p.span(), key, format!("prefix {d} is listed twice")));
+                }
+                out.push(d);
+            }
+        }
+        if destinations.block.len() + destinations.allow_only.len() > DEST_RULES_CAPACITY as usize {
+            return Err(user_error(format!("{}: more than {DEST_RULES_CAPACITY} destination prefixes", path.display())));
+        }
+        for name in &raw_dest.applies_to {
+            match class_named(name, "destinations.applies_to")? {
+                Class::Deny => {
+                    return Err(at(name.span(), "destinations.applies_to", "\"deny\" sources never reach the policy".into()))
+                }
+                class => destinations.applies_to.push(class),
+            }
+        }
+
         Ok(Config {
             path: path.to_path_buf(),
+            destinations,
             metrics,
             interfaces,
             ports,
@@ -733,6 +808,26 @@ webhook = "https://hooks.example.net/sip-xdp"
         assert!(e.contains("key `metrics.top_sources`: 0 is out of range"), "{e}");
         let e = err("[events]\nformat = \"xml\"\n");
         assert!(e.contains("line 2") && e.contains("xml"), "{e}");
+    }
+
+    #[test]
+    fn destinations_parse_and_errors_name_the_line() {
+        let c = parse(&format!(
+            "{CLASSES}[destinations]\ninternational_prefixes = [\"00\", \"011\"]\nblock = [\"252\", \"+224\"]\nallow_only = [\"49\"]\napplies_to = [\"customers\", \"trusted\"]\n"
+        ))
+        .unwrap();
+        assert_eq!(c.destinations.international_prefixes, ["00", "011"]);
+        assert_eq!(c.destinations.block, ["252", "224"]);
+        assert_eq!(c.destinations.allow_only, ["49"]);
+        assert_eq!(c.destinations.applies_to, [Class::Limited(0), Class::Trusted]);
+        let e = err("[destinations]\nblock = [\"25x\"]\n");
+        assert!(e.contains("test.toml:2:10: key `destinations.block`: \"25x\" is not a prefix of 1 to 20 digits"), "{e}");
+        let e = err("[destinations]\nblock = [\"252\"]\nallow_only = [\"252\"]\n");
+        assert!(e.contains("prefix 252 is listed twice"), "{e}");
+        let e = err("[destinations]\napplies_to = [\"nobody\"]\n");
+        assert!(e.contains("key `destinations.applies_to`: unknown class"), "{e}");
+        let e = err("[destinations]\ninternational_prefixes = [\"00000\"]\n");
+        assert!(e.contains("1 to 4 digits"), "{e}");
     }
 
     #[test]

@@ -2,14 +2,17 @@
 //! told to stop. The kernel keeps filtering if this process dies; a new run
 //! adopts what it left pinned.
 
-use std::{ffi::CString, path::PathBuf, sync::Arc, time::Duration};
+use std::{collections::BTreeMap, ffi::CString, path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use aya::{maps::RingBuf, Ebpf};
 use log::{error, info, warn};
-use sip_xdp_common::maps::{
-    FilterConfig, RateProfile, DEFAULT_ACTION_DROP, DEFAULT_ACTION_PASS, EVENTS_MAP, MAX_PORTS, MODE_ENFORCE,
-    MODE_MONITOR, NS_PER_SEC,
+use sip_xdp_common::{
+    dialled::intl_prefixes,
+    maps::{
+        dest_applies_profile, DestRule, FilterConfig, RateProfile, DEFAULT_ACTION_DROP, DEFAULT_ACTION_PASS,
+        DEST_ALLOW, DEST_APPLIES_TRUSTED, DEST_BLOCK, EVENTS_MAP, MAX_PORTS, MODE_ENFORCE, MODE_MONITOR, NS_PER_SEC,
+    },
 };
 use tokio::{
     signal::unix::{signal, SignalKind},
@@ -17,6 +20,7 @@ use tokio::{
 };
 
 use crate::{
+    allowlist::Class,
     bans,
     config::{Config, DefaultAction, Mode},
     events::{Event, EventSink},
@@ -56,7 +60,30 @@ pub fn filter_config(cfg: &Config) -> FilterConfig {
     out.ban_max_duration_ns = cfg.ban.max_duration_secs * NS_PER_SEC;
     out.auth_max = cfg.auth_failures.max;
     out.auth_window_ns = cfg.auth_failures.window_secs * NS_PER_SEC;
+    let prefixes: Vec<&str> = cfg.destinations.international_prefixes.iter().map(String::as_str).collect();
+    out.intl = intl_prefixes(&prefixes);
+    out.dest_applies = cfg.destinations.applies_to.iter().fold(0, |mask, class| {
+        mask | match class {
+            Class::Trusted => DEST_APPLIES_TRUSTED,
+            Class::Limited(p) => dest_applies_profile(*p),
+            Class::Deny => 0,
+        }
+    });
+    out.dest_allow_only = (!cfg.destinations.allow_only.is_empty()) as u8;
     out
+}
+
+/// The kernel form of the destination rules: digits → action and the id of
+/// the rule's counter (block rules first, then allow rules, in config order).
+pub fn dest_rules(cfg: &Config) -> BTreeMap<String, DestRule> {
+    let d = &cfg.destinations;
+    d.block
+        .iter()
+        .map(|p| (p, DEST_BLOCK))
+        .chain(d.allow_only.iter().map(|p| (p, DEST_ALLOW)))
+        .enumerate()
+        .map(|(id, (digits, action))| (digits.clone(), DestRule { action, id: id as u16, ..DestRule::default() }))
+        .collect()
 }
 
 /// The kernel form of the rate profiles, in index order.
@@ -78,6 +105,7 @@ pub fn rate_profiles(cfg: &Config) -> Vec<RateProfile> {
 /// prefixes go.
 pub fn apply(maps: &mut impl FilterTarget, cfg: &Config) -> anyhow::Result<AllowPlan> {
     maps.write_profiles(&rate_profiles(cfg))?;
+    maps.write_dest_rules(&dest_rules(cfg))?;
     let plan = AllowPlan::new(&maps.allow_entries()?, &cfg.rules);
     for (net, value) in &plan.add {
         maps.allow_insert(*net, *value)?;
@@ -110,7 +138,7 @@ fn summary(cfg: &Config, plan: &AllowPlan) -> String {
 /// "deny (drop)", "deny (pass)" or the default profile's name.
 pub fn default_class_label(cfg: &Config) -> String {
     match cfg.default_class {
-        crate::allowlist::Class::Deny => format!("deny ({:?})", cfg.default_action).to_lowercase(),
+        Class::Deny => format!("deny ({:?})", cfg.default_action).to_lowercase(),
         class => cfg.class_name(class),
     }
 }
@@ -381,6 +409,9 @@ mod tests {
             self.check()
         }
         fn write_profiles(&mut self, _: &[RateProfile]) -> anyhow::Result<()> {
+            self.check()
+        }
+        fn write_dest_rules(&mut self, _: &BTreeMap<String, DestRule>) -> anyhow::Result<()> {
             self.check()
         }
     }

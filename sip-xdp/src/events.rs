@@ -11,8 +11,8 @@ use std::{
 use log::{info, warn};
 use serde_json::json;
 use sip_xdp_common::maps::{
-    self as kmaps, BAN_REASON_AUTH, BAN_REASON_MANUAL, BAN_REASON_RATE, EVENT_BAN, EVENT_EXPIRE, EVENT_UNBAN,
-    EVENT_WOULD_BAN,
+    self as kmaps, BAN_REASON_AUTH, BAN_REASON_MANUAL, BAN_REASON_RATE, EVENT_BAN, EVENT_DEST_BLOCK, EVENT_EXPIRE,
+    EVENT_UNBAN, EVENT_WOULD_BAN,
 };
 
 use crate::{
@@ -32,6 +32,8 @@ pub enum Kind {
     WouldBan,
     Expire,
     Unban,
+    /// An INVITE dropped by the destination policy.
+    DestinationBlocked,
 }
 
 impl Kind {
@@ -41,6 +43,7 @@ impl Kind {
             Kind::WouldBan => "would_ban",
             Kind::Expire => "expire",
             Kind::Unban => "unban",
+            Kind::DestinationBlocked => "destination_blocked",
         }
     }
 }
@@ -55,6 +58,9 @@ pub struct Event {
     pub source: String,
     pub duration_secs: Option<u64>,
     pub offenses: Option<u32>,
+    /// For `DestinationBlocked`: the E.164 number dialled (`+` and digits),
+    /// or `?` when the program could not read it.
+    pub number: Option<String>,
     pub at: SystemTime,
 }
 
@@ -80,11 +86,25 @@ impl Event {
             EVENT_WOULD_BAN => Kind::WouldBan,
             EVENT_EXPIRE => Kind::Expire,
             EVENT_UNBAN => Kind::Unban,
+            EVENT_DEST_BLOCK => Kind::DestinationBlocked,
             _ => return None,
+        };
+        let number = (kind == Kind::DestinationBlocked).then(|| {
+            let digits = &e.number[..(e.number_len as usize).min(e.number.len())];
+            if digits.is_empty() {
+                "?".to_string()
+            } else {
+                format!("+{}", String::from_utf8_lossy(digits))
+            }
+        });
+        let reason = match kind {
+            Kind::DestinationBlocked => sip_xdp_common::Reason::from_u8(e.drop_reason).map_or("unknown", |r| r.name()),
+            _ => reason_name(e.reason),
         };
         Some(Event {
             kind,
-            reason: reason_name(e.reason),
+            reason,
+            number,
             source: source_addr(&e.addr).to_string(),
             duration_secs: (kind == Kind::Ban).then_some(e.duration_ns.div_ceil(1_000_000_000)),
             offenses: (kind == Kind::Ban).then_some(e.offenses),
@@ -99,12 +119,17 @@ impl Event {
             "reason": self.reason,
             "duration_secs": self.duration_secs,
             "offenses": self.offenses,
+            "number": self.number,
             "time": humantime::format_rfc3339_seconds(self.at).to_string(),
         })
     }
 
     pub fn to_text(&self) -> String {
-        let mut line = format!("event={} source={} reason={}", self.kind.name(), self.source, self.reason);
+        let mut line = format!("event={} source={}", self.kind.name(), self.source);
+        if let Some(n) = &self.number {
+            line.push_str(&format!(" number={n}"));
+        }
+        line.push_str(&format!(" reason={}", self.reason));
         if let Some(d) = self.duration_secs {
             line.push_str(&format!(" duration={d}s"));
         }
@@ -169,6 +194,10 @@ mod tests {
             addr: v4_mapped([198, 18, 2, 2]),
             duration_ns: 1_200_000_000_000,
             at_ns: boottime_ns(),
+            number: *b"25261234567\0\0\0\0\0\0\0\0\0",
+            number_len: if kind == EVENT_DEST_BLOCK { 11 } else { 0 },
+            drop_reason: 13,
+            _pad2: [0; 2],
         };
         // SAFETY: viewing a repr(C) value as bytes.
         unsafe { std::slice::from_raw_parts((&raw const e).cast::<u8>(), std::mem::size_of::<kmaps::Event>()) }.to_vec()
@@ -185,6 +214,13 @@ mod tests {
         assert!(j["time"].as_str().unwrap().ends_with('Z'));
         let would = Event::from_kernel(&kernel_record(EVENT_WOULD_BAN, BAN_REASON_RATE)).unwrap();
         assert_eq!(would.to_text(), "event=would_ban source=198.18.2.2 reason=rate_excess");
+    }
+
+    #[test]
+    fn destination_blocks_carry_the_number() {
+        let ev = Event::from_kernel(&kernel_record(EVENT_DEST_BLOCK, 0)).unwrap();
+        assert_eq!(ev.to_text(), "event=destination_blocked source=198.18.2.2 number=+25261234567 reason=destination_blocked");
+        assert_eq!(ev.to_json()["number"], "+25261234567");
     }
 
     #[test]

@@ -14,10 +14,12 @@ use aya::{
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use sip_xdp_common::{
     counters::{stats_index, Action, Reason},
+    dialled::MAX_DIGITS,
     maps::{
         AllowValue, AuthState, BanEntry, Counter, FilterConfig, FragKey, FragVerdict, RateProfile, SourceKey,
         SourceStats, ALLOW_V4_MAP, ALLOW_V6_MAP, AUTH_MAP, BANS_MAP, CLASS_TRUSTED, CONFIG_MAP, COUNTS_MAP,
-        FRAGS_MAP, ORIGIN_CONFIG, ORIGIN_RUNTIME, PROFILES_MAP, SOURCES_MAP, STATS_MAP,
+        DEST_COUNTS_MAP, DEST_RULES_MAP, FRAGS_MAP, ORIGIN_CONFIG, ORIGIN_RUNTIME, PROFILES_MAP, SOURCES_MAP,
+        STATS_MAP, DestRule,
     },
 };
 
@@ -34,10 +36,12 @@ pub struct Maps {
     pub auth: HashMap<MapData, SourceKey, AuthState>,
     pub frags: HashMap<MapData, FragKey, FragVerdict>,
     pub counts: PerCpuArray<MapData, u64>,
+    pub dest_rules: LpmTrie<MapData, [u8; MAX_DIGITS], DestRule>,
+    pub dest_counts: PerCpuArray<MapData, u64>,
 }
 
 /// The maps `Maps` holds, in `from_parts` order.
-const HELD_MAPS: [&str; 10] = [
+const HELD_MAPS: [&str; 12] = [
     CONFIG_MAP,
     ALLOW_V4_MAP,
     ALLOW_V6_MAP,
@@ -48,6 +52,8 @@ const HELD_MAPS: [&str; 10] = [
     AUTH_MAP,
     FRAGS_MAP,
     COUNTS_MAP,
+    DEST_RULES_MAP,
+    DEST_COUNTS_MAP,
 ];
 
 /// One row of the global counters.
@@ -81,7 +87,7 @@ impl Maps {
     }
 
     fn from_parts(maps: Vec<Map>) -> anyhow::Result<Maps> {
-        let [config, v4, v6, stats, sources, profiles, bans, auth, frags, counts]: [Map; 10] =
+        let [config, v4, v6, stats, sources, profiles, bans, auth, frags, counts, dest_rules, dest_counts]: [Map; 12] =
             maps.try_into().map_err(|_| anyhow!("expected {} maps", HELD_MAPS.len()))?;
         Ok(Maps {
             config: config.try_into().context(CONFIG_MAP)?,
@@ -94,6 +100,8 @@ impl Maps {
             auth: auth.try_into().context(AUTH_MAP)?,
             frags: frags.try_into().context(FRAGS_MAP)?,
             counts: counts.try_into().context(COUNTS_MAP)?,
+            dest_rules: dest_rules.try_into().context(DEST_RULES_MAP)?,
+            dest_counts: dest_counts.try_into().context(DEST_COUNTS_MAP)?,
         })
     }
 
@@ -170,6 +178,41 @@ impl Maps {
         Ok(rows)
     }
 
+    /// Destination rules by prefix digits.
+    pub fn dest_entries(&self) -> anyhow::Result<BTreeMap<String, DestRule>> {
+        let mut out = BTreeMap::new();
+        for item in self.dest_rules.iter() {
+            let (key, rule) = item?;
+            let n = (key.prefix_len() / 8) as usize;
+            out.insert(String::from_utf8_lossy(&key.data()[..n.min(MAX_DIGITS)]).into_owned(), rule);
+        }
+        Ok(out)
+    }
+
+    /// Makes the destination trie hold exactly `desired` (digits → rule).
+    pub fn write_dest_rules(&mut self, desired: &BTreeMap<String, DestRule>) -> anyhow::Result<()> {
+        let key = |digits: &str| {
+            let mut data = [0u8; MAX_DIGITS];
+            data[..digits.len()].copy_from_slice(digits.as_bytes());
+            Key::new(digits.len() as u32 * 8, data)
+        };
+        let current = self.dest_entries()?;
+        for (digits, rule) in desired {
+            if current.get(digits) != Some(rule) {
+                self.dest_rules.insert(&key(digits), rule, 0).with_context(|| format!("cannot add destination {digits}"))?;
+            }
+        }
+        for digits in current.keys().filter(|d| !desired.contains_key(*d)) {
+            self.dest_rules.remove(&key(digits)).with_context(|| format!("cannot remove destination {digits}"))?;
+        }
+        Ok(())
+    }
+
+    /// INVITEs blocked by destination rule id, summed over CPUs.
+    pub fn dest_count(&self, id: u16) -> anyhow::Result<u64> {
+        Ok(self.dest_counts.get(&(id as u32), 0)?.iter().sum())
+    }
+
     /// A `COUNT_*` slot summed over CPUs.
     pub fn count(&self, slot: u32) -> anyhow::Result<u64> {
         Ok(self.counts.get(&slot, 0)?.iter().sum())
@@ -206,6 +249,7 @@ pub trait FilterTarget {
     fn allow_remove(&mut self, net: IpNet) -> anyhow::Result<()>;
     fn write_config(&mut self, cfg: &FilterConfig) -> anyhow::Result<()>;
     fn write_profiles(&mut self, profiles: &[RateProfile]) -> anyhow::Result<()>;
+    fn write_dest_rules(&mut self, rules: &BTreeMap<String, DestRule>) -> anyhow::Result<()>;
 }
 
 impl FilterTarget for Maps {
@@ -223,6 +267,9 @@ impl FilterTarget for Maps {
     }
     fn write_profiles(&mut self, profiles: &[RateProfile]) -> anyhow::Result<()> {
         Maps::write_profiles(self, profiles)
+    }
+    fn write_dest_rules(&mut self, rules: &BTreeMap<String, DestRule>) -> anyhow::Result<()> {
+        Maps::write_dest_rules(self, rules)
     }
 }
 

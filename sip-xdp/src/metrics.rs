@@ -19,7 +19,7 @@ use prometheus::{
     CounterVec, Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use sip_xdp_common::maps::{
-    CLASS_BANNED, CLASS_TRUSTED, COUNT_EVENTS_LOST, COUNT_REQ_INVITE, COUNT_REQ_OPTIONS, COUNT_REQ_OTHER,
+    CLASS_BANNED, CLASS_TRUSTED, COUNT_EVENTS_LOST, DEST_BLOCK, COUNT_REQ_INVITE, COUNT_REQ_OPTIONS, COUNT_REQ_OTHER,
     COUNT_REQ_REGISTER, COUNT_RESP_200, COUNT_RESP_401, COUNT_RESP_403, COUNT_RESP_407, COUNT_RESP_OTHER,
 };
 
@@ -65,6 +65,7 @@ pub struct Metrics {
     program_runs: IntCounterVec,
     config_reloads: IntCounterVec,
     events_lost: IntCounter,
+    destination_blocked: IntCounterVec,
     /// How many of the busiest sources get their own series.
     pub top_sources: AtomicUsize,
 }
@@ -101,6 +102,7 @@ impl Metrics {
             program_runs: reg!(IntCounterVec::new(opts("sipxdp_program_runs_total", "Runs of the program (needs [metrics] program_stats)."), &["program"])?),
             config_reloads: reg!(IntCounterVec::new(opts("sipxdp_config_reloads_total", "Config reloads (SIGHUP), by result."), &["result"])?),
             events_lost: reg!(IntCounter::with_opts(opts("sipxdp_events_lost_total", "Ban events the kernel could not queue for the controller."))?),
+            destination_blocked: reg!(IntCounterVec::new(opts("sipxdp_destination_blocked_total", "INVITEs dropped by a destination block rule, by prefix."), &["prefix"])?),
             top_sources: AtomicUsize::new(top_sources),
             registry,
         };
@@ -126,7 +128,7 @@ impl Metrics {
         match event.kind {
             Kind::Ban => self.bans_total.with_label_values(&[event.reason]).inc(),
             Kind::Expire => self.ban_expirations.inc(),
-            Kind::WouldBan | Kind::Unban => {}
+            Kind::WouldBan | Kind::Unban | Kind::DestinationBlocked => {}
         }
     }
 
@@ -152,6 +154,12 @@ impl Metrics {
             set(&self.sip_responses.with_label_values(&[code]), maps.count(slot)?);
         }
         set(&self.events_lost, maps.count(COUNT_EVENTS_LOST)?);
+        self.destination_blocked.reset();
+        for (prefix, rule) in maps.dest_entries()? {
+            if rule.action == DEST_BLOCK {
+                self.destination_blocked.with_label_values(&[&prefix]).inc_by(maps.dest_count(rule.id)?);
+            }
+        }
 
         let now = boottime_ns();
         let rules = maps.allow_entries()?;
@@ -284,7 +292,15 @@ mod tests {
     #[test]
     fn events_are_counted() {
         let m = Metrics::new(20).unwrap();
-        let ev = |kind, reason| Event { kind, reason, source: "198.18.2.2".into(), duration_secs: None, offenses: None, at: std::time::SystemTime::now() };
+        let ev = |kind, reason| Event {
+            kind,
+            reason,
+            source: "198.18.2.2".into(),
+            duration_secs: None,
+            offenses: None,
+            number: None,
+            at: std::time::SystemTime::now(),
+        };
         m.observe(&ev(Kind::Ban, "auth_failures"));
         m.observe(&ev(Kind::Ban, "auth_failures"));
         m.observe(&ev(Kind::Expire, "auth_failures"));

@@ -1,0 +1,114 @@
+//! The destination policy on INVITEs: the dialled number is read from the
+//! Request-URI (one `bpf_loop` step per byte, so the verifier checks the
+//! scan once) and matched against the digit trie of block and allow rules.
+
+use aya_ebpf::{
+    helpers::generated::{bpf_loop, bpf_xdp_load_bytes},
+    maps::lpm_trie::Key,
+    programs::XdpContext,
+};
+use core::ffi::c_void;
+use sip_xdp_common::{
+    counters::Reason,
+    dialled::{dialled, invite_user_start, Dialled, NumberScan, INVITE_WINDOW, MAX_DIGITS},
+    maps::{FilterConfig, SourceKey, COUNT_EVENTS_LOST, EVENT_DEST_BLOCK},
+    verdict::{judge_destination, DestVerdict},
+};
+
+use crate::maps::{count, SIP_DEST_COUNTS, SIP_DEST_RULES, SIP_EVENTS, SIP_INVITE_BUF};
+
+/// The scan and where it started, for the `bpf_loop` callback.
+#[repr(C)]
+struct ScanCtx {
+    scan: NumberScan,
+    start: u32,
+}
+
+/// Judges the INVITE whose payload starts at `payload_offset`. Not inlined:
+/// its buffers get a stack frame of their own.
+#[inline(never)]
+pub fn check(ctx: &XdpContext, payload_offset: usize, src: &SourceKey, now_ns: u64) -> DestVerdict {
+    let cfg: &FilterConfig = crate::policy::config();
+    let Some(buf) = SIP_INVITE_BUF.get_ptr_mut(0) else { return DestVerdict::Pass };
+    let buf = unsafe { &mut *buf };
+    *buf = [0u8; INVITE_WINDOW];
+    let start = ctx.data() + payload_offset;
+    let end = ctx.data_end();
+    if start >= end {
+        return DestVerdict::Pass;
+    }
+    // min(payload, window) bytes in one copy; `black_box` keeps the bounds
+    // check on the register the helper gets (see egress.rs).
+    let len = core::hint::black_box(end - start);
+    let len = if len > INVITE_WINDOW { INVITE_WINDOW } else { len };
+    if len == 0 || len > INVITE_WINDOW {
+        return DestVerdict::Pass;
+    }
+    if unsafe { bpf_xdp_load_bytes(ctx.ctx, payload_offset as u32, buf.as_mut_ptr().cast(), len as u32) } != 0 {
+        return DestVerdict::Pass;
+    }
+    let Some(user) = invite_user_start(buf) else { return DestVerdict::Pass };
+    let mut scan = ScanCtx { scan: NumberScan::default(), start: user as u32 };
+    unsafe { bpf_loop((INVITE_WINDOW - user) as u32, scan_byte as *mut c_void, (&raw mut scan).cast(), 0) };
+    let number = dialled(&scan.scan, &cfg.intl);
+    let rule = match &number {
+        Dialled::International { digits, len } => SIP_DEST_RULES.get(Key::new(*len as u32 * 8, *digits)),
+        _ => None,
+    };
+    let verdict = judge_destination(&number, rule, cfg.dest_allow_only != 0);
+    match verdict {
+        DestVerdict::Blocked(id) => {
+            if let Some(c) = SIP_DEST_COUNTS.get_ptr_mut(id as u32) {
+                unsafe { *c += 1 };
+            }
+            report(src, &number, Reason::DestinationBlocked, now_ns);
+        }
+        DestVerdict::NotAllowed => report(src, &number, Reason::DestinationNotAllowed, now_ns),
+        DestVerdict::Pass => {}
+    }
+    verdict
+}
+
+/// `bpf_loop` callback: feeds byte `start + index` of the INVITE to the scan.
+extern "C" fn scan_byte(index: u64, ctx: *mut c_void) -> i64 {
+    let ctx = unsafe { &mut *ctx.cast::<ScanCtx>() };
+    let Some(buf) = SIP_INVITE_BUF.get_ptr(0) else { return 1 };
+    let i = ctx.start as usize + index as usize;
+    if i >= INVITE_WINDOW {
+        return 1;
+    }
+    let c = unsafe { (*buf)[core::hint::black_box(i) & (INVITE_WINDOW - 1)] };
+    if ctx.scan.step(c) {
+        0
+    } else {
+        1
+    }
+}
+
+/// Tells the controller which source dialled what.
+#[inline(always)]
+fn report(src: &SourceKey, number: &Dialled, reason: Reason, now_ns: u64) {
+    let (digits, len) = match number {
+        Dialled::International { digits, len } => (*digits, *len),
+        _ => ([0u8; MAX_DIGITS], 0),
+    };
+    match SIP_EVENTS.reserve::<sip_xdp_common::maps::Event>(0) {
+        Some(mut slot) => {
+            slot.write(sip_xdp_common::maps::Event {
+                kind: EVENT_DEST_BLOCK,
+                reason: 0,
+                _pad: [0; 2],
+                offenses: 0,
+                addr: *src,
+                duration_ns: 0,
+                at_ns: now_ns,
+                number: digits,
+                number_len: len,
+                drop_reason: reason as u8,
+                _pad2: [0; 2],
+            });
+            slot.submit(0);
+        }
+        None => count(COUNT_EVENTS_LOST),
+    }
+}

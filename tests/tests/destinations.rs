@@ -1,0 +1,132 @@
+//! Verdict tables for the destination policy on INVITEs: the real object,
+//! private maps, frames through BPF_PROG_TEST_RUN. Needs root.
+
+use std::collections::BTreeMap;
+
+use sip_xdp_common::{
+    dialled::intl_prefixes,
+    maps::{
+        dest_applies_profile, DestRule, FilterConfig, RateProfile, CLASS_LIMITED, CLASS_TRUSTED, DEST_ALLOW,
+        DEST_APPLIES_TRUSTED, DEST_BLOCK, EVENT_DEST_BLOCK,
+    },
+    Action::*,
+    Reason::{self, *},
+};
+use sip_xdp_tests::{frames::*, harness::*};
+
+const CUSTOMER: [u8; 4] = [203, 0, 113, 10];
+const TRUNK: [u8; 4] = [198, 18, 1, 2];
+
+/// Customers (limited, profile 0) are under the policy; the trunk
+/// (trusted) is not unless `trusted_too`.
+fn filter(allow_only: &[&str], trusted_too: bool) -> Filter {
+    let mut cfg = FilterConfig { intl: intl_prefixes(&["00", "011"]), dest_applies: dest_applies_profile(0), ..sip_config() };
+    if trusted_too {
+        cfg.dest_applies |= DEST_APPLIES_TRUSTED;
+    }
+    cfg.dest_allow_only = (!allow_only.is_empty()) as u8;
+    let mut f = Filter::load(cfg);
+    f.profile(0, RateProfile { register_per_sec: 100, register_burst: 100, requests_per_sec: 1000, requests_burst: 1000 });
+    f.rule("203.0.113.0/24", CLASS_LIMITED, 0);
+    f.rule("2001:db8:100::/48", CLASS_LIMITED, 0);
+    f.rule("198.18.1.2/32", CLASS_TRUSTED, 0);
+    let mut rules = BTreeMap::new();
+    for (id, p) in ["252", "224", "881", "882"].iter().enumerate() {
+        rules.insert(p.to_string(), DestRule { action: DEST_BLOCK, id: id as u16, ..DestRule::default() });
+    }
+    for (i, p) in allow_only.iter().enumerate() {
+        rules.insert(p.to_string(), DestRule { action: DEST_ALLOW, id: 4 + i as u16, ..DestRule::default() });
+    }
+    f.maps.write_dest_rules(&rules).unwrap();
+    f
+}
+
+fn invite(src: [u8; 4], request_line: &str) -> Vec<u8> {
+    let payload = format!("{request_line}\r\nVia: SIP/2.0/UDP 203.0.113.10:5060\r\nMax-Forwards: 70\r\n\r\n");
+    v4_frame(&[], &V4::new(src, IPPROTO_UDP), &udp(5060, payload.as_bytes()))
+}
+
+fn judge(f: &mut Filter, src: [u8; 4], line: &str) -> (u32, sip_xdp_common::Action, Reason) {
+    f.judge(&invite(src, line))
+}
+
+#[test]
+fn blocked_prefixes_in_every_form_are_dropped() {
+    let mut f = filter(&[], false);
+    for line in [
+        "INVITE sip:+25261234567@198.18.0.1 SIP/2.0",
+        "INVITE sip:0025261234567@198.18.0.1 SIP/2.0",
+        "INVITE sip:01125261234567@198.18.0.1 SIP/2.0",
+        "INVITE tel:+25261234567 SIP/2.0",
+        "INVITE sips:+22461234567@198.18.0.1 SIP/2.0",
+        "INVITE SIP:+8816123456@pbx SIP/2.0",
+        // Visual separators, URI parameters and a password field.
+        "INVITE tel:+252-61-234-567;phone-context=+252 SIP/2.0",
+        "INVITE sip:+252(61)234.567;user=phone@pbx SIP/2.0",
+        "INVITE sip:+25261234567:secret@pbx SIP/2.0",
+    ] {
+        assert_eq!(judge(&mut f, CUSTOMER, line), (XDP_DROP, Drop, DestinationBlocked), "{line}");
+    }
+    // A URI longer than the parse window is matched on its first digits.
+    let long = format!("INVITE sip:+252{}@pbx SIP/2.0", "7".repeat(300));
+    assert_eq!(judge(&mut f, CUSTOMER, &long), (XDP_DROP, Drop, DestinationBlocked));
+    // Counted per rule, and reported with the number dialled.
+    assert!(f.maps.dest_count(0).unwrap() >= 6, "252 rule counter");
+    assert_eq!(f.maps.dest_count(1).unwrap(), 1, "224");
+    let events = f.events();
+    assert!(events.len() >= 10);
+    let first = &events[0];
+    assert_eq!((first.kind, first.addr), (EVENT_DEST_BLOCK, source_key("203.0.113.10")));
+    assert_eq!(&first.number[..first.number_len as usize], b"25261234567");
+}
+
+#[test]
+fn other_destinations_and_requests_pass() {
+    let mut f = filter(&[], false);
+    for line in [
+        "INVITE sip:+4930123456@198.18.0.1 SIP/2.0",       // an allowed country
+        "INVITE sip:004930123456@198.18.0.1 SIP/2.0",
+        "INVITE sip:0612345678@198.18.0.1 SIP/2.0",        // national
+        "INVITE sip:100@198.18.0.1 SIP/2.0",               // an extension
+        "INVITE sip:alice@198.18.0.1 SIP/2.0",             // a name
+        "INVITE sip:+25@pbx SIP/2.0",                      // shorter than any rule
+    ] {
+        assert_eq!(judge(&mut f, CUSTOMER, line), (XDP_PASS, Pass, Limited), "{line}");
+    }
+    // Only INVITEs are checked; a lower-case method is no INVITE (SIP
+    // methods are case-sensitive, and the server treats it as unknown).
+    assert_eq!(judge(&mut f, CUSTOMER, "MESSAGE sip:+25261234567@pbx SIP/2.0"), (XDP_PASS, Pass, Limited));
+    assert_eq!(judge(&mut f, CUSTOMER, "invite sip:+25261234567@pbx SIP/2.0"), (XDP_PASS, Pass, Limited));
+}
+
+#[test]
+fn padding_that_hides_the_country_is_refused() {
+    let mut f = filter(&[], false);
+    let padded = format!("INVITE tel:+{}25261234567 SIP/2.0", "-".repeat(150));
+    assert_eq!(judge(&mut f, CUSTOMER, &padded), (XDP_DROP, Drop, DestinationNotAllowed));
+}
+
+#[test]
+fn allow_only_blocks_every_other_country() {
+    let mut f = filter(&["49", "33"], false);
+    assert_eq!(judge(&mut f, CUSTOMER, "INVITE sip:+4930123@pbx SIP/2.0"), (XDP_PASS, Pass, Limited));
+    assert_eq!(judge(&mut f, CUSTOMER, "INVITE sip:0033612345678@pbx SIP/2.0"), (XDP_PASS, Pass, Limited));
+    assert_eq!(judge(&mut f, CUSTOMER, "INVITE sip:+4420123@pbx SIP/2.0"), (XDP_DROP, Drop, DestinationNotAllowed));
+    assert_eq!(judge(&mut f, CUSTOMER, "INVITE sip:+25261234567@pbx SIP/2.0"), (XDP_DROP, Drop, DestinationBlocked), "a block rule still says why");
+    assert_eq!(judge(&mut f, CUSTOMER, "INVITE sip:0612345678@pbx SIP/2.0"), (XDP_PASS, Pass, Limited), "national calls are not international");
+}
+
+#[test]
+fn the_policy_applies_only_to_its_classes() {
+    let mut f = filter(&[], false);
+    assert_eq!(judge(&mut f, TRUNK, "INVITE sip:+25261234567@pbx SIP/2.0"), (XDP_PASS, Pass, Allowlisted), "trusted is exempt unless listed");
+    let mut f = filter(&[], true);
+    assert_eq!(judge(&mut f, TRUNK, "INVITE sip:+25261234567@pbx SIP/2.0"), (XDP_DROP, Drop, DestinationBlocked));
+    // IPv6 customers too.
+    let payload = b"INVITE sip:+22461234567@pbx SIP/2.0\r\nVia: x\r\n\r\n";
+    let frame = v6_frame(&[], &V6::new(v6_addr("2001:db8:100::5"), IPPROTO_UDP), &udp(5061, payload));
+    assert_eq!(f.judge(&frame), (XDP_DROP, Drop, DestinationBlocked));
+    // Over TCP as well.
+    let tcp_frame = v4_frame(&[], &V4::new(CUSTOMER, IPPROTO_TCP), &tcp(5060, 0, b"INVITE sip:+88161234@pbx SIP/2.0\r\n\r\n"));
+    assert_eq!(f.judge(&tcp_frame), (XDP_DROP, Drop, DestinationBlocked));
+}

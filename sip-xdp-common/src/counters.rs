@@ -78,6 +78,8 @@ pub enum Reason {
     /// An international INVITE outside `allow_only`, or whose country the
     /// program could not read.
     DestinationNotAllowed = 14,
+    /// From a `limited` source, over its INVITE budget.
+    InviteRate = 15,
 }
 
 /// Slots reserved per action in the stats map, so reasons can be added
@@ -87,7 +89,7 @@ pub const REASON_SLOTS: usize = 24;
 pub const STATS_ENTRIES: u32 = (Action::ALL.len() * REASON_SLOTS) as u32;
 
 impl Reason {
-    pub const ALL: [Reason; 15] = [
+    pub const ALL: [Reason; 16] = [
         Reason::NonIp,
         Reason::NonSip,
         Reason::Allowlisted,
@@ -103,6 +105,7 @@ impl Reason {
         Reason::Banned,
         Reason::DestinationBlocked,
         Reason::DestinationNotAllowed,
+        Reason::InviteRate,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -122,6 +125,7 @@ impl Reason {
             Reason::Banned => "banned",
             Reason::DestinationBlocked => "destination_blocked",
             Reason::DestinationNotAllowed => "destination_not_allowed",
+            Reason::InviteRate => "invite_rate",
         }
     }
 

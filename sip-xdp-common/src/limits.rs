@@ -20,6 +20,7 @@ const MAX_REFILL_NS: u64 = 100 * NS_PER_SEC;
 pub enum RateOutcome {
     Within,
     RegisterExceeded,
+    InviteExceeded,
     RequestExceeded,
 }
 
@@ -35,13 +36,15 @@ fn refill(tokens: u64, per_sec: u32, burst: u32, elapsed_ns: u64) -> u64 {
 }
 
 /// Refills the buckets up to `now_ns` and charges one packet of `kind`: a
-/// REGISTER costs a token from both buckets, any other request one from the
-/// request bucket, anything else nothing. Over budget, nothing is taken.
+/// REGISTER or an INVITE costs a token from its own bucket and from the
+/// request bucket, any other request one from the request bucket, anything
+/// else nothing. Over budget, nothing is taken.
 #[inline(always)]
 pub fn charge(stats: &mut SourceStats, profile: &RateProfile, kind: SipKind, now_ns: u64) -> RateOutcome {
     if stats.refilled_ns == 0 {
         stats.register_tokens = profile.register_burst as u64 * NS_PER_SEC;
         stats.request_tokens = profile.requests_burst as u64 * NS_PER_SEC;
+        stats.invite_tokens = profile.invite_burst as u64 * NS_PER_SEC;
     } else {
         let mut elapsed = now_ns.saturating_sub(stats.refilled_ns);
         if elapsed > MAX_REFILL_NS {
@@ -49,20 +52,28 @@ pub fn charge(stats: &mut SourceStats, profile: &RateProfile, kind: SipKind, now
         }
         stats.register_tokens = refill(stats.register_tokens, profile.register_per_sec, profile.register_burst, elapsed);
         stats.request_tokens = refill(stats.request_tokens, profile.requests_per_sec, profile.requests_burst, elapsed);
+        stats.invite_tokens = refill(stats.invite_tokens, profile.invite_per_sec, profile.invite_burst, elapsed);
     }
     stats.refilled_ns = now_ns;
     if !kind.is_request() {
         return RateOutcome::Within;
     }
     let register = kind == SipKind::Register;
+    let invite = kind == SipKind::Invite;
     if register && stats.register_tokens < NS_PER_SEC {
         return RateOutcome::RegisterExceeded;
+    }
+    if invite && stats.invite_tokens < NS_PER_SEC {
+        return RateOutcome::InviteExceeded;
     }
     if stats.request_tokens < NS_PER_SEC {
         return RateOutcome::RequestExceeded;
     }
     if register {
         stats.register_tokens -= NS_PER_SEC;
+    }
+    if invite {
+        stats.invite_tokens -= NS_PER_SEC;
     }
     stats.request_tokens -= NS_PER_SEC;
     RateOutcome::Within
@@ -144,7 +155,7 @@ mod tests {
     const S: u64 = NS_PER_SEC;
 
     fn profile() -> RateProfile {
-        RateProfile { register_per_sec: 5, register_burst: 20, requests_per_sec: 50, requests_burst: 200 }
+        RateProfile { register_per_sec: 5, register_burst: 20, requests_per_sec: 50, requests_burst: 200, invite_per_sec: 1, invite_burst: 2 }
     }
 
     #[test]
@@ -175,13 +186,24 @@ mod tests {
 
     #[test]
     fn registers_count_against_the_request_budget_too() {
-        let p = RateProfile { register_per_sec: 100, register_burst: 100, requests_per_sec: 1, requests_burst: 3 };
+        let p = RateProfile { register_per_sec: 100, register_burst: 100, requests_per_sec: 1, requests_burst: 3, invite_per_sec: 100, invite_burst: 100 };
         let mut s = SourceStats::default();
         for _ in 0..3 {
             assert_eq!(charge(&mut s, &p, SipKind::Register, S), RateOutcome::Within);
         }
         assert_eq!(charge(&mut s, &p, SipKind::Register, S), RateOutcome::RequestExceeded);
         assert_eq!(charge(&mut s, &p, SipKind::Invite, S), RateOutcome::RequestExceeded);
+    }
+
+    #[test]
+    fn invites_have_their_own_budget() {
+        let mut s = SourceStats::default();
+        let p = profile();
+        assert_eq!(charge(&mut s, &p, SipKind::Invite, S), RateOutcome::Within);
+        assert_eq!(charge(&mut s, &p, SipKind::Invite, S), RateOutcome::Within);
+        assert_eq!(charge(&mut s, &p, SipKind::Invite, S), RateOutcome::InviteExceeded);
+        assert_eq!(charge(&mut s, &p, SipKind::Options, S), RateOutcome::Within, "other requests unaffected");
+        assert_eq!(charge(&mut s, &p, SipKind::Invite, 2 * S), RateOutcome::Within, "one more per second");
     }
 
     #[test]

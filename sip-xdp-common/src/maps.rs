@@ -254,6 +254,9 @@ pub struct RateProfile {
     /// All SIP requests per second, and the bucket size.
     pub requests_per_sec: u32,
     pub requests_burst: u32,
+    /// INVITEs per second, and the bucket size.
+    pub invite_per_sec: u32,
+    pub invite_burst: u32,
 }
 
 /// Why a source was banned.
@@ -353,6 +356,7 @@ pub struct SourceStats {
     /// Token buckets, in nano-tokens (one request costs `NS_PER_SEC`).
     pub register_tokens: u64,
     pub request_tokens: u64,
+    pub invite_tokens: u64,
     /// When the buckets were last refilled; 0 for new (full) buckets.
     pub refilled_ns: u64,
     /// Start of the current excess-counting window.
@@ -422,8 +426,8 @@ mod tests {
     fn layouts_have_no_implicit_padding() {
         assert_eq!(size_of::<FilterConfig>(), 2 * MAX_PORTS + 8 + 8 + 32 + 32);
         assert_eq!(size_of::<AllowValue>(), 8);
-        assert_eq!(size_of::<SourceStats>(), 80);
-        assert_eq!(size_of::<RateProfile>(), 16);
+        assert_eq!(size_of::<SourceStats>(), 88);
+        assert_eq!(size_of::<RateProfile>(), 24);
         assert_eq!(size_of::<BanEntry>(), 32);
         assert_eq!(size_of::<AuthState>(), 16);
         assert_eq!(size_of::<Event>(), 64);

@@ -117,6 +117,7 @@ pub fn decide(packet: Packet, cfg: &FilterConfig) -> Verdict {
             Source::Limited(RateOutcome::Within) => Verdict::new(Action::Pass, Reason::Limited),
             Source::Limited(RateOutcome::RegisterExceeded) => drop(cfg, Reason::RegisterRate),
             Source::Limited(RateOutcome::RequestExceeded) => drop(cfg, Reason::RequestRate),
+            Source::Limited(RateOutcome::InviteExceeded) => drop(cfg, Reason::InviteRate),
             Source::Destination(DestVerdict::Blocked(_)) => drop(cfg, Reason::DestinationBlocked),
             Source::Destination(DestVerdict::NotAllowed) => drop(cfg, Reason::DestinationNotAllowed),
             // The policy only speaks up to refuse; a pass is decided by
@@ -144,7 +145,7 @@ mod tests {
         FilterConfig { default_action, mode, ..FilterConfig::EMPTY }
     }
 
-    const ALL_PACKETS: [Packet; 16] = [
+    const ALL_PACKETS: [Packet; 17] = [
         Packet::NonIp,
         Packet::Malformed,
         Packet::TooDeep,
@@ -159,6 +160,7 @@ mod tests {
         Packet::ToSipPort(Source::Limited(RateOutcome::Within)),
         Packet::ToSipPort(Source::Limited(RateOutcome::RegisterExceeded)),
         Packet::ToSipPort(Source::Limited(RateOutcome::RequestExceeded)),
+        Packet::ToSipPort(Source::Limited(RateOutcome::InviteExceeded)),
         Packet::ToSipPort(Source::Destination(DestVerdict::Blocked(3))),
         Packet::ToSipPort(Source::Destination(DestVerdict::NotAllowed)),
     ];
@@ -185,6 +187,7 @@ mod tests {
                 Packet::ToSipPort(Source::Limited(RateOutcome::Within)) => (Pass, Limited),
                 Packet::ToSipPort(Source::Limited(RateOutcome::RegisterExceeded)) => (dropped, RegisterRate),
                 Packet::ToSipPort(Source::Limited(RateOutcome::RequestExceeded)) => (dropped, RequestRate),
+                Packet::ToSipPort(Source::Limited(RateOutcome::InviteExceeded)) => (dropped, InviteRate),
                 Packet::ToSipPort(Source::Destination(DestVerdict::Blocked(_))) => (dropped, DestinationBlocked),
                 Packet::ToSipPort(Source::Destination(DestVerdict::NotAllowed)) => (dropped, DestinationNotAllowed),
                 Packet::ToSipPort(Source::Destination(DestVerdict::Pass)) => (Pass, Limited),

@@ -171,6 +171,7 @@ static EMPTY_SOURCE: SourceStats = SourceStats {
     last_seen_ns: 0,
     register_tokens: 0,
     request_tokens: 0,
+    invite_tokens: 0,
     refilled_ns: 0,
     excess_since_ns: 0,
     excess: 0,

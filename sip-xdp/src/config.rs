@@ -60,6 +60,9 @@ pub struct Profile {
     pub register_burst: u32,
     pub requests_per_sec: u32,
     pub requests_burst: u32,
+    /// Default: the request rates (no separate INVITE limit).
+    pub invite_per_sec: u32,
+    pub invite_burst: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -199,6 +202,10 @@ struct RawProfile {
     register_burst: Spanned<i64>,
     requests_per_sec: Spanned<i64>,
     requests_burst: Spanned<i64>,
+    #[serde(default)]
+    invite_per_sec: Option<Spanned<i64>>,
+    #[serde(default)]
+    invite_burst: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -391,12 +398,16 @@ impl Config {
                 Ok(n as u32)
             };
             let p = p.get_ref();
+            let requests_per_sec = rate(&p.requests_per_sec, "requests_per_sec")?;
+            let requests_burst = rate(&p.requests_burst, "requests_burst")?;
             profiles.push(Profile {
                 name: name.clone(),
                 register_per_sec: rate(&p.register_per_sec, "register_per_sec")?,
                 register_burst: rate(&p.register_burst, "register_burst")?,
-                requests_per_sec: rate(&p.requests_per_sec, "requests_per_sec")?,
-                requests_burst: rate(&p.requests_burst, "requests_burst")?,
+                requests_per_sec,
+                requests_burst,
+                invite_per_sec: p.invite_per_sec.as_ref().map_or(Ok(requests_per_sec), |v| rate(v, "invite_per_sec"))?,
+                invite_burst: p.invite_burst.as_ref().map_or(Ok(requests_burst), |v| rate(v, "invite_burst"))?,
             });
         }
         let class_named = |name: &Spanned<String>, key: &str| -> anyhow::Result<Class> {
@@ -775,6 +786,7 @@ webhook = "https://hooks.example.net/sip-xdp"
         assert_eq!(class("2001:db8:100::/48"), Class::Limited(0));
         assert_eq!(class("192.0.2.0/24"), Class::Deny);
         assert_eq!(c.profiles[0].register_burst, 20);
+        assert_eq!((c.profiles[0].invite_per_sec, c.profiles[0].invite_burst), (50, 200), "default: the request rates");
         assert_eq!(c.ban.max_duration_secs, 86_400);
         assert_eq!(c.auth_failures.max, 5);
         assert_eq!(c.events.format, EventFormat::Json);

@@ -95,6 +95,8 @@ pub fn rate_profiles(cfg: &Config) -> Vec<RateProfile> {
             register_burst: p.register_burst,
             requests_per_sec: p.requests_per_sec,
             requests_burst: p.requests_burst,
+            invite_per_sec: p.invite_per_sec,
+            invite_burst: p.invite_burst,
         })
         .collect()
 }

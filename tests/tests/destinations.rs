@@ -26,7 +26,7 @@ fn filter(allow_only: &[&str], trusted_too: bool) -> Filter {
     }
     cfg.dest_allow_only = (!allow_only.is_empty()) as u8;
     let mut f = Filter::load(cfg);
-    f.profile(0, RateProfile { register_per_sec: 100, register_burst: 100, requests_per_sec: 1000, requests_burst: 1000 });
+    f.profile(0, RateProfile { register_per_sec: 100, register_burst: 100, requests_per_sec: 1000, requests_burst: 1000, invite_per_sec: 1000, invite_burst: 1000 });
     f.rule("203.0.113.0/24", CLASS_LIMITED, 0);
     f.rule("2001:db8:100::/48", CLASS_LIMITED, 0);
     f.rule("198.18.1.2/32", CLASS_TRUSTED, 0);

@@ -31,7 +31,7 @@ fn limited_filter(mode: u8) -> Filter {
         ..sip_config()
     };
     let mut f = Filter::load(cfg);
-    f.profile(0, RateProfile { register_per_sec: 1, register_burst: 3, requests_per_sec: 1, requests_burst: 10 });
+    f.profile(0, RateProfile { register_per_sec: 1, register_burst: 3, requests_per_sec: 1, requests_burst: 10, invite_per_sec: 1, invite_burst: 10 });
     f.rule("203.0.113.0/24", CLASS_LIMITED, 0);
     f.rule("2001:db8:100::/48", CLASS_LIMITED, 0);
     f
@@ -123,7 +123,7 @@ fn a_limited_default_class_covers_sources_with_no_rule() {
     cfg.default_class = CLASS_LIMITED;
     cfg.default_profile = 1;
     let mut f = Filter::load(cfg);
-    f.profile(1, RateProfile { register_per_sec: 1, register_burst: 1, requests_per_sec: 100, requests_burst: 100 });
+    f.profile(1, RateProfile { register_per_sec: 1, register_burst: 1, requests_per_sec: 100, requests_burst: 100, invite_per_sec: 100, invite_burst: 100 });
     let anyone = [192, 0, 2, 44];
     assert_eq!(f.judge(&register_from(anyone)), (XDP_PASS, Pass, Limited));
     assert_eq!(f.judge(&register_from(anyone)), (XDP_DROP, Drop, RegisterRate));
@@ -296,4 +296,21 @@ fn a_200_ok_to_register_clears_the_count() {
         f.run_egress(&v6_frame(&[], &ip, &udp(5070, UNAUTHORIZED)));
     }
     assert!(f.ban_of("2001:db8:100::30").is_some());
+}
+
+#[test]
+fn invites_have_their_own_budget_and_count_toward_a_ban() {
+    let mut f = limited_filter(0);
+    f.profile(2, RateProfile { register_per_sec: 100, register_burst: 100, requests_per_sec: 100, requests_burst: 100, invite_per_sec: 1, invite_burst: 2 });
+    f.rule("192.0.2.0/24", CLASS_LIMITED, 2);
+    let invite = v4_frame(&[], &V4::new([192, 0, 2, 9], IPPROTO_UDP), &udp(5060, INVITE));
+    assert_eq!(f.judge(&invite), (XDP_PASS, Pass, Limited));
+    assert_eq!(f.judge(&invite), (XDP_PASS, Pass, Limited));
+    assert_eq!(f.judge(&invite), (XDP_DROP, Drop, InviteRate));
+    assert_eq!(f.judge(&register_from([192, 0, 2, 9])), (XDP_PASS, Pass, Limited), "REGISTERs are unaffected");
+    for _ in 0..3 {
+        f.run(&invite);
+    }
+    let ban = f.ban_of("192.0.2.9").expect("four excess INVITEs ban");
+    assert_eq!(ban.reason, BAN_REASON_RATE);
 }

@@ -80,6 +80,8 @@ pub enum Reason {
     DestinationNotAllowed = 14,
     /// From a `limited` source, over its INVITE budget.
     InviteRate = 15,
+    /// A request whose User-Agent names an attack tool.
+    Scanner = 16,
 }
 
 /// Slots reserved per action in the stats map, so reasons can be added
@@ -89,7 +91,7 @@ pub const REASON_SLOTS: usize = 24;
 pub const STATS_ENTRIES: u32 = (Action::ALL.len() * REASON_SLOTS) as u32;
 
 impl Reason {
-    pub const ALL: [Reason; 16] = [
+    pub const ALL: [Reason; 17] = [
         Reason::NonIp,
         Reason::NonSip,
         Reason::Allowlisted,
@@ -106,6 +108,7 @@ impl Reason {
         Reason::DestinationBlocked,
         Reason::DestinationNotAllowed,
         Reason::InviteRate,
+        Reason::Scanner,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -126,6 +129,7 @@ impl Reason {
             Reason::DestinationBlocked => "destination_blocked",
             Reason::DestinationNotAllowed => "destination_not_allowed",
             Reason::InviteRate => "invite_rate",
+            Reason::Scanner => "scanner",
         }
     }
 

@@ -9,6 +9,7 @@
 
 pub mod counters;
 pub mod dialled;
+pub mod fingerprint;
 pub mod limits;
 pub mod maps;
 pub mod sip;

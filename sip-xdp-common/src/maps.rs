@@ -27,10 +27,12 @@ pub const COUNTS_MAP: &str = "SIP_COUNTS";
 pub const DEST_RULES_MAP: &str = "SIP_DEST_RULES";
 /// Per-CPU INVITEs blocked, by destination rule id.
 pub const DEST_COUNTS_MAP: &str = "SIP_DEST_COUNTS";
+/// Scanner fingerprints (`fingerprint::Fingerprint`), up to 16.
+pub const FINGERPRINTS_MAP: &str = "SIP_FINGERPRINTS";
 
 /// Every map the controller pins, in the order it checks them. The event
 /// ring buffer is not pinned: each controller reads its own.
-pub const PINNED_MAPS: [&str; 12] = [
+pub const PINNED_MAPS: [&str; 13] = [
     CONFIG_MAP,
     ALLOW_V4_MAP,
     ALLOW_V6_MAP,
@@ -43,6 +45,7 @@ pub const PINNED_MAPS: [&str; 12] = [
     COUNTS_MAP,
     DEST_RULES_MAP,
     DEST_COUNTS_MAP,
+    FINGERPRINTS_MAP,
 ];
 
 /// Capacity of each allowlist trie.
@@ -92,7 +95,9 @@ pub const COUNT_RESP_407: u32 = 7;
 pub const COUNT_RESP_OTHER: u32 = 8;
 /// ...and events the ring buffer had no room for.
 pub const COUNT_EVENTS_LOST: u32 = 9;
-pub const COUNTS_ENTRIES: u32 = 16;
+/// ...and from here, scanner fingerprint hits by fingerprint index.
+pub const COUNT_FINGERPRINT_BASE: u32 = 16;
+pub const COUNTS_ENTRIES: u32 = 32;
 
 /// The slot counting a response code.
 #[inline(always)]
@@ -263,6 +268,7 @@ pub struct RateProfile {
 pub const BAN_REASON_RATE: u8 = 1;
 pub const BAN_REASON_AUTH: u8 = 2;
 pub const BAN_REASON_MANUAL: u8 = 3;
+pub const BAN_REASON_SCANNER: u8 = 4;
 
 /// Ban states: dropped while `ACTIVE` and unexpired; the entry stays after
 /// expiry as the source's history, so a repeat offender's ban doubles.
@@ -363,7 +369,8 @@ pub struct SourceStats {
     pub excess_since_ns: u64,
     /// Packets over budget in the current window.
     pub excess: u32,
-    pub _pad: u32,
+    /// Requests searched for scanner fingerprints so far.
+    pub ua_scans: u32,
 }
 
 /// A `{packets, bytes}` pair, per CPU in the stats map.
@@ -415,6 +422,7 @@ mod pod {
     unsafe impl aya::Pod for AuthState {}
     unsafe impl aya::Pod for Event {}
     unsafe impl aya::Pod for DestRule {}
+    unsafe impl aya::Pod for crate::fingerprint::Fingerprint {}
 }
 
 #[cfg(test)]

@@ -26,6 +26,8 @@ pub enum Source {
     Limited(RateOutcome),
     /// An INVITE the destination policy refuses.
     Destination(DestVerdict),
+    /// A request whose User-Agent names an attack tool.
+    Scanner,
 }
 
 /// What the destination policy says of an INVITE.
@@ -118,6 +120,7 @@ pub fn decide(packet: Packet, cfg: &FilterConfig) -> Verdict {
             Source::Limited(RateOutcome::RegisterExceeded) => drop(cfg, Reason::RegisterRate),
             Source::Limited(RateOutcome::RequestExceeded) => drop(cfg, Reason::RequestRate),
             Source::Limited(RateOutcome::InviteExceeded) => drop(cfg, Reason::InviteRate),
+            Source::Scanner => drop(cfg, Reason::Scanner),
             Source::Destination(DestVerdict::Blocked(_)) => drop(cfg, Reason::DestinationBlocked),
             Source::Destination(DestVerdict::NotAllowed) => drop(cfg, Reason::DestinationNotAllowed),
             // The policy only speaks up to refuse; a pass is decided by
@@ -145,7 +148,7 @@ mod tests {
         FilterConfig { default_action, mode, ..FilterConfig::EMPTY }
     }
 
-    const ALL_PACKETS: [Packet; 17] = [
+    const ALL_PACKETS: [Packet; 18] = [
         Packet::NonIp,
         Packet::Malformed,
         Packet::TooDeep,
@@ -161,6 +164,7 @@ mod tests {
         Packet::ToSipPort(Source::Limited(RateOutcome::RegisterExceeded)),
         Packet::ToSipPort(Source::Limited(RateOutcome::RequestExceeded)),
         Packet::ToSipPort(Source::Limited(RateOutcome::InviteExceeded)),
+        Packet::ToSipPort(Source::Scanner),
         Packet::ToSipPort(Source::Destination(DestVerdict::Blocked(3))),
         Packet::ToSipPort(Source::Destination(DestVerdict::NotAllowed)),
     ];
@@ -188,6 +192,7 @@ mod tests {
                 Packet::ToSipPort(Source::Limited(RateOutcome::RegisterExceeded)) => (dropped, RegisterRate),
                 Packet::ToSipPort(Source::Limited(RateOutcome::RequestExceeded)) => (dropped, RequestRate),
                 Packet::ToSipPort(Source::Limited(RateOutcome::InviteExceeded)) => (dropped, InviteRate),
+                Packet::ToSipPort(Source::Scanner) => (dropped, Scanner),
                 Packet::ToSipPort(Source::Destination(DestVerdict::Blocked(_))) => (dropped, DestinationBlocked),
                 Packet::ToSipPort(Source::Destination(DestVerdict::NotAllowed)) => (dropped, DestinationNotAllowed),
                 Packet::ToSipPort(Source::Destination(DestVerdict::Pass)) => (Pass, Limited),

@@ -3,6 +3,7 @@
 //! scan once) and matched against the digit trie of block and allow rules.
 
 use aya_ebpf::{
+    bindings::xdp_md,
     helpers::generated::{bpf_loop, bpf_xdp_load_bytes},
     maps::lpm_trie::Key,
     programs::XdpContext,
@@ -24,10 +25,37 @@ struct ScanCtx {
     start: u32,
 }
 
-/// Judges the INVITE whose payload starts at `payload_offset`. Not inlined:
-/// its buffers get a stack frame of their own.
-#[inline(never)]
+/// Judges the INVITE whose payload starts at `payload_offset`.
 pub fn check(ctx: &XdpContext, payload_offset: usize, src: &SourceKey, now_ns: u64) -> DestVerdict {
+    let code = sip_xdp_dest_check(ctx.ctx, payload_offset as u64, src, now_ns);
+    match code {
+        0 => DestVerdict::Pass,
+        1 => DestVerdict::NotAllowed,
+        c => DestVerdict::Blocked((c - 2) as u16),
+    }
+}
+
+/// A global BPF function: the verifier checks it once, on its own, rather
+/// than once per path of the caller that reaches it. Returns 0 (pass), 1
+/// (not allowed) or 2 + the id of the block rule.
+#[no_mangle]
+#[inline(never)]
+pub extern "C" fn sip_xdp_dest_check(md: *mut xdp_md, payload_offset: u64, src: *const SourceKey, now_ns: u64) -> u64 {
+    if md.is_null() || src.is_null() {
+        return 0;
+    }
+    let ctx = XdpContext::new(md);
+    let src = unsafe { &*src };
+    let payload_offset = payload_offset as usize & 0xffff;
+    match judge(&ctx, payload_offset, src, now_ns) {
+        DestVerdict::Pass => 0,
+        DestVerdict::NotAllowed => 1,
+        DestVerdict::Blocked(id) => 2 + id as u64,
+    }
+}
+
+#[inline(always)]
+fn judge(ctx: &XdpContext, payload_offset: usize, src: &SourceKey, now_ns: u64) -> DestVerdict {
     let cfg: &FilterConfig = crate::policy::config();
     let Some(buf) = SIP_INVITE_BUF.get_ptr_mut(0) else { return DestVerdict::Pass };
     let buf = unsafe { &mut *buf };

@@ -16,6 +16,7 @@ mod l4;
 mod maps;
 mod packet;
 mod policy;
+mod scanner;
 mod sip;
 
 use aya_ebpf::{

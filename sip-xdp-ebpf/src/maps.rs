@@ -16,6 +16,7 @@ use sip_xdp_common::{
 };
 use sip_xdp_common::{
     dialled::{INVITE_WINDOW, MAX_DIGITS},
+    fingerprint::{Fingerprint, MAX_FINGERPRINTS},
     maps::{DestRule, DEST_RULES_CAPACITY},
 };
 
@@ -74,6 +75,10 @@ pub static SIP_DEST_COUNTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(DES
 #[map(name = "SIP_INVITE_BUF")]
 pub static SIP_INVITE_BUF: PerCpuArray<[u8; INVITE_WINDOW]> = PerCpuArray::with_max_entries(1, 0);
 
-/// Per-CPU room for the start of a response (too big for the BPF stack).
+/// Per-CPU room for the start of a packet (too big for the BPF stack):
+/// slot 0 for egress responses, slot 1 for ingress requests.
 #[map(name = "SIP_SCRATCH")]
-pub static SIP_SCRATCH: PerCpuArray<[u8; RESPONSE_SCAN]> = PerCpuArray::with_max_entries(1, 0);
+pub static SIP_SCRATCH: PerCpuArray<[u8; RESPONSE_SCAN]> = PerCpuArray::with_max_entries(2, 0);
+
+#[map(name = "SIP_FINGERPRINTS")]
+pub static SIP_FINGERPRINTS: Array<Fingerprint> = Array::with_max_entries(MAX_FINGERPRINTS as u32, 0);

@@ -9,7 +9,7 @@ use sip_xdp_common::{
     counters::{stats_index, Action, Reason},
     limits::{charge, count_excess, RateOutcome},
     maps::{
-        dest_applies_profile, FilterConfig, FragKey, SourceKey, SourceStats, BAN_REASON_RATE, CLASS_BANNED,
+        dest_applies_profile, FilterConfig, FragKey, SourceKey, SourceStats, BAN_REASON_RATE, BAN_REASON_SCANNER, CLASS_BANNED,
         CLASS_LIMITED, CLASS_TRUSTED, DEST_APPLIES_TRUSTED,
     },
     sip::SipKind,
@@ -18,7 +18,7 @@ use sip_xdp_common::{
 
 use crate::{
     bans::{ban, rule_for},
-    dest,
+    dest, scanner,
     eth,
     ip::{self, Frag, L3Info},
     l4,
@@ -95,6 +95,15 @@ fn judge_l4(ctx: &XdpContext, ip: &L3Info, out: &mut Outcome) {
     let kind = sip::first_line(ctx, l4.payload_offset);
     let stats = source_entry(&ip.src, now_ns);
     let (mut source, class_bit) = judge_source(cfg, &ip.src, stats, kind, now_ns);
+    if kind.is_request() && source != Source::Banned {
+        if let Some(stats) = stats {
+            if scanner::announced_by(ctx, l4.payload_offset, stats) && source != Source::Trusted {
+                // Dropped, and banned at once: the very next packet too.
+                ban(&ip.src, BAN_REASON_SCANNER, cfg, now_ns, true);
+                source = Source::Scanner;
+            }
+        }
+    }
     let admitted = matches!(source, Source::Trusted | Source::Limited(RateOutcome::Within));
     if kind == SipKind::Invite && admitted && cfg.dest_applies & class_bit != 0 {
         match dest::check(ctx, l4.payload_offset, &ip.src, now_ns) {
@@ -175,7 +184,7 @@ static EMPTY_SOURCE: SourceStats = SourceStats {
     refilled_ns: 0,
     excess_since_ns: 0,
     excess: 0,
-    _pad: 0,
+    ua_scans: 0,
 };
 
 /// The source's per-source entry, created empty if new. Not inlined: the

@@ -12,6 +12,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 use sip_xdp_common::{
     dialled::{MAX_DIGITS, MAX_INTL_PREFIXES, MAX_INTL_PREFIX_LEN},
+    fingerprint::{Fingerprint, DEFAULT_USER_AGENTS, FINGERPRINT_LEN, MAX_FINGERPRINTS},
     maps::{ALLOW_CAPACITY, DEFAULT_SOURCES_CAPACITY, DEST_RULES_CAPACITY, MAX_PORTS, MAX_PROFILES},
 };
 use toml::Spanned;
@@ -127,6 +128,8 @@ pub struct Config {
     pub events: Events,
     pub metrics: MetricsConfig,
     pub destinations: Destinations,
+    /// Scanner fingerprints: User-Agent substrings of attack tools.
+    pub user_agents: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -152,6 +155,21 @@ struct RawConfig {
     metrics: RawMetrics,
     #[serde(default)]
     destinations: RawDestinations,
+    #[serde(default)]
+    fingerprints: RawFingerprints,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFingerprints {
+    user_agents: Spanned<Vec<Spanned<String>>>,
+}
+
+impl Default for RawFingerprints {
+    fn default() -> Self {
+        let defaults = DEFAULT_USER_AGENTS.iter().map(|s| Spanned::new(0..0, s.to_string())).collect();
+        RawFingerprints { user_agents: Spanned::new(0..0, defaults) }
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -599,8 +617,25 @@ impl Config {
             }
         }
 
+        let raw_fps = &raw.fingerprints.user_agents;
+        if raw_fps.get_ref().len() > MAX_FINGERPRINTS {
+            return Err(at(raw_fps.span(), "fingerprints.user_agents", format!("at most {MAX_FINGERPRINTS} fingerprints")));
+        }
+        let mut user_agents = Vec::new();
+        for ua in raw_fps.get_ref() {
+            if Fingerprint::new(ua.get_ref()).is_none() {
+                return Err(at(
+                    ua.span(),
+                    "fingerprints.user_agents",
+                    format!("{:?} must be 1 to {FINGERPRINT_LEN} ASCII characters", ua.get_ref()),
+                ));
+            }
+            user_agents.push(ua.get_ref().clone());
+        }
+
         Ok(Config {
             path: path.to_path_buf(),
+            user_agents,
             destinations,
             metrics,
             interfaces,
@@ -691,6 +726,11 @@ cidrs = ["198.51.100.0/24", "2001:db8::/32", "192.0.2.10"]
         assert_eq!(c.events, Events { format: EventFormat::Text, webhook: None });
         assert_eq!(c.metrics.listen.to_string(), "127.0.0.1:9560");
         assert_eq!((c.metrics.top_sources, c.metrics.program_stats), (20, false));
+        assert_eq!(c.user_agents.len(), 8);
+        assert_eq!(c.user_agents[0], "friendly-scanner");
+        assert!(parse("[fingerprints]\nuser_agents = []\n").unwrap().user_agents.is_empty(), "can be switched off");
+        let e = err("[fingerprints]\nuser_agents = [\"\"]\n");
+        assert!(e.contains("test.toml:2:16: key `fingerprints.user_agents`"), "{e}");
     }
 
     #[test]

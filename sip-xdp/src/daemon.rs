@@ -9,6 +9,7 @@ use aya::{maps::RingBuf, Ebpf};
 use log::{error, info, warn};
 use sip_xdp_common::{
     dialled::intl_prefixes,
+    fingerprint::Fingerprint,
     maps::{
         dest_applies_profile, DestRule, FilterConfig, RateProfile, DEFAULT_ACTION_DROP, DEFAULT_ACTION_PASS,
         DEST_ALLOW, DEST_APPLIES_TRUSTED, DEST_BLOCK, EVENTS_MAP, MAX_PORTS, MODE_ENFORCE, MODE_MONITOR, NS_PER_SEC,
@@ -108,6 +109,8 @@ pub fn rate_profiles(cfg: &Config) -> Vec<RateProfile> {
 pub fn apply(maps: &mut impl FilterTarget, cfg: &Config) -> anyhow::Result<AllowPlan> {
     maps.write_profiles(&rate_profiles(cfg))?;
     maps.write_dest_rules(&dest_rules(cfg))?;
+    let fingerprints: Vec<Fingerprint> = cfg.user_agents.iter().filter_map(|u| Fingerprint::new(u)).collect();
+    maps.write_fingerprints(&fingerprints)?;
     let plan = AllowPlan::new(&maps.allow_entries()?, &cfg.rules);
     for (net, value) in &plan.add {
         maps.allow_insert(*net, *value)?;
@@ -414,6 +417,9 @@ mod tests {
             self.check()
         }
         fn write_dest_rules(&mut self, _: &BTreeMap<String, DestRule>) -> anyhow::Result<()> {
+            self.check()
+        }
+        fn write_fingerprints(&mut self, _: &[Fingerprint]) -> anyhow::Result<()> {
             self.check()
         }
     }

@@ -11,7 +11,7 @@ use std::{
 use log::{info, warn};
 use serde_json::json;
 use sip_xdp_common::maps::{
-    self as kmaps, BAN_REASON_AUTH, BAN_REASON_MANUAL, BAN_REASON_RATE, EVENT_BAN, EVENT_DEST_BLOCK, EVENT_EXPIRE,
+    self as kmaps, BAN_REASON_AUTH, BAN_REASON_MANUAL, BAN_REASON_RATE, BAN_REASON_SCANNER, EVENT_BAN, EVENT_DEST_BLOCK, EVENT_EXPIRE,
     EVENT_UNBAN, EVENT_WOULD_BAN,
 };
 
@@ -69,6 +69,7 @@ pub fn reason_name(reason: u8) -> &'static str {
         BAN_REASON_RATE => "rate_excess",
         BAN_REASON_AUTH => "auth_failures",
         BAN_REASON_MANUAL => "manual",
+        BAN_REASON_SCANNER => "scanner",
         _ => "unknown",
     }
 }

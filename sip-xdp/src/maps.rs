@@ -15,10 +15,11 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use sip_xdp_common::{
     counters::{stats_index, Action, Reason},
     dialled::MAX_DIGITS,
+    fingerprint::{Fingerprint, MAX_FINGERPRINTS},
     maps::{
         AllowValue, AuthState, BanEntry, Counter, FilterConfig, FragKey, FragVerdict, RateProfile, SourceKey,
         SourceStats, ALLOW_V4_MAP, ALLOW_V6_MAP, AUTH_MAP, BANS_MAP, CLASS_TRUSTED, CONFIG_MAP, COUNTS_MAP,
-        DEST_COUNTS_MAP, DEST_RULES_MAP, FRAGS_MAP, ORIGIN_CONFIG, ORIGIN_RUNTIME, PROFILES_MAP, SOURCES_MAP,
+        DEST_COUNTS_MAP, DEST_RULES_MAP, FINGERPRINTS_MAP, FRAGS_MAP, ORIGIN_CONFIG, ORIGIN_RUNTIME, PROFILES_MAP, SOURCES_MAP,
         STATS_MAP, DestRule,
     },
 };
@@ -38,10 +39,11 @@ pub struct Maps {
     pub counts: PerCpuArray<MapData, u64>,
     pub dest_rules: LpmTrie<MapData, [u8; MAX_DIGITS], DestRule>,
     pub dest_counts: PerCpuArray<MapData, u64>,
+    pub fingerprints: Array<MapData, Fingerprint>,
 }
 
 /// The maps `Maps` holds, in `from_parts` order.
-const HELD_MAPS: [&str; 12] = [
+const HELD_MAPS: [&str; 13] = [
     CONFIG_MAP,
     ALLOW_V4_MAP,
     ALLOW_V6_MAP,
@@ -54,6 +56,7 @@ const HELD_MAPS: [&str; 12] = [
     COUNTS_MAP,
     DEST_RULES_MAP,
     DEST_COUNTS_MAP,
+    FINGERPRINTS_MAP,
 ];
 
 /// One row of the global counters.
@@ -87,7 +90,7 @@ impl Maps {
     }
 
     fn from_parts(maps: Vec<Map>) -> anyhow::Result<Maps> {
-        let [config, v4, v6, stats, sources, profiles, bans, auth, frags, counts, dest_rules, dest_counts]: [Map; 12] =
+        let [config, v4, v6, stats, sources, profiles, bans, auth, frags, counts, dest_rules, dest_counts, fingerprints]: [Map; 13] =
             maps.try_into().map_err(|_| anyhow!("expected {} maps", HELD_MAPS.len()))?;
         Ok(Maps {
             config: config.try_into().context(CONFIG_MAP)?,
@@ -102,6 +105,7 @@ impl Maps {
             counts: counts.try_into().context(COUNTS_MAP)?,
             dest_rules: dest_rules.try_into().context(DEST_RULES_MAP)?,
             dest_counts: dest_counts.try_into().context(DEST_COUNTS_MAP)?,
+            fingerprints: fingerprints.try_into().context(FINGERPRINTS_MAP)?,
         })
     }
 
@@ -178,6 +182,15 @@ impl Maps {
         Ok(rows)
     }
 
+    /// Writes the scanner fingerprints, clearing unused slots.
+    pub fn write_fingerprints(&mut self, fps: &[Fingerprint]) -> anyhow::Result<()> {
+        for i in 0..MAX_FINGERPRINTS {
+            let fp = fps.get(i).copied().unwrap_or_default();
+            self.fingerprints.set(i as u32, fp, 0).context("cannot write a fingerprint")?;
+        }
+        Ok(())
+    }
+
     /// Destination rules by prefix digits.
     pub fn dest_entries(&self) -> anyhow::Result<BTreeMap<String, DestRule>> {
         let mut out = BTreeMap::new();
@@ -250,6 +263,7 @@ pub trait FilterTarget {
     fn write_config(&mut self, cfg: &FilterConfig) -> anyhow::Result<()>;
     fn write_profiles(&mut self, profiles: &[RateProfile]) -> anyhow::Result<()>;
     fn write_dest_rules(&mut self, rules: &BTreeMap<String, DestRule>) -> anyhow::Result<()>;
+    fn write_fingerprints(&mut self, fps: &[Fingerprint]) -> anyhow::Result<()>;
 }
 
 impl FilterTarget for Maps {
@@ -270,6 +284,9 @@ impl FilterTarget for Maps {
     }
     fn write_dest_rules(&mut self, rules: &BTreeMap<String, DestRule>) -> anyhow::Result<()> {
         Maps::write_dest_rules(self, rules)
+    }
+    fn write_fingerprints(&mut self, fps: &[Fingerprint]) -> anyhow::Result<()> {
+        Maps::write_fingerprints(self, fps)
     }
 }
 

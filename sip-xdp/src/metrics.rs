@@ -19,7 +19,7 @@ use prometheus::{
     CounterVec, Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use sip_xdp_common::maps::{
-    CLASS_BANNED, CLASS_TRUSTED, COUNT_EVENTS_LOST, DEST_BLOCK, COUNT_REQ_INVITE, COUNT_REQ_OPTIONS, COUNT_REQ_OTHER,
+    CLASS_BANNED, CLASS_TRUSTED, COUNT_EVENTS_LOST, COUNT_FINGERPRINT_BASE, DEST_BLOCK, COUNT_REQ_INVITE, COUNT_REQ_OPTIONS, COUNT_REQ_OTHER,
     COUNT_REQ_REGISTER, COUNT_RESP_200, COUNT_RESP_401, COUNT_RESP_403, COUNT_RESP_407, COUNT_RESP_OTHER,
 };
 
@@ -43,7 +43,7 @@ const RESPONSE_SLOTS: [(&str, u32); 5] = [
     ("407", COUNT_RESP_407),
     ("other", COUNT_RESP_OTHER),
 ];
-pub const BAN_REASONS: [&str; 3] = ["rate_excess", "auth_failures", "manual"];
+pub const BAN_REASONS: [&str; 4] = ["rate_excess", "auth_failures", "manual", "scanner"];
 
 /// Every metric the exporter serves.
 pub struct Metrics {
@@ -66,6 +66,7 @@ pub struct Metrics {
     config_reloads: IntCounterVec,
     events_lost: IntCounter,
     destination_blocked: IntCounterVec,
+    scanner_hits: IntCounterVec,
     /// How many of the busiest sources get their own series.
     pub top_sources: AtomicUsize,
 }
@@ -103,6 +104,7 @@ impl Metrics {
             config_reloads: reg!(IntCounterVec::new(opts("sipxdp_config_reloads_total", "Config reloads (SIGHUP), by result."), &["result"])?),
             events_lost: reg!(IntCounter::with_opts(opts("sipxdp_events_lost_total", "Ban events the kernel could not queue for the controller."))?),
             destination_blocked: reg!(IntCounterVec::new(opts("sipxdp_destination_blocked_total", "INVITEs dropped by a destination block rule, by prefix."), &["prefix"])?),
+            scanner_hits: reg!(IntCounterVec::new(opts("sipxdp_scanner_hits_total", "Requests whose User-Agent matched a scanner fingerprint, by fingerprint."), &["fingerprint"])?),
             top_sources: AtomicUsize::new(top_sources),
             registry,
         };
@@ -154,6 +156,14 @@ impl Metrics {
             set(&self.sip_responses.with_label_values(&[code]), maps.count(slot)?);
         }
         set(&self.events_lost, maps.count(COUNT_EVENTS_LOST)?);
+        self.scanner_hits.reset();
+        for (i, fp) in maps.fingerprints.iter().enumerate() {
+            let fp = fp?;
+            if fp.len > 0 {
+                let name = String::from_utf8_lossy(&fp.bytes[..fp.len as usize]).into_owned();
+                self.scanner_hits.with_label_values(&[&name]).inc_by(maps.count(COUNT_FINGERPRINT_BASE + i as u32)?);
+            }
+        }
         self.destination_blocked.reset();
         for (prefix, rule) in maps.dest_entries()? {
             if rule.action == DEST_BLOCK {

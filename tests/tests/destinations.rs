@@ -130,3 +130,74 @@ fn the_policy_applies_only_to_its_classes() {
     let tcp_frame = v4_frame(&[], &V4::new(CUSTOMER, IPPROTO_TCP), &tcp(5060, 0, b"INVITE sip:+88161234@pbx SIP/2.0\r\n\r\n"));
     assert_eq!(f.judge(&tcp_frame), (XDP_DROP, Drop, DestinationBlocked));
 }
+
+mod fingerprints {
+    use super::*;
+    use sip_xdp_common::{
+        fingerprint::{Fingerprint, DEFAULT_USER_AGENTS},
+        maps::{BAN_REASON_SCANNER, COUNT_FINGERPRINT_BASE},
+    };
+
+    fn scanner_filter() -> Filter {
+        let mut f = filter(&[], false);
+        let fps: Vec<Fingerprint> = DEFAULT_USER_AGENTS.iter().map(|u| Fingerprint::new(u).unwrap()).collect();
+        f.maps.write_fingerprints(&fps).unwrap();
+        f
+    }
+
+    fn options_with(src: [u8; 4], headers: &str) -> Vec<u8> {
+        let payload = format!("OPTIONS sip:100@198.18.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 203.0.113.10:5060\r\n{headers}Content-Length: 0\r\n\r\n");
+        v4_frame(&[], &V4::new(src, IPPROTO_UDP), &udp(5060, payload.as_bytes()))
+    }
+
+    #[test]
+    fn a_scanner_is_dropped_and_banned_on_its_first_request() {
+        let mut f = scanner_filter();
+        let svmap = options_with(CUSTOMER, "From: \"sipvicious\"<sip:100@1.1.1.1>;tag=1\r\nUser-Agent: friendly-scanner\r\nAccept: application/sdp\r\n");
+        assert_eq!(f.judge(&svmap), (XDP_DROP, Drop, Scanner));
+        let ban = f.ban_of("203.0.113.10").expect("banned at once");
+        assert_eq!(ban.reason, BAN_REASON_SCANNER);
+        assert_eq!(f.judge(&options_with(CUSTOMER, "User-Agent: Zoiper\r\n")), (XDP_DROP, Drop, Banned));
+        assert_eq!(f.maps.count(COUNT_FINGERPRINT_BASE).unwrap(), 1, "counted under friendly-scanner");
+    }
+
+    #[test]
+    fn header_position_and_case_do_not_matter() {
+        let mut f = scanner_filter();
+        for (i, headers) in [
+            "USER-AGENT: SIPVicious 0.3.4\r\n",
+            "To: <sip:a@b>\r\nCall-ID: 1\r\nCSeq: 1 OPTIONS\r\nuser-agent :\tsipcli/v1.8\r\n",
+            "User-Agent: Mozilla VaxSIPUserAgent/3.0\r\n",
+        ]
+        .iter()
+        .enumerate()
+        {
+            let src = [203, 0, 113, 100 + i as u8];
+            assert_eq!(f.judge(&options_with(src, headers)), (XDP_DROP, Drop, Scanner), "{headers}");
+        }
+        // A REGISTER or an INVITE announces itself the same way.
+        let invite = v4_frame(&[], &V4::new([203, 0, 113, 120], IPPROTO_UDP), &udp(5060, b"INVITE sip:100@pbx SIP/2.0\r\nUser-Agent: pplsip\r\n\r\n"));
+        assert_eq!(f.judge(&invite), (XDP_DROP, Drop, Scanner));
+    }
+
+    #[test]
+    fn real_phones_pass_and_trusted_sources_are_only_counted() {
+        let mut f = scanner_filter();
+        assert_eq!(f.judge(&options_with(CUSTOMER, "User-Agent: Yealink SIP-T46S\r\n")), (XDP_PASS, Pass, Limited));
+        assert_eq!(f.judge(&options_with(CUSTOMER, "Subject: friendly-scanner\r\n")), (XDP_PASS, Pass, Limited));
+        assert_eq!(f.judge(&options_with(TRUNK, "User-Agent: sip-scan\r\n")), (XDP_PASS, Pass, Allowlisted));
+        assert!(f.ban_of("198.18.1.2").is_none());
+        assert_eq!(f.maps.count(COUNT_FINGERPRINT_BASE + 7).unwrap(), 1, "the trusted hit is counted");
+    }
+
+    #[test]
+    fn only_the_first_requests_of_a_source_are_searched() {
+        let mut f = scanner_filter();
+        for _ in 0..3 {
+            assert_eq!(f.judge(&options_with(CUSTOMER, "User-Agent: Zoiper\r\n")), (XDP_PASS, Pass, Limited));
+        }
+        // The search is bounded per source: a tool that hides for three
+        // requests is left to the rate limits and the auth counting.
+        assert_eq!(f.judge(&options_with(CUSTOMER, "User-Agent: friendly-scanner\r\n")), (XDP_PASS, Pass, Limited));
+    }
+}

@@ -127,7 +127,7 @@ fn test(root: &Path) -> anyhow::Result<()> {
     run_cmd(cargo().current_dir(root).args(["test", "--workspace", "--exclude", "sip-xdp-tests", "--exclude", "sip-xdp-ebpf"]))?;
     run_cmd(cargo().current_dir(root).args(["test", "--package", "sip-xdp-tests", "--test", "observability"]))?;
     step("layer 2/3: verdict tables through BPF_PROG_TEST_RUN (XDP ingress, TC egress)");
-    run_cmd(cargo().current_dir(root).args(["test", "--package", "sip-xdp-tests", "--test", "verdicts", "--test", "limits"]))?;
+    run_cmd(cargo().current_dir(root).args(["test", "--package", "sip-xdp-tests", "--test", "verdicts", "--test", "limits", "--test", "destinations"]))?;
     step("layer 3/3: end to end in network namespaces (Kamailio, SIPp, sipvicious, Prometheus)");
     run_cmd(
         cargo()

@@ -1,0 +1,182 @@
+//! Scanner fingerprints: substrings of the User-Agent header that attack
+//! tools announce themselves with (`friendly-scanner`, `sipvicious`, ...).
+//!
+//! Split into steps the kernel can drive with `bpf_loop`: find the header
+//! (one offset per step), then try one (fingerprint, offset) pair per step.
+//! Matching is case-insensitive; fingerprints are stored lower-case.
+
+use crate::sip::RESPONSE_SCAN;
+
+/// Bytes of a request searched for the header.
+pub const UA_SCAN: usize = RESPONSE_SCAN;
+/// Bytes of the header's value searched for fingerprints.
+pub const UA_VALUE: usize = 64;
+pub const MAX_FINGERPRINTS: usize = 16;
+pub const FINGERPRINT_LEN: usize = 28;
+/// Requests per source that are searched: scanners show themselves in
+/// their first request, and the search is not free.
+pub const UA_SCANS_PER_SOURCE: u32 = 3;
+
+/// A fingerprint as the kernel holds it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Fingerprint {
+    /// 0 for an unused slot.
+    pub len: u8,
+    pub _pad: [u8; 3],
+    /// Lower-case.
+    pub bytes: [u8; FINGERPRINT_LEN],
+}
+
+impl Fingerprint {
+    pub fn new(text: &str) -> Option<Fingerprint> {
+        let b = text.as_bytes();
+        if b.is_empty() || b.len() > FINGERPRINT_LEN || !text.is_ascii() {
+            return None;
+        }
+        let mut f = Fingerprint { len: b.len() as u8, ..Fingerprint::default() };
+        for (i, c) in b.iter().enumerate() {
+            f.bytes[i] = c.to_ascii_lowercase();
+        }
+        Some(f)
+    }
+}
+
+/// The defaults of `[fingerprints] user_agents`.
+pub const DEFAULT_USER_AGENTS: [&str; 8] =
+    ["friendly-scanner", "sipvicious", "sipcli", "VaxSIPUserAgent", "pplsip", "sundayddr", "iWar", "sip-scan"];
+
+#[inline(always)]
+fn at(buf: &[u8; UA_SCAN], i: usize) -> u8 {
+    const _: () = assert!(UA_SCAN.is_power_of_two());
+    if i >= UA_SCAN {
+        return 0;
+    }
+    // Masked on an opaque copy: see `sip::at`.
+    buf[core::hint::black_box(i) & (UA_SCAN - 1)]
+}
+
+#[inline(always)]
+fn lower(c: u8) -> u8 {
+    if c.is_ascii_uppercase() {
+        c | 0x20
+    } else {
+        c
+    }
+}
+
+const NAME: &[u8; 11] = b"\nuser-agent";
+
+/// Does `\nUser-Agent` (any case) start at `i`?
+#[inline(always)]
+pub fn ua_header_at(buf: &[u8; UA_SCAN], i: usize) -> bool {
+    let mut k = 0;
+    while k < NAME.len() {
+        if lower(at(buf, i + k)) != NAME[k] {
+            return false;
+        }
+        k += 1;
+    }
+    true
+}
+
+/// The value's start, given the header's offset: `*WSP ":" *WSP`.
+#[inline(always)]
+pub fn ua_value_start(buf: &[u8; UA_SCAN], header: usize) -> Option<usize> {
+    let mut i = header + NAME.len();
+    let mut n = 0;
+    while n < 8 && (at(buf, i) == b' ' || at(buf, i) == b'\t') {
+        i += 1;
+        n += 1;
+    }
+    if at(buf, i) != b':' {
+        return None;
+    }
+    i += 1;
+    n = 0;
+    while n < 8 && (at(buf, i) == b' ' || at(buf, i) == b'\t') {
+        i += 1;
+        n += 1;
+    }
+    Some(i)
+}
+
+/// Does `fp` occur at `value + offset`, inside the value's line?
+#[inline(always)]
+pub fn fingerprint_at(buf: &[u8; UA_SCAN], value: usize, offset: usize, fp: &Fingerprint) -> bool {
+    let len = fp.len as usize;
+    if len == 0 || len > FINGERPRINT_LEN || offset + len > UA_VALUE {
+        return false;
+    }
+    let mut k = 0;
+    while k < FINGERPRINT_LEN {
+        if k >= len {
+            return true;
+        }
+        let c = at(buf, value + offset + k);
+        if c == b'\r' || c == b'\n' || c == 0 || lower(c) != fp.bytes[k] {
+            return false;
+        }
+        k += 1;
+    }
+    true
+}
+
+/// Host form of the whole search: the index of the first fingerprint found
+/// in the request's User-Agent.
+pub fn user_agent_match(request: &[u8], fps: &[Fingerprint]) -> Option<usize> {
+    let mut buf = [0u8; UA_SCAN];
+    let n = request.len().min(UA_SCAN);
+    buf[..n].copy_from_slice(&request[..n]);
+    let header = (0..UA_SCAN).find(|&i| ua_header_at(&buf, i))?;
+    let value = ua_value_start(&buf, header)?;
+    (0..fps.len().min(MAX_FINGERPRINTS) * UA_VALUE).find_map(|step| {
+        let (f, offset) = (step / UA_VALUE, step % UA_VALUE);
+        fingerprint_at(&buf, value, offset, &fps[f]).then_some(f)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use std::{format, vec::Vec};
+
+    fn defaults() -> Vec<Fingerprint> {
+        DEFAULT_USER_AGENTS.iter().map(|t| Fingerprint::new(t).unwrap()).collect()
+    }
+
+    fn request(headers: &str) -> Vec<u8> {
+        format!("OPTIONS sip:100@198.18.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 198.18.2.2:5060\r\n{headers}Content-Length: 0\r\n\r\n").into_bytes()
+    }
+
+    #[test]
+    fn finds_tools_in_any_case_and_position() {
+        let fps = defaults();
+        assert_eq!(user_agent_match(&request("User-Agent: friendly-scanner\r\n"), &fps), Some(0));
+        assert_eq!(user_agent_match(&request("user-agent:FRIENDLY-SCANNER\r\n"), &fps), Some(0));
+        assert_eq!(user_agent_match(&request("From: <sip:x@y>\r\nUSER-AGENT :  SIPVicious 0.3.4\r\nTo: <sip:x@y>\r\n"), &fps), Some(1));
+        assert_eq!(user_agent_match(&request("User-Agent: Mozilla/5.0 VaxSIPUserAgent/3.1\r\n"), &fps), Some(3));
+        assert_eq!(user_agent_match(&request("User-Agent:\tsip-scan\r\n"), &fps), Some(7));
+    }
+
+    #[test]
+    fn leaves_real_phones_and_other_headers_alone() {
+        let fps = defaults();
+        assert_eq!(user_agent_match(&request("User-Agent: Yealink SIP-T46S 66.86.0.15\r\n"), &fps), None);
+        assert_eq!(user_agent_match(&request("User-Agent: Linphone/5.2 (belle-sip/5.2)\r\n"), &fps), None);
+        // The tool's name elsewhere than in User-Agent does not count.
+        assert_eq!(user_agent_match(&request("Subject: friendly-scanner\r\nUser-Agent: Zoiper\r\n"), &fps), None);
+        assert_eq!(user_agent_match(&request("X-User-Agent: sipvicious\r\n"), &fps), None);
+        assert_eq!(user_agent_match(&request(""), &fps), None);
+        // A fingerprint must fit within the value's line.
+        assert_eq!(user_agent_match(&request("User-Agent: friendly-scan\r\nner: x\r\n"), &fps), None);
+    }
+
+    #[test]
+    fn fingerprints_are_validated() {
+        assert!(Fingerprint::new("").is_none());
+        assert!(Fingerprint::new(&"x".repeat(FINGERPRINT_LEN + 1)).is_none());
+        assert_eq!(Fingerprint::new("iWar").unwrap().bytes[..4], *b"iwar");
+    }
+}

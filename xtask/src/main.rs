@@ -132,7 +132,7 @@ fn test(root: &Path) -> anyhow::Result<()> {
     run_cmd(
         cargo()
             .current_dir(root)
-            .args(["test", "--package", "sip-xdp-tests", "--test", "end_to_end", "--test", "bans_end_to_end", "--test", "metrics_end_to_end"])
+            .args(["test", "--package", "sip-xdp-tests", "--test", "end_to_end", "--test", "bans_end_to_end", "--test", "metrics_end_to_end", "--test", "toll_fraud_end_to_end"])
             .env("SIP_XDP_BIN", &bin),
     )?;
     step("all test layers passed");

@@ -82,6 +82,9 @@ pub enum Reason {
     InviteRate = 15,
     /// A request whose User-Agent names an attack tool.
     Scanner = 16,
+    /// An international INVITE from a source whose international calls are
+    /// blocked after a spending anomaly.
+    InternationalBlocked = 17,
 }
 
 /// Slots reserved per action in the stats map, so reasons can be added
@@ -91,7 +94,7 @@ pub const REASON_SLOTS: usize = 24;
 pub const STATS_ENTRIES: u32 = (Action::ALL.len() * REASON_SLOTS) as u32;
 
 impl Reason {
-    pub const ALL: [Reason; 17] = [
+    pub const ALL: [Reason; 18] = [
         Reason::NonIp,
         Reason::NonSip,
         Reason::Allowlisted,
@@ -109,6 +112,7 @@ impl Reason {
         Reason::DestinationNotAllowed,
         Reason::InviteRate,
         Reason::Scanner,
+        Reason::InternationalBlocked,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -130,6 +134,7 @@ impl Reason {
             Reason::DestinationNotAllowed => "destination_not_allowed",
             Reason::InviteRate => "invite_rate",
             Reason::Scanner => "scanner",
+            Reason::InternationalBlocked => "international_blocked",
         }
     }
 

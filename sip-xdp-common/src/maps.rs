@@ -29,10 +29,14 @@ pub const DEST_RULES_MAP: &str = "SIP_DEST_RULES";
 pub const DEST_COUNTS_MAP: &str = "SIP_DEST_COUNTS";
 /// Scanner fingerprints (`fingerprint::Fingerprint`), up to 16.
 pub const FINGERPRINTS_MAP: &str = "SIP_FINGERPRINTS";
+/// Sources whose international calls are blocked (spend anomaly), with
+/// the CLOCK_BOOTTIME ns the block ends (0: lifted, to be reported).
+pub const INTL_BLOCKS_MAP: &str = "SIP_INTL_BLOCKS";
+pub const INTL_BLOCKS_CAPACITY: u32 = 4096;
 
 /// Every map the controller pins, in the order it checks them. The event
 /// ring buffer is not pinned: each controller reads its own.
-pub const PINNED_MAPS: [&str; 13] = [
+pub const PINNED_MAPS: [&str; 14] = [
     CONFIG_MAP,
     ALLOW_V4_MAP,
     ALLOW_V6_MAP,
@@ -46,6 +50,7 @@ pub const PINNED_MAPS: [&str; 13] = [
     DEST_RULES_MAP,
     DEST_COUNTS_MAP,
     FINGERPRINTS_MAP,
+    INTL_BLOCKS_MAP,
 ];
 
 /// Capacity of each allowlist trie.
@@ -69,6 +74,9 @@ pub const DEST_RULES_CAPACITY: u32 = 16_384;
 
 pub const DEST_BLOCK: u8 = 1;
 pub const DEST_ALLOW: u8 = 2;
+/// Neither: a prefix only present for its cost (the policy treats it as
+/// no rule).
+pub const DEST_COST_ONLY: u8 = 3;
 
 /// Value of the destination trie.
 #[repr(C)]
@@ -79,7 +87,8 @@ pub struct DestRule {
     pub _pad: u8,
     /// Index of the rule's counter in [`DEST_COUNTS_MAP`].
     pub id: u16,
-    pub _pad2: u32,
+    /// Estimated cost of one call, in thousandths of the currency unit.
+    pub cost_milli: u32,
 }
 
 /// Slots of [`COUNTS_MAP`]: requests seen on ingress by method...
@@ -371,6 +380,10 @@ pub struct SourceStats {
     pub excess: u32,
     /// Requests searched for scanner fingerprints so far.
     pub ua_scans: u32,
+    /// International INVITEs admitted by the destination policy, and their
+    /// estimated cost in thousandths (for the spend-anomaly detector).
+    pub intl_invites: u64,
+    pub intl_cost_milli: u64,
 }
 
 /// A `{packets, bytes}` pair, per CPU in the stats map.
@@ -434,7 +447,7 @@ mod tests {
     fn layouts_have_no_implicit_padding() {
         assert_eq!(size_of::<FilterConfig>(), 2 * MAX_PORTS + 8 + 8 + 32 + 32);
         assert_eq!(size_of::<AllowValue>(), 8);
-        assert_eq!(size_of::<SourceStats>(), 88);
+        assert_eq!(size_of::<SourceStats>(), 104);
         assert_eq!(size_of::<RateProfile>(), 24);
         assert_eq!(size_of::<BanEntry>(), 32);
         assert_eq!(size_of::<AuthState>(), 16);

@@ -38,6 +38,8 @@ pub enum DestVerdict {
     Blocked(u16),
     /// International and not on `allow_only`, or the country is unreadable.
     NotAllowed,
+    /// International, from a source blocked after a spending anomaly.
+    AnomalyBlocked,
 }
 
 /// The destination policy for a dialled number and the rule its digits
@@ -123,6 +125,7 @@ pub fn decide(packet: Packet, cfg: &FilterConfig) -> Verdict {
             Source::Scanner => drop(cfg, Reason::Scanner),
             Source::Destination(DestVerdict::Blocked(_)) => drop(cfg, Reason::DestinationBlocked),
             Source::Destination(DestVerdict::NotAllowed) => drop(cfg, Reason::DestinationNotAllowed),
+            Source::Destination(DestVerdict::AnomalyBlocked) => drop(cfg, Reason::InternationalBlocked),
             // The policy only speaks up to refuse; a pass is decided by
             // the source's class before it.
             Source::Destination(DestVerdict::Pass) => Verdict::new(Action::Pass, Reason::Limited),
@@ -148,7 +151,7 @@ mod tests {
         FilterConfig { default_action, mode, ..FilterConfig::EMPTY }
     }
 
-    const ALL_PACKETS: [Packet; 18] = [
+    const ALL_PACKETS: [Packet; 19] = [
         Packet::NonIp,
         Packet::Malformed,
         Packet::TooDeep,
@@ -167,6 +170,7 @@ mod tests {
         Packet::ToSipPort(Source::Scanner),
         Packet::ToSipPort(Source::Destination(DestVerdict::Blocked(3))),
         Packet::ToSipPort(Source::Destination(DestVerdict::NotAllowed)),
+        Packet::ToSipPort(Source::Destination(DestVerdict::AnomalyBlocked)),
     ];
 
     /// The full table: every packet class under every config.
@@ -195,6 +199,7 @@ mod tests {
                 Packet::ToSipPort(Source::Scanner) => (dropped, Scanner),
                 Packet::ToSipPort(Source::Destination(DestVerdict::Blocked(_))) => (dropped, DestinationBlocked),
                 Packet::ToSipPort(Source::Destination(DestVerdict::NotAllowed)) => (dropped, DestinationNotAllowed),
+                Packet::ToSipPort(Source::Destination(DestVerdict::AnomalyBlocked)) => (dropped, InternationalBlocked),
                 Packet::ToSipPort(Source::Destination(DestVerdict::Pass)) => (Pass, Limited),
             }
         };

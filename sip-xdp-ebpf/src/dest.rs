@@ -12,11 +12,11 @@ use core::ffi::c_void;
 use sip_xdp_common::{
     counters::Reason,
     dialled::{dialled, invite_user_start, Dialled, NumberScan, INVITE_WINDOW, MAX_DIGITS},
-    maps::{FilterConfig, SourceKey, COUNT_EVENTS_LOST, EVENT_DEST_BLOCK},
+    maps::{FilterConfig, SourceKey, SourceStats, COUNT_EVENTS_LOST, EVENT_DEST_BLOCK},
     verdict::{judge_destination, DestVerdict},
 };
 
-use crate::maps::{count, SIP_DEST_COUNTS, SIP_DEST_RULES, SIP_EVENTS, SIP_INVITE_BUF};
+use crate::maps::{count, SIP_DEST_COUNTS, SIP_DEST_RULES, SIP_EVENTS, SIP_INTL_BLOCKS, SIP_INVITE_BUF};
 
 /// The scan and where it started, for the `bpf_loop` callback.
 #[repr(C)]
@@ -25,37 +25,46 @@ struct ScanCtx {
     start: u32,
 }
 
-/// Judges the INVITE whose payload starts at `payload_offset`.
-pub fn check(ctx: &XdpContext, payload_offset: usize, src: &SourceKey, now_ns: u64) -> DestVerdict {
-    let code = sip_xdp_dest_check(ctx.ctx, payload_offset as u64, src, now_ns);
-    match code {
+/// Judges the INVITE whose payload starts at `payload_offset`; counts the
+/// admitted international calls (and their cost) in the source's entry.
+pub fn check(ctx: &XdpContext, payload_offset: usize, src: &SourceKey, now_ns: u64, stats: *mut SourceStats) -> DestVerdict {
+    match sip_xdp_dest_check(ctx.ctx, payload_offset as u64, src, now_ns, stats) {
         0 => DestVerdict::Pass,
         1 => DestVerdict::NotAllowed,
-        c => DestVerdict::Blocked((c - 2) as u16),
+        2 => DestVerdict::AnomalyBlocked,
+        c => DestVerdict::Blocked((c - 3) as u16),
     }
 }
 
 /// A global BPF function: the verifier checks it once, on its own, rather
 /// than once per path of the caller that reaches it. Returns 0 (pass), 1
-/// (not allowed) or 2 + the id of the block rule.
+/// (not allowed), 2 (international calls blocked for this source) or 3 +
+/// the id of the block rule.
 #[no_mangle]
 #[inline(never)]
-pub extern "C" fn sip_xdp_dest_check(md: *mut xdp_md, payload_offset: u64, src: *const SourceKey, now_ns: u64) -> u64 {
+pub extern "C" fn sip_xdp_dest_check(
+    md: *mut xdp_md,
+    payload_offset: u64,
+    src: *const SourceKey,
+    now_ns: u64,
+    stats: *mut SourceStats,
+) -> u64 {
     if md.is_null() || src.is_null() {
         return 0;
     }
     let ctx = XdpContext::new(md);
     let src = unsafe { &*src };
     let payload_offset = payload_offset as usize & 0xffff;
-    match judge(&ctx, payload_offset, src, now_ns) {
+    match judge(&ctx, payload_offset, src, now_ns, stats) {
         DestVerdict::Pass => 0,
         DestVerdict::NotAllowed => 1,
-        DestVerdict::Blocked(id) => 2 + id as u64,
+        DestVerdict::AnomalyBlocked => 2,
+        DestVerdict::Blocked(id) => 3 + id as u64,
     }
 }
 
 #[inline(always)]
-fn judge(ctx: &XdpContext, payload_offset: usize, src: &SourceKey, now_ns: u64) -> DestVerdict {
+fn judge(ctx: &XdpContext, payload_offset: usize, src: &SourceKey, now_ns: u64, stats: *mut SourceStats) -> DestVerdict {
     let cfg: &FilterConfig = crate::policy::config();
     let Some(buf) = SIP_INVITE_BUF.get_ptr_mut(0) else { return DestVerdict::Pass };
     let buf = unsafe { &mut *buf };
@@ -83,7 +92,20 @@ fn judge(ctx: &XdpContext, payload_offset: usize, src: &SourceKey, now_ns: u64) 
         Dialled::International { digits, len } => SIP_DEST_RULES.get(Key::new(*len as u32 * 8, *digits)),
         _ => None,
     };
-    let verdict = judge_destination(&number, rule, cfg.dest_allow_only != 0);
+    let mut verdict = judge_destination(&number, rule, cfg.dest_allow_only != 0);
+    if let (DestVerdict::Pass, Dialled::International { .. }) = (verdict, &number) {
+        let blocked = unsafe { SIP_INTL_BLOCKS.get(src) }.is_some_and(|until| *until > now_ns);
+        if blocked {
+            verdict = DestVerdict::AnomalyBlocked;
+        } else if !stats.is_null() {
+            // Admitted: what the spend-anomaly detector counts.
+            let cost = rule.map_or(0, |r| r.cost_milli as u64);
+            unsafe {
+                crate::policy::add(&raw mut (*stats).intl_invites, 1);
+                crate::policy::add(&raw mut (*stats).intl_cost_milli, cost);
+            }
+        }
+    }
     match verdict {
         DestVerdict::Blocked(id) => {
             if let Some(c) = SIP_DEST_COUNTS.get_ptr_mut(id as u32) {
@@ -92,6 +114,7 @@ fn judge(ctx: &XdpContext, payload_offset: usize, src: &SourceKey, now_ns: u64) 
             report(src, &number, Reason::DestinationBlocked, now_ns);
         }
         DestVerdict::NotAllowed => report(src, &number, Reason::DestinationNotAllowed, now_ns),
+        DestVerdict::AnomalyBlocked => report(src, &number, Reason::InternationalBlocked, now_ns),
         DestVerdict::Pass => {}
     }
     verdict

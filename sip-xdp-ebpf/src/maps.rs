@@ -3,7 +3,7 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{lpm_trie::LpmTrie, Array, LruHashMap, PerCpuArray, RingBuf},
+    maps::{lpm_trie::LpmTrie, Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use sip_xdp_common::{
     counters::STATS_ENTRIES,
@@ -17,7 +17,7 @@ use sip_xdp_common::{
 use sip_xdp_common::{
     dialled::{INVITE_WINDOW, MAX_DIGITS},
     fingerprint::{Fingerprint, MAX_FINGERPRINTS},
-    maps::{DestRule, DEST_RULES_CAPACITY},
+    maps::{DestRule, DEST_RULES_CAPACITY, INTL_BLOCKS_CAPACITY},
 };
 
 #[map(name = "SIP_CONFIG")]
@@ -70,6 +70,9 @@ pub static SIP_DEST_RULES: LpmTrie<[u8; MAX_DIGITS], DestRule> = LpmTrie::with_m
 
 #[map(name = "SIP_DEST_COUNTS")]
 pub static SIP_DEST_COUNTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(DEST_RULES_CAPACITY, 0);
+
+#[map(name = "SIP_INTL_BLOCKS")]
+pub static SIP_INTL_BLOCKS: HashMap<SourceKey, u64> = HashMap::with_max_entries(INTL_BLOCKS_CAPACITY, 0);
 
 /// Per-CPU room for the start of an INVITE.
 #[map(name = "SIP_INVITE_BUF")]

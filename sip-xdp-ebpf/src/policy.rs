@@ -106,7 +106,7 @@ fn judge_l4(ctx: &XdpContext, ip: &L3Info, out: &mut Outcome) {
     }
     let admitted = matches!(source, Source::Trusted | Source::Limited(RateOutcome::Within));
     if kind == SipKind::Invite && admitted && cfg.dest_applies & class_bit != 0 {
-        match dest::check(ctx, l4.payload_offset, &ip.src, now_ns) {
+        match dest::check(ctx, l4.payload_offset, &ip.src, now_ns, stats.unwrap_or(core::ptr::null_mut())) {
             DestVerdict::Pass => {}
             refused => source = Source::Destination(refused),
         }
@@ -185,6 +185,8 @@ static EMPTY_SOURCE: SourceStats = SourceStats {
     excess_since_ns: 0,
     excess: 0,
     ua_scans: 0,
+    intl_invites: 0,
+    intl_cost_milli: 0,
 };
 
 /// The source's per-source entry, created empty if new. Not inlined: the

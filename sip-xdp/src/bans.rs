@@ -176,6 +176,9 @@ pub fn sweep(
         duration_secs: b.map(|b| (b.expires_ns - b.banned_at_ns) / NS_PER_SEC),
         offenses: b.map(|b| b.offenses),
         number: None,
+        calls: None,
+        baseline: None,
+        cost: None,
         at: SystemTime::now(),
     };
     let mut events = Vec::new();

@@ -46,6 +46,9 @@ pub enum Command {
     /// Show, add or lift bans on the running instance.
     #[command(subcommand)]
     Ban(BanCommand),
+    /// International-call blocks set by the spend-anomaly detector.
+    #[command(subcommand)]
+    Intl(IntlCommand),
     /// Global counters: packets and bytes per action and reason.
     Stats {
         /// Print JSON instead of a table.
@@ -118,4 +121,16 @@ pub enum BanCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum IntlCommand {
+    /// Sources whose international calls are blocked, and for how long.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Lift a source's block now.
+    Unblock { source: String },
 }

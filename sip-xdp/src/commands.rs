@@ -9,7 +9,7 @@ use sip_xdp_common::maps::{AllowValue, ORIGIN_CONFIG, ORIGIN_RUNTIME};
 
 use crate::{
     allowlist::parse_cidr,
-    bans,
+    bans, intl,
     clock::boottime_ns,
     config::Config,
     error::user_error,
@@ -189,4 +189,23 @@ pub fn ban_list(pins: &PinDir, as_json: bool) -> anyhow::Result<String> {
     }
     writeln!(out, "{} active bans", rows.len())?;
     Ok(out)
+}
+
+pub fn intl_list(pins: &PinDir, as_json: bool) -> anyhow::Result<String> {
+    let rows = intl::list(&Maps::open(pins)?)?;
+    if as_json {
+        let list: Vec<_> = rows.iter().map(|(s, secs)| json!({"source": s, "remaining_secs": secs})).collect();
+        return Ok(format!("{}\n", serde_json::to_string_pretty(&list)?));
+    }
+    let mut out = format!("{:<40} {:>10}\n", "SOURCE", "REMAINING");
+    for (source, secs) in &rows {
+        writeln!(out, "{source:<40} {:>9}s", secs)?;
+    }
+    writeln!(out, "{} sources with international calls blocked", rows.len())?;
+    Ok(out)
+}
+
+pub fn intl_unblock(pins: &PinDir, source: &str) -> anyhow::Result<String> {
+    let net = parse_arg(source)?;
+    intl::unblock(&mut Maps::open(pins)?, net)
 }

@@ -80,8 +80,23 @@ pub struct AuthFailures {
     pub window_secs: u64,
 }
 
+/// `[anomaly]`: the spend-anomaly detector.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Anomaly {
+    pub window_secs: u64,
+    /// Weight of the newest window in the baseline (0-1).
+    pub baseline_weight: f64,
+    /// International calls over the baseline, within a window, that block.
+    pub calls_over: u64,
+    /// Estimated spend over the baseline that blocks (needs costs).
+    pub cost_over: Option<f64>,
+    pub block_secs: u64,
+    /// How often the kernel's totals are sampled.
+    pub check_secs: u64,
+}
+
 /// `[destinations]`: the policy on numbers dialled in INVITEs.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Debug, PartialEq, Default)]
 pub struct Destinations {
     pub international_prefixes: Vec<String>,
     /// Digit prefixes (E.164, country code first) whose INVITEs are dropped.
@@ -90,6 +105,8 @@ pub struct Destinations {
     pub allow_only: Vec<String>,
     /// Classes the policy applies to.
     pub applies_to: Vec<Class>,
+    /// Estimated cost of a call, by prefix, in the operator's currency.
+    pub cost: BTreeMap<String, f64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -109,7 +126,7 @@ pub struct Events {
 }
 
 /// A validated config.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Config {
     pub path: PathBuf,
     pub interfaces: Vec<String>,
@@ -130,6 +147,7 @@ pub struct Config {
     pub destinations: Destinations,
     /// Scanner fingerprints: User-Agent substrings of attack tools.
     pub user_agents: Vec<String>,
+    pub anomaly: Anomaly,
 }
 
 #[derive(Deserialize)]
@@ -157,6 +175,8 @@ struct RawConfig {
     destinations: RawDestinations,
     #[serde(default)]
     fingerprints: RawFingerprints,
+    #[serde(default)]
+    anomaly: RawAnomaly,
 }
 
 #[derive(Deserialize)]
@@ -183,6 +203,32 @@ struct RawDestinations {
     allow_only: Vec<Spanned<String>>,
     #[serde(default)]
     applies_to: Vec<Spanned<String>>,
+    #[serde(default)]
+    cost: BTreeMap<String, Spanned<f64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawAnomaly {
+    window_secs: Spanned<i64>,
+    baseline_weight: Spanned<f64>,
+    calls_over: Spanned<i64>,
+    cost_over: Option<Spanned<f64>>,
+    block_secs: Spanned<i64>,
+    check_secs: Spanned<i64>,
+}
+
+impl Default for RawAnomaly {
+    fn default() -> Self {
+        RawAnomaly {
+            window_secs: Spanned::new(0..0, 3600),
+            baseline_weight: Spanned::new(0..0, 0.2),
+            calls_over: Spanned::new(0..0, 50),
+            cost_over: None,
+            block_secs: Spanned::new(0..0, 3600),
+            check_secs: Spanned::new(0..0, 60),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -608,6 +654,17 @@ impl Config {
         if destinations.block.len() + destinations.allow_only.len() > DEST_RULES_CAPACITY as usize {
             return Err(user_error(format!("{}: more than {DEST_RULES_CAPACITY} destination prefixes", path.display())));
         }
+        for (prefix, cost) in &raw_dest.cost {
+            let d = prefix.trim_start_matches('+');
+            if d.is_empty() || d.len() > MAX_DIGITS || !d.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(at(cost.span(), "destinations.cost", format!("{prefix:?} is not a prefix of 1 to {MAX_DIGITS} digits")));
+            }
+            let c = *cost.get_ref();
+            if !(0.0..=1_000_000.0).contains(&c) {
+                return Err(at(cost.span(), "destinations.cost", format!("{c} is not a cost (0-1000000)")));
+            }
+            destinations.cost.insert(d.to_string(), c);
+        }
         for name in &raw_dest.applies_to {
             match class_named(name, "destinations.applies_to")? {
                 Class::Deny => {
@@ -633,8 +690,30 @@ impl Config {
             user_agents.push(ua.get_ref().clone());
         }
 
+        let a = &raw.anomaly;
+        let weight = *a.baseline_weight.get_ref();
+        if !(weight > 0.0 && weight <= 1.0) {
+            return Err(at(a.baseline_weight.span(), "anomaly.baseline_weight", format!("{weight} is not in (0, 1]")));
+        }
+        let cost_over = match &a.cost_over {
+            Some(c) if *c.get_ref() <= 0.0 => {
+                return Err(at(c.span(), "anomaly.cost_over", format!("{} must be positive", c.get_ref())))
+            }
+            Some(c) => Some(*c.get_ref()),
+            None => None,
+        };
+        let anomaly = Anomaly {
+            window_secs: positive(&a.window_secs, "anomaly.window_secs", YEAR)?,
+            baseline_weight: weight,
+            calls_over: positive(&a.calls_over, "anomaly.calls_over", 1_000_000)?,
+            cost_over,
+            block_secs: positive(&a.block_secs, "anomaly.block_secs", YEAR)?,
+            check_secs: positive(&a.check_secs, "anomaly.check_secs", 3600)?,
+        };
+
         Ok(Config {
             path: path.to_path_buf(),
+            anomaly,
             user_agents,
             destinations,
             metrics,

@@ -12,7 +12,7 @@ use sip_xdp_common::{
     fingerprint::Fingerprint,
     maps::{
         dest_applies_profile, DestRule, FilterConfig, RateProfile, DEFAULT_ACTION_DROP, DEFAULT_ACTION_PASS,
-        DEST_ALLOW, DEST_APPLIES_TRUSTED, DEST_BLOCK, EVENTS_MAP, MAX_PORTS, MODE_ENFORCE, MODE_MONITOR, NS_PER_SEC,
+        DEST_ALLOW, DEST_APPLIES_TRUSTED, DEST_BLOCK, DEST_COST_ONLY, EVENTS_MAP, MAX_PORTS, MODE_ENFORCE, MODE_MONITOR, NS_PER_SEC,
     },
 };
 use tokio::{
@@ -22,7 +22,8 @@ use tokio::{
 
 use crate::{
     allowlist::Class,
-    bans,
+    anomaly::Detector,
+    bans, intl,
     config::{Config, DefaultAction, Mode},
     events::{Event, EventSink},
     error::user_error,
@@ -75,16 +76,41 @@ pub fn filter_config(cfg: &Config) -> FilterConfig {
 }
 
 /// The kernel form of the destination rules: digits → action and the id of
-/// the rule's counter (block rules first, then allow rules, in config order).
+/// the rule's counter (block rules first, then allow rules, in config order),
+/// with costs. A cost for a prefix that is no rule becomes a rule of its own
+/// that inherits the action of the longest rule covering it, so it never
+/// shadows that rule in the longest-prefix match.
 pub fn dest_rules(cfg: &Config) -> BTreeMap<String, DestRule> {
     let d = &cfg.destinations;
-    d.block
+    let milli = |digits: &str| d.cost.get(digits).map_or(0, |c| (c * 1000.0).round() as u32);
+    let mut rules: BTreeMap<String, DestRule> = d
+        .block
         .iter()
         .map(|p| (p, DEST_BLOCK))
         .chain(d.allow_only.iter().map(|p| (p, DEST_ALLOW)))
         .enumerate()
-        .map(|(id, (digits, action))| (digits.clone(), DestRule { action, id: id as u16, ..DestRule::default() }))
-        .collect()
+        .map(|(id, (digits, action))| (digits.clone(), DestRule { action, id: id as u16, cost_milli: milli(digits), _pad: 0 }))
+        .collect();
+    let mut next_id = rules.len() as u16;
+    for digits in d.cost.keys() {
+        if rules.contains_key(digits) {
+            continue;
+        }
+        let cover = rules
+            .iter()
+            .filter(|(p, r)| digits.starts_with(p.as_str()) && r.action != DEST_COST_ONLY)
+            .max_by_key(|(p, _)| p.len())
+            .map(|(_, r)| *r);
+        let rule = match cover {
+            Some(r) => DestRule { cost_milli: milli(digits), ..r },
+            None => {
+                next_id += 1;
+                DestRule { action: DEST_COST_ONLY, id: next_id - 1, cost_milli: milli(digits), _pad: 0 }
+            }
+        };
+        rules.insert(digits.clone(), rule);
+    }
+    rules
 }
 
 /// The kernel form of the rate profiles, in index order.
@@ -232,6 +258,9 @@ async fn serve(
     let mut sink = EventSink::new(&cfg.events);
     let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
     let mut prefix_bans = std::collections::BTreeSet::new();
+    let mut detector = Detector::default();
+    let mut anomaly_tick = tokio::time::interval(Duration::from_secs(cfg.anomaly.check_secs));
+    anomaly_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -251,8 +280,22 @@ async fn serve(
                 metrics.observe(&event);
                 sink.emit(&event);
             }
+            _ = anomaly_tick.tick() => {
+                match intl::check(maps, &mut detector, &cfg.anomaly) {
+                    Ok(events) => events.iter().for_each(|e| {
+                        metrics.observe(e);
+                        sink.emit(e);
+                    }),
+                    Err(err) => warn!("spend-anomaly check failed: {err:#}"),
+                }
+            }
             _ = sweep.tick() => {
-                match bans::sweep(maps, &cfg.rules, cfg.ban.max_duration_secs * NS_PER_SEC, &mut prefix_bans) {
+                let swept = bans::sweep(maps, &cfg.rules, cfg.ban.max_duration_secs * NS_PER_SEC, &mut prefix_bans)
+                    .and_then(|mut events| {
+                        events.extend(intl::sweep(maps)?);
+                        Ok(events)
+                    });
+                match swept {
                     Ok(events) => events.iter().for_each(|e| {
                         metrics.observe(e);
                         sink.emit(e);
@@ -469,6 +512,20 @@ mod tests {
                 assert!(fake.config.is_some());
             }
         }
+    }
+
+    #[test]
+    fn costs_inherit_the_rule_that_covers_them() {
+        let c = Config::parse(
+            Path::new("t.toml"),
+            "[destinations]\nblock = [\"252\"]\nallow_only = [\"44\"]\n[destinations.cost]\n\"252\" = 2.5\n\"447\" = 0.2\n\"49\" = 0.05\n",
+        )
+        .unwrap();
+        let rules = dest_rules(&c);
+        assert_eq!((rules["252"].action, rules["252"].cost_milli), (DEST_BLOCK, 2500));
+        assert_eq!((rules["447"].action, rules["447"].id, rules["447"].cost_milli), (DEST_ALLOW, rules["44"].id, 200), "inherits 44");
+        assert_eq!((rules["49"].action, rules["49"].cost_milli), (DEST_COST_ONLY, 50));
+        assert_ne!(rules["49"].id, rules["252"].id);
     }
 
     #[test]

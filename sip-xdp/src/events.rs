@@ -34,6 +34,9 @@ pub enum Kind {
     Unban,
     /// An INVITE dropped by the destination policy.
     DestinationBlocked,
+    /// A source's international calls blocked after a spending anomaly.
+    IntlBlock,
+    IntlUnblock,
 }
 
 impl Kind {
@@ -44,12 +47,14 @@ impl Kind {
             Kind::Expire => "expire",
             Kind::Unban => "unban",
             Kind::DestinationBlocked => "destination_blocked",
+            Kind::IntlBlock => "international_block",
+            Kind::IntlUnblock => "international_unblock",
         }
     }
 }
 
 /// One event, ready to log or post.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Event {
     pub kind: Kind,
     /// `rate_excess`, `auth_failures`, `manual`, or why an unban happened.
@@ -61,6 +66,11 @@ pub struct Event {
     /// For `DestinationBlocked`: the E.164 number dialled (`+` and digits),
     /// or `?` when the program could not read it.
     pub number: Option<String>,
+    /// For `IntlBlock`: international calls in the window, the baseline,
+    /// and the estimated spend.
+    pub calls: Option<u64>,
+    pub baseline: Option<f64>,
+    pub cost: Option<f64>,
     pub at: SystemTime,
 }
 
@@ -106,6 +116,9 @@ impl Event {
             kind,
             reason,
             number,
+            calls: None,
+            baseline: None,
+            cost: None,
             source: source_addr(&e.addr).to_string(),
             duration_secs: (kind == Kind::Ban).then_some(e.duration_ns.div_ceil(1_000_000_000)),
             offenses: (kind == Kind::Ban).then_some(e.offenses),
@@ -121,6 +134,9 @@ impl Event {
             "duration_secs": self.duration_secs,
             "offenses": self.offenses,
             "number": self.number,
+            "calls": self.calls,
+            "baseline": self.baseline,
+            "cost": self.cost,
             "time": humantime::format_rfc3339_seconds(self.at).to_string(),
         })
     }
@@ -136,6 +152,15 @@ impl Event {
         }
         if let Some(n) = self.offenses {
             line.push_str(&format!(" offenses={n}"));
+        }
+        if let Some(c) = self.calls {
+            line.push_str(&format!(" calls={c}"));
+        }
+        if let Some(b) = self.baseline {
+            line.push_str(&format!(" baseline={b:.1}"));
+        }
+        if let Some(c) = self.cost {
+            line.push_str(&format!(" cost={c:.2}"));
         }
         line
     }

@@ -2,6 +2,7 @@
 //! CLI over it, and the privileged tests load the same object through it.
 
 pub mod allowlist;
+pub mod anomaly;
 pub mod bans;
 pub mod cli;
 pub mod clock;
@@ -10,6 +11,7 @@ pub mod config;
 pub mod daemon;
 pub mod error;
 pub mod events;
+pub mod intl;
 pub mod loader;
 pub mod maps;
 pub mod metrics;

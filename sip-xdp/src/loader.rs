@@ -22,7 +22,7 @@ use sip_xdp_common::{
     maps::{
         AllowValue, AuthState, BanEntry, Counter, FilterConfig, FragKey, FragVerdict, RateProfile, SourceKey,
         SourceStats, ALLOW_CAPACITY, ALLOW_V4_MAP, ALLOW_V6_MAP, AUTH_CAPACITY, AUTH_MAP, BANS_CAPACITY,
-        BANS_MAP, CONFIG_MAP, COUNTS_ENTRIES, COUNTS_MAP, DEST_COUNTS_MAP, DEST_RULES_CAPACITY, DEST_RULES_MAP, DestRule, FINGERPRINTS_MAP, FRAGS_CAPACITY, FRAGS_MAP, MAX_PROFILES, PINNED_MAPS, PROFILES_MAP, SOURCES_MAP,
+        BANS_MAP, CONFIG_MAP, COUNTS_ENTRIES, COUNTS_MAP, DEST_COUNTS_MAP, DEST_RULES_CAPACITY, DEST_RULES_MAP, DestRule, FINGERPRINTS_MAP, INTL_BLOCKS_CAPACITY, INTL_BLOCKS_MAP, FRAGS_CAPACITY, FRAGS_MAP, MAX_PROFILES, PINNED_MAPS, PROFILES_MAP, SOURCES_MAP,
         STATS_MAP,
     },
 };
@@ -55,7 +55,7 @@ struct MapShape {
     disposable: bool,
 }
 
-fn expected_shapes(sources_table_size: u32) -> [MapShape; 13] {
+fn expected_shapes(sources_table_size: u32) -> [MapShape; 14] {
     let lpm_key = |data: usize| (size_of::<u32>() + data) as u32;
     let source_key = size_of::<SourceKey>() as u32;
     [
@@ -69,6 +69,8 @@ fn expected_shapes(sources_table_size: u32) -> [MapShape; 13] {
         // Rewritten from the config file at every start.
         MapShape { name: DEST_RULES_MAP, key_size: lpm_key(MAX_DIGITS), value_size: size_of::<DestRule>() as u32, max_entries: DEST_RULES_CAPACITY, disposable: true },
         MapShape { name: DEST_COUNTS_MAP, key_size: 4, value_size: 8, max_entries: DEST_RULES_CAPACITY, disposable: true },
+        // Losing these lifts international blocks early; never blocks more.
+        MapShape { name: INTL_BLOCKS_MAP, key_size: source_key, value_size: 8, max_entries: INTL_BLOCKS_CAPACITY, disposable: true },
         MapShape { name: FINGERPRINTS_MAP, key_size: 4, value_size: size_of::<Fingerprint>() as u32, max_entries: MAX_FINGERPRINTS as u32, disposable: true },
         MapShape { name: ALLOW_V4_MAP, key_size: lpm_key(4), value_size: size_of::<AllowValue>() as u32, max_entries: ALLOW_CAPACITY, disposable: false },
         MapShape { name: ALLOW_V6_MAP, key_size: lpm_key(16), value_size: size_of::<AllowValue>() as u32, max_entries: ALLOW_CAPACITY, disposable: false },

@@ -2,7 +2,7 @@ use std::io::Write as _;
 
 use clap::Parser as _;
 use sip_xdp::{
-    cli::{AllowCommand, BanCommand, Cli, Command, XdpModeArg},
+    cli::{AllowCommand, BanCommand, Cli, Command, IntlCommand, XdpModeArg},
     commands,
     daemon::{self, RunOptions},
     error::exit_status,
@@ -40,6 +40,8 @@ fn main() {
         Command::Ban(BanCommand::Add { target, duration }) => commands::ban_add(&pins, &target, duration),
         Command::Ban(BanCommand::Del { target }) => commands::ban_del(&pins, &target),
         Command::Ban(BanCommand::List { json }) => commands::ban_list(&pins, json),
+        Command::Intl(IntlCommand::List { json }) => commands::intl_list(&pins, json),
+        Command::Intl(IntlCommand::Unblock { source }) => commands::intl_unblock(&pins, &source),
         Command::Stats { json } => commands::stats(&pins, json),
         Command::Sources { top, json } => commands::sources(&pins, top, json),
     };

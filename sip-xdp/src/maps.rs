@@ -19,7 +19,7 @@ use sip_xdp_common::{
     maps::{
         AllowValue, AuthState, BanEntry, Counter, FilterConfig, FragKey, FragVerdict, RateProfile, SourceKey,
         SourceStats, ALLOW_V4_MAP, ALLOW_V6_MAP, AUTH_MAP, BANS_MAP, CLASS_TRUSTED, CONFIG_MAP, COUNTS_MAP,
-        DEST_COUNTS_MAP, DEST_RULES_MAP, FINGERPRINTS_MAP, FRAGS_MAP, ORIGIN_CONFIG, ORIGIN_RUNTIME, PROFILES_MAP, SOURCES_MAP,
+        DEST_COUNTS_MAP, DEST_RULES_MAP, FINGERPRINTS_MAP, FRAGS_MAP, INTL_BLOCKS_MAP, ORIGIN_CONFIG, ORIGIN_RUNTIME, PROFILES_MAP, SOURCES_MAP,
         STATS_MAP, DestRule,
     },
 };
@@ -40,10 +40,11 @@ pub struct Maps {
     pub dest_rules: LpmTrie<MapData, [u8; MAX_DIGITS], DestRule>,
     pub dest_counts: PerCpuArray<MapData, u64>,
     pub fingerprints: Array<MapData, Fingerprint>,
+    pub intl_blocks: HashMap<MapData, SourceKey, u64>,
 }
 
 /// The maps `Maps` holds, in `from_parts` order.
-const HELD_MAPS: [&str; 13] = [
+const HELD_MAPS: [&str; 14] = [
     CONFIG_MAP,
     ALLOW_V4_MAP,
     ALLOW_V6_MAP,
@@ -57,6 +58,7 @@ const HELD_MAPS: [&str; 13] = [
     DEST_RULES_MAP,
     DEST_COUNTS_MAP,
     FINGERPRINTS_MAP,
+    INTL_BLOCKS_MAP,
 ];
 
 /// One row of the global counters.
@@ -90,7 +92,7 @@ impl Maps {
     }
 
     fn from_parts(maps: Vec<Map>) -> anyhow::Result<Maps> {
-        let [config, v4, v6, stats, sources, profiles, bans, auth, frags, counts, dest_rules, dest_counts, fingerprints]: [Map; 13] =
+        let [config, v4, v6, stats, sources, profiles, bans, auth, frags, counts, dest_rules, dest_counts, fingerprints, intl_blocks]: [Map; 14] =
             maps.try_into().map_err(|_| anyhow!("expected {} maps", HELD_MAPS.len()))?;
         Ok(Maps {
             config: config.try_into().context(CONFIG_MAP)?,
@@ -106,6 +108,7 @@ impl Maps {
             dest_rules: dest_rules.try_into().context(DEST_RULES_MAP)?,
             dest_counts: dest_counts.try_into().context(DEST_COUNTS_MAP)?,
             fingerprints: fingerprints.try_into().context(FINGERPRINTS_MAP)?,
+            intl_blocks: intl_blocks.try_into().context(INTL_BLOCKS_MAP)?,
         })
     }
 
@@ -180,6 +183,16 @@ impl Maps {
             }
         }
         Ok(rows)
+    }
+
+    /// Sources with blocked international calls, and when each block ends
+    /// (CLOCK_BOOTTIME ns; 0 once lifted).
+    pub fn intl_block_entries(&self) -> anyhow::Result<Vec<(SourceKey, u64)>> {
+        let mut out = Vec::new();
+        for item in self.intl_blocks.iter() {
+            out.push(item?);
+        }
+        Ok(out)
     }
 
     /// Writes the scanner fingerprints, clearing unused slots.

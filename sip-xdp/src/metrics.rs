@@ -67,6 +67,8 @@ pub struct Metrics {
     events_lost: IntCounter,
     destination_blocked: IntCounterVec,
     scanner_hits: IntCounterVec,
+    intl_blocks_total: IntCounter,
+    intl_blocks_active: IntGauge,
     /// How many of the busiest sources get their own series.
     pub top_sources: AtomicUsize,
 }
@@ -104,6 +106,8 @@ impl Metrics {
             config_reloads: reg!(IntCounterVec::new(opts("sipxdp_config_reloads_total", "Config reloads (SIGHUP), by result."), &["result"])?),
             events_lost: reg!(IntCounter::with_opts(opts("sipxdp_events_lost_total", "Ban events the kernel could not queue for the controller."))?),
             destination_blocked: reg!(IntCounterVec::new(opts("sipxdp_destination_blocked_total", "INVITEs dropped by a destination block rule, by prefix."), &["prefix"])?),
+            intl_blocks_total: reg!(IntCounter::with_opts(opts("sipxdp_intl_blocks_total", "Sources whose international calls were blocked after a spending anomaly."))?),
+            intl_blocks_active: reg!(IntGauge::with_opts(opts("sipxdp_intl_blocks_active", "Sources whose international calls are blocked now."))?),
             scanner_hits: reg!(IntCounterVec::new(opts("sipxdp_scanner_hits_total", "Requests whose User-Agent matched a scanner fingerprint, by fingerprint."), &["fingerprint"])?),
             top_sources: AtomicUsize::new(top_sources),
             registry,
@@ -130,7 +134,8 @@ impl Metrics {
         match event.kind {
             Kind::Ban => self.bans_total.with_label_values(&[event.reason]).inc(),
             Kind::Expire => self.ban_expirations.inc(),
-            Kind::WouldBan | Kind::Unban | Kind::DestinationBlocked => {}
+            Kind::IntlBlock => self.intl_blocks_total.inc(),
+            Kind::WouldBan | Kind::Unban | Kind::DestinationBlocked | Kind::IntlUnblock => {}
         }
     }
 
@@ -156,6 +161,8 @@ impl Metrics {
             set(&self.sip_responses.with_label_values(&[code]), maps.count(slot)?);
         }
         set(&self.events_lost, maps.count(COUNT_EVENTS_LOST)?);
+        let now = boottime_ns();
+        self.intl_blocks_active.set(maps.intl_block_entries()?.iter().filter(|(_, until)| *until > now).count() as i64);
         self.scanner_hits.reset();
         for (i, fp) in maps.fingerprints.iter().enumerate() {
             let fp = fp?;
@@ -309,6 +316,9 @@ mod tests {
             duration_secs: None,
             offenses: None,
             number: None,
+            calls: None,
+            baseline: None,
+            cost: None,
             at: std::time::SystemTime::now(),
         };
         m.observe(&ev(Kind::Ban, "auth_failures"));

@@ -201,3 +201,31 @@ mod fingerprints {
         assert_eq!(f.judge(&options_with(CUSTOMER, "User-Agent: friendly-scanner\r\n")), (XDP_PASS, Pass, Limited));
     }
 }
+
+mod anomaly_blocks {
+    use super::*;
+
+    #[test]
+    fn admitted_international_calls_are_counted_with_their_cost_and_a_block_stops_them() {
+        let mut f = filter(&[], false);
+        let mut rules = f.maps.dest_entries().unwrap();
+        rules.insert("49".into(), DestRule { action: sip_xdp_common::maps::DEST_COST_ONLY, id: 9, cost_milli: 120, _pad: 0 });
+        f.maps.write_dest_rules(&rules).unwrap();
+        for _ in 0..3 {
+            assert_eq!(judge(&mut f, CUSTOMER, "INVITE sip:+4930123@pbx SIP/2.0"), (XDP_PASS, Pass, Limited));
+        }
+        assert_eq!(judge(&mut f, CUSTOMER, "INVITE sip:+3312345@pbx SIP/2.0"), (XDP_PASS, Pass, Limited));
+        assert_eq!(judge(&mut f, CUSTOMER, "INVITE sip:0612345@pbx SIP/2.0"), (XDP_PASS, Pass, Limited));
+        let s = f.source("203.0.113.10").unwrap();
+        assert_eq!((s.intl_invites, s.intl_cost_milli), (4, 360), "national calls are not counted");
+
+        // The controller blocks the source's international calls.
+        f.maps.intl_blocks.insert(source_key("203.0.113.10"), now_ns() + 60 * 1_000_000_000, 0).unwrap();
+        assert_eq!(judge(&mut f, CUSTOMER, "INVITE sip:+4930123@pbx SIP/2.0"), (XDP_DROP, Drop, InternationalBlocked));
+        assert_eq!(judge(&mut f, CUSTOMER, "INVITE sip:0612345@pbx SIP/2.0"), (XDP_PASS, Pass, Limited), "national calls go on");
+        assert_eq!(judge(&mut f, [203, 0, 113, 11], "INVITE sip:+4930123@pbx SIP/2.0"), (XDP_PASS, Pass, Limited), "other sources too");
+        // An ended block (0: lifted) no longer applies.
+        f.maps.intl_blocks.insert(source_key("203.0.113.10"), 0, 0).unwrap();
+        assert_eq!(judge(&mut f, CUSTOMER, "INVITE sip:+4930123@pbx SIP/2.0"), (XDP_PASS, Pass, Limited));
+    }
+}

@@ -73,3 +73,32 @@ fn svmap_is_banned_on_its_first_request_and_finds_nothing() {
     let metrics = lab.http_get("http://127.0.0.1:9560/metrics");
     assert!(metrics.contains("sipxdp_scanner_hits_total{fingerprint=\"friendly-scanner\"} 1"), "{metrics}");
 }
+
+#[test]
+fn a_burst_of_international_calls_over_the_baseline_blocks_them() {
+    let mut lab = Lab::new();
+    lab.start_kamailio();
+    lab.start_controller(&lab.customers_config(
+        "[destinations]\nblock = [\"252\"]\napplies_to = [\"customers\"]\n[destinations.cost]\n\"49\" = 0.30\n\
+         [anomaly]\nwindow_secs = 300\ncalls_over = 5\ncheck_secs = 1\nblock_secs = 60\n",
+    ));
+    // Eight calls to Germany: the baseline is 0, the margin 5.
+    for _ in 0..8 {
+        assert!(sipp_invite(&lab, &lab.stranger, STRANGER_IP, EDGE_STRANGER_IP, "+4930123456"));
+    }
+    lab.controller.as_mut().unwrap().wait_for(
+        &format!("event=international_block source={STRANGER_IP} reason=spend_anomaly duration=60s calls=8 baseline=0.0 cost=2.40"),
+        Duration::from_secs(10),
+    );
+    assert!(!sipp_invite(&lab, &lab.stranger, STRANGER_IP, EDGE_STRANGER_IP, "+4930123456"), "international calls are blocked");
+    assert!(sipp_invite(&lab, &lab.stranger, STRANGER_IP, EDGE_STRANGER_IP, "0612345678"), "national calls go on");
+    assert!(lab.cli_ok(&["intl", "list"]).contains(STRANGER_IP));
+    let metrics = lab.http_get("http://127.0.0.1:9560/metrics");
+    assert!(metrics.contains("sipxdp_intl_blocks_active 1") && metrics.contains("sipxdp_intl_blocks_total 1"), "{metrics}");
+    assert!(lab.counter("drop", "international_blocked").0 >= 1);
+
+    assert_eq!(lab.cli_ok(&["intl", "unblock", STRANGER_IP]), format!("international calls unblocked for {STRANGER_IP}\n"));
+    assert!(sipp_invite(&lab, &lab.stranger, STRANGER_IP, EDGE_STRANGER_IP, "+4930123456"), "lifted at once");
+    lab.controller.as_mut().unwrap().wait_for(&format!("event=international_unblock source={STRANGER_IP} reason=manual"), Duration::from_secs(5));
+    assert_eq!(lab.cli(&["intl", "unblock", STRANGER_IP]).status.code(), Some(2), "nothing left to lift");
+}

@@ -9,7 +9,8 @@ use sip_xdp_tests::netns::*;
 
 fn config(lab: &Lab) -> String {
     lab.customers_config(
-        "[auth_failures]\nmax = 3\nwindow_secs = 60\n[metrics]\nlisten = \"127.0.0.1:9560\"\ntop_sources = 5\nprogram_stats = true\n",
+        "[auth_failures]\nmax = 3\nwindow_secs = 60\n[metrics]\nlisten = \"127.0.0.1:9560\"\ntop_sources = 5\nprogram_stats = true\n\
+         [destinations]\nblock = [\"252\"]\napplies_to = [\"customers\"]\n",
     )
 }
 
@@ -129,7 +130,7 @@ fn metrics_match_the_kernel_and_every_dashboard_and_alert_query_has_data() {
     }
     let rules: serde_json::Value = serde_json::from_str(&lab.http_get(&format!("{prometheus}/api/v1/rules"))).unwrap();
     let rule_queries: Vec<String> = rules["data"]["groups"][0]["rules"].as_array().unwrap().iter().map(|r| r["query"].as_str().unwrap().to_string()).collect();
-    assert_eq!(rule_queries.len(), 5, "all alert rules loaded");
+    assert_eq!(rule_queries.len(), 8, "all alert rules loaded");
     for q in &rule_queries {
         exprs.push(left_of_comparison(q).to_string());
     }

@@ -19,7 +19,7 @@ fn promtool(args: &[&str]) -> String {
 
 #[test]
 fn alert_rules_pass_promtool_and_their_unit_tests() {
-    assert!(promtool(&["check", "rules", "sip-xdp.rules.yml"]).contains("SUCCESS: 5 rules found"));
+    assert!(promtool(&["check", "rules", "sip-xdp.rules.yml"]).contains("SUCCESS: 8 rules found"));
     assert!(promtool(&["test", "rules", "sip-xdp.rules.test.yml"]).contains("SUCCESS"));
     assert!(promtool(&["check", "config", "prometheus.yml"]).contains("SUCCESS"));
     // Each alert has a unit test.
@@ -62,7 +62,20 @@ fn the_dashboard_is_importable_and_uses_the_datasource_variable() {
         }
     }
     // The panels the operators asked for.
-    for wanted in ["drop rate by reason", "requests by method", "401", "active bans", "bans per minute", "top sources", "trusted-source drops", "map utilisation", "cost per packet"] {
+    for wanted in [
+        "drop rate by reason",
+        "requests by method",
+        "401",
+        "active bans",
+        "bans per minute",
+        "top sources",
+        "trusted-source drops",
+        "map utilisation",
+        "cost per packet",
+        "blocked invites",
+        "scanner hits",
+        "spend anomaly",
+    ] {
         assert!(titles.iter().any(|t| t.contains(wanted)), "no panel for {wanted}: {titles:?}");
     }
 }

@@ -962,6 +962,23 @@ webhook = "https://hooks.example.net/sip-xdp"
     }
 
     #[test]
+    fn anomaly_and_costs_parse_with_defaults_and_errors() {
+        let c = parse("").unwrap();
+        assert_eq!((c.anomaly.window_secs, c.anomaly.calls_over, c.anomaly.cost_over), (3600, 50, None));
+        let c = parse("[anomaly]\nwindow_secs = 600\ncalls_over = 5\ncost_over = 40.0\nbaseline_weight = 0.5\n[destinations.cost]\n\"+252\" = 2.5\n").unwrap();
+        assert_eq!((c.anomaly.window_secs, c.anomaly.calls_over, c.anomaly.cost_over, c.anomaly.baseline_weight), (600, 5, Some(40.0), 0.5));
+        assert_eq!(c.destinations.cost["252"], 2.5);
+        let e = err("[anomaly]\nbaseline_weight = 1.5\n");
+        assert!(e.contains("test.toml:2:19: key `anomaly.baseline_weight`: 1.5 is not in (0, 1]"), "{e}");
+        let e = err("[anomaly]\ncost_over = -1.0\n");
+        assert!(e.contains("key `anomaly.cost_over`: -1 must be positive"), "{e}");
+        let e = err("[destinations.cost]\n\"25x\" = 1.0\n");
+        assert!(e.contains("key `destinations.cost`") && e.contains("25x"), "{e}");
+        let e = err("[anomaly]\ncheck_secs = 0\n");
+        assert!(e.contains("key `anomaly.check_secs`: 0 is out of range"), "{e}");
+    }
+
+    #[test]
     fn line_col_counts_from_one() {
         assert_eq!(line_col("ab\ncd", 0), (1, 1));
         assert_eq!(line_col("ab\ncd", 4), (2, 2));

@@ -199,7 +199,7 @@ impl Metrics {
             }
         }
         set(&self.trusted_dropped, trusted_dropped);
-        sources.sort_by(|a, b| b.1.packets.cmp(&a.1.packets));
+        sources.sort_by_key(|s| std::cmp::Reverse(s.1.packets));
         self.source_packets.reset();
         self.source_registers.reset();
         for (key, stats) in sources.iter().take(self.top_sources.load(Ordering::Relaxed)) {

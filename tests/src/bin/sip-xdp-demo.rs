@@ -120,7 +120,7 @@ fn main() {
             while running() && sent < 200_000 {
                 let _ = sock.send_to(&register_request(FLOODER, port, sent), format!("{EDGE_STRANGER_IP}:5060"));
                 sent += 1;
-                if sent % 500 == 0 {
+                if sent.is_multiple_of(500) {
                     std::thread::sleep(Duration::from_millis(50));
                 }
             }

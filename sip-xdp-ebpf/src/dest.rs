@@ -4,7 +4,7 @@
 
 use aya_ebpf::{
     bindings::xdp_md,
-    helpers::generated::{bpf_loop, bpf_xdp_load_bytes},
+    helpers::generated::bpf_loop,
     maps::lpm_trie::Key,
     programs::XdpContext,
 };
@@ -16,6 +16,7 @@ use sip_xdp_common::{
     verdict::{judge_destination, DestVerdict},
 };
 
+use crate::packet::copy_payload;
 use crate::maps::{count, SIP_DEST_COUNTS, SIP_DEST_RULES, SIP_EVENTS, SIP_INTL_BLOCKS, SIP_INVITE_BUF};
 
 /// The scan and where it started, for the `bpf_loop` callback.
@@ -68,20 +69,7 @@ fn judge(ctx: &XdpContext, payload_offset: usize, src: &SourceKey, now_ns: u64, 
     let cfg: &FilterConfig = crate::policy::config();
     let Some(buf) = SIP_INVITE_BUF.get_ptr_mut(0) else { return DestVerdict::Pass };
     let buf = unsafe { &mut *buf };
-    *buf = [0u8; INVITE_WINDOW];
-    let start = ctx.data() + payload_offset;
-    let end = ctx.data_end();
-    if start >= end {
-        return DestVerdict::Pass;
-    }
-    // min(payload, window) bytes in one copy; `black_box` keeps the bounds
-    // check on the register the helper gets (see egress.rs).
-    let len = core::hint::black_box(end - start);
-    let len = if len > INVITE_WINDOW { INVITE_WINDOW } else { len };
-    if len == 0 || len > INVITE_WINDOW {
-        return DestVerdict::Pass;
-    }
-    if unsafe { bpf_xdp_load_bytes(ctx.ctx, payload_offset as u32, buf.as_mut_ptr().cast(), len as u32) } != 0 {
+    if !copy_payload(ctx, payload_offset, buf) {
         return DestVerdict::Pass;
     }
     let Some(user) = invite_user_start(buf) else { return DestVerdict::Pass };

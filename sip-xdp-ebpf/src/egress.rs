@@ -78,9 +78,8 @@ fn answers_register(ctx: &TcContext, payload_offset: usize) -> bool {
     let Some(buf) = SIP_SCRATCH.get_ptr_mut(0) else { return false };
     let buf = unsafe { &mut *buf };
     *buf = [0u8; RESPONSE_SCAN];
-    // min(payload, buffer) bytes in one copy. `black_box` keeps LLVM from
-    // folding the bounds check into something the verifier cannot follow:
-    // it must see 1 <= len <= RESPONSE_SCAN on the register it passes.
+    // min(payload, buffer) bytes in one copy; see `packet::copy_payload`
+    // (this is its skb twin) for why `black_box`.
     let available = (unsafe { (*ctx.skb.skb).len } as usize).saturating_sub(payload_offset);
     let len = core::hint::black_box(if available > RESPONSE_SCAN { RESPONSE_SCAN } else { available });
     if len == 0 || len > RESPONSE_SCAN {

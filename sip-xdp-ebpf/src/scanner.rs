@@ -4,7 +4,7 @@
 
 use aya_ebpf::{
     bindings::xdp_md,
-    helpers::generated::{bpf_loop, bpf_xdp_load_bytes},
+    helpers::generated::bpf_loop,
     programs::XdpContext,
 };
 use core::ffi::c_void;
@@ -13,7 +13,10 @@ use sip_xdp_common::{
     maps::{SourceStats, COUNT_FINGERPRINT_BASE},
 };
 
-use crate::maps::{count, SIP_FINGERPRINTS, SIP_SCRATCH};
+use crate::{
+    maps::{count, SIP_FINGERPRINTS, SIP_SCRATCH},
+    packet::copy_payload,
+};
 
 /// The ingress slot of the per-CPU scratch buffer (egress uses 0).
 const SCRATCH_INGRESS: u32 = 1;
@@ -42,22 +45,10 @@ fn search(ctx: &XdpContext, payload_offset: usize, stats: &mut SourceStats) -> b
     }
     stats.ua_scans += 1;
     let Some(buf) = SIP_SCRATCH.get_ptr_mut(SCRATCH_INGRESS) else { return false };
-    let buf = unsafe { &mut *buf };
-    *buf = [0u8; UA_SCAN];
-    let start = ctx.data() + payload_offset;
-    let end = ctx.data_end();
-    if start >= end {
+    if !copy_payload(ctx, payload_offset, unsafe { &mut *buf }) {
         return false;
     }
-    // min(payload, buffer) in one copy; see egress.rs for `black_box`.
-    let len = core::hint::black_box(end - start);
-    let len = if len > UA_SCAN { UA_SCAN } else { len };
-    if len == 0 || len > UA_SCAN {
-        return false;
-    }
-    if unsafe { bpf_xdp_load_bytes(ctx.ctx, payload_offset as u32, buf.as_mut_ptr().cast(), len as u32) } != 0 {
-        return false;
-    }
+    let buf = unsafe { &*buf };
     let mut header: u64 = 0;
     unsafe { bpf_loop(UA_SCAN as u32, find_header as *mut c_void, (&raw mut header).cast(), 0) };
     if header == 0 {

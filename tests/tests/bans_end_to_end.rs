@@ -13,11 +13,15 @@ use sip_xdp_tests::{harness::source_key, netns::*};
 /// Auth failures that ban, and the first ban's length in seconds.
 const AUTH_MAX: u32 = 4;
 
+/// Fingerprints are off here, so that svcrack (which announces itself as
+/// `friendly-scanner`) is caught by the auth-failure path under test; the
+/// fingerprint path has its own tests.
 fn ban_config(lab: &Lab, duration_secs: u64, webhook: Option<&str>) -> String {
     let webhook = webhook.map_or(String::new(), |url| format!("webhook = \"{url}\"\n"));
     lab.customers_config(&format!(
         "[ban]\nafter_excess = 50\nwindow_secs = 10\nduration_secs = {duration_secs}\nmax_duration_secs = 3600\n\
-         [auth_failures]\nmax = {AUTH_MAX}\nwindow_secs = 60\n[events]\nformat = \"text\"\n{webhook}"
+         [auth_failures]\nmax = {AUTH_MAX}\nwindow_secs = 60\n[events]\nformat = \"text\"\n{webhook}\
+         [fingerprints]\nuser_agents = []\n"
     ))
 }
 
@@ -184,7 +188,9 @@ fn a_limited_client_flooding_requests_is_rate_limited_then_banned() {
         sock.send_to(&options_request(STRANGER_IP, port, seq), format!("{EDGE_STRANGER_IP}:5060")).unwrap();
     }
     let answered = answers.join().unwrap();
-    assert!((200..=215).contains(&answered), "the burst (and a little refill) is answered: {answered}");
+    let admitted = lab.counter("pass", "limited").0;
+    assert!((200..=215).contains(&admitted), "the burst (and a little refill) is admitted: {admitted}");
+    assert!(answered >= 150, "and Kamailio answers it ({answered}; it may shed some of a burst)");
     assert_eq!(ban_of(&lab, STRANGER_IP).expect("banned")["reason"], "rate_excess");
     assert_eq!(lab.counter("drop", "request_rate").0, 50, "dropped as over budget until the ban");
     assert!(lab.counter("drop", "banned").0 >= 340);

@@ -7,7 +7,7 @@
 //! controller's sweep (every second) reports them, so every ban, expiry and
 //! unban goes through the same log and webhook.
 
-use std::{collections::BTreeSet, net::IpAddr, time::SystemTime};
+use std::{collections::BTreeSet, net::IpAddr};
 
 use anyhow::Context as _;
 use ipnet::IpNet;
@@ -170,16 +170,9 @@ pub fn sweep(
 ) -> anyhow::Result<Vec<Event>> {
     let now = boottime_ns();
     let event = |kind, reason, source: String, b: Option<&BanEntry>| Event {
-        kind,
-        reason,
-        source,
         duration_secs: b.map(|b| (b.expires_ns - b.banned_at_ns) / NS_PER_SEC),
         offenses: b.map(|b| b.offenses),
-        number: None,
-        calls: None,
-        baseline: None,
-        cost: None,
-        at: SystemTime::now(),
+        ..Event::new(kind, reason, source)
     };
     let mut events = Vec::new();
     for (key, mut b) in maps.ban_entries()? {

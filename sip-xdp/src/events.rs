@@ -85,6 +85,22 @@ pub fn reason_name(reason: u8) -> &'static str {
 }
 
 impl Event {
+    /// An event happening now, with no details yet.
+    pub fn new(kind: Kind, reason: &'static str, source: String) -> Event {
+        Event {
+            kind,
+            reason,
+            source,
+            duration_secs: None,
+            offenses: None,
+            number: None,
+            calls: None,
+            baseline: None,
+            cost: None,
+            at: SystemTime::now(),
+        }
+    }
+
     /// Decodes a ring-buffer record.
     pub fn from_kernel(bytes: &[u8]) -> Option<Event> {
         if bytes.len() < std::mem::size_of::<kmaps::Event>() {
@@ -113,16 +129,11 @@ impl Event {
             _ => reason_name(e.reason),
         };
         Some(Event {
-            kind,
-            reason,
             number,
-            calls: None,
-            baseline: None,
-            cost: None,
-            source: source_addr(&e.addr).to_string(),
             duration_secs: (kind == Kind::Ban).then_some(e.duration_ns.div_ceil(1_000_000_000)),
             offenses: (kind == Kind::Ban).then_some(e.offenses),
             at: wall_clock_of(e.at_ns, boottime_ns()),
+            ..Event::new(kind, reason, source_addr(&e.addr).to_string())
         })
     }
 

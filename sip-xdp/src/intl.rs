@@ -2,8 +2,6 @@
 //! check that samples the kernel's per-source totals into the detector,
 //! the sweep that ends blocks, and the CLI's view of them.
 
-use std::time::SystemTime;
-
 use anyhow::Context as _;
 use ipnet::IpNet;
 
@@ -15,21 +13,6 @@ use crate::{
     events::{Event, Kind},
     maps::{source_addr, Maps},
 };
-
-fn event(kind: Kind, reason: &'static str, source: String) -> Event {
-    Event {
-        kind,
-        reason,
-        source,
-        duration_secs: None,
-        offenses: None,
-        number: None,
-        calls: None,
-        baseline: None,
-        cost: None,
-        at: SystemTime::now(),
-    }
-}
 
 /// Samples the totals; blocks and reports the sources found anomalous.
 pub fn check(maps: &mut Maps, detector: &mut Detector, cfg: &Anomaly) -> anyhow::Result<Vec<Event>> {
@@ -48,7 +31,7 @@ pub fn check(maps: &mut Maps, detector: &mut Detector, cfg: &Anomaly) -> anyhow:
         maps.intl_blocks
             .insert(f.source, now + cfg.block_secs * NS_PER_SEC, 0)
             .context("cannot block international calls")?;
-        let mut e = event(Kind::IntlBlock, "spend_anomaly", source_addr(&f.source).to_string());
+        let mut e = Event::new(Kind::IntlBlock, "spend_anomaly", source_addr(&f.source).to_string());
         e.duration_secs = Some(cfg.block_secs);
         e.calls = Some(f.calls);
         e.baseline = Some(f.baseline_calls);
@@ -66,7 +49,7 @@ pub fn sweep(maps: &mut Maps) -> anyhow::Result<Vec<Event>> {
         if until <= now {
             let _ = maps.intl_blocks.remove(&key);
             let reason = if until == 0 { "manual" } else { "expired" };
-            events.push(event(Kind::IntlUnblock, reason, source_addr(&key).to_string()));
+            events.push(Event::new(Kind::IntlUnblock, reason, source_addr(&key).to_string()));
         }
     }
     Ok(events)

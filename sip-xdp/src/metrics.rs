@@ -309,18 +309,7 @@ mod tests {
     #[test]
     fn events_are_counted() {
         let m = Metrics::new(20).unwrap();
-        let ev = |kind, reason| Event {
-            kind,
-            reason,
-            source: "198.18.2.2".into(),
-            duration_secs: None,
-            offenses: None,
-            number: None,
-            calls: None,
-            baseline: None,
-            cost: None,
-            at: std::time::SystemTime::now(),
-        };
+        let ev = |kind, reason| Event::new(kind, reason, "198.18.2.2".into());
         m.observe(&ev(Kind::Ban, "auth_failures"));
         m.observe(&ev(Kind::Ban, "auth_failures"));
         m.observe(&ev(Kind::Expire, "auth_failures"));

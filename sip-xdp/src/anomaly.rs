@@ -8,9 +8,10 @@
 //! The kernel counts each source's admitted international INVITEs and their
 //! estimated cost; this module only sees those running totals, sampled.
 
-use std::collections::{HashMap, VecDeque};
-
-use sip_xdp_common::maps::SourceKey;
+use std::{
+    collections::{HashMap, VecDeque},
+    hash::Hash,
+};
 
 use crate::config::Anomaly;
 
@@ -25,36 +26,56 @@ struct Track {
     baseline_cost: f64,
     /// When the baseline was last folded forward.
     baseline_at: u64,
+    /// What the last sample added: (calls, cost in milli).
+    last_delta: (u64, u64),
 }
 
-/// An anomaly found: the source and what its window held.
+/// An anomaly found: the source (or class) and what its window held.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Finding {
-    pub source: SourceKey,
+pub struct Finding<K> {
+    pub source: K,
     pub calls: u64,
     pub cost: f64,
     pub baseline_calls: f64,
     pub baseline_cost: f64,
 }
 
-#[derive(Debug, Default)]
-pub struct Detector {
-    tracks: HashMap<SourceKey, Track>,
+/// Windows and baselines per key: a source, or a class.
+#[derive(Debug)]
+pub struct Detector<K> {
+    tracks: HashMap<K, Track>,
 }
 
-impl Detector {
-    /// Feeds the kernel's running totals at second `now`; returns the
-    /// sources whose window now exceeds their baseline.
-    pub fn observe(&mut self, cfg: &Anomaly, now: u64, totals: impl IntoIterator<Item = (SourceKey, u64, u64)>) -> Vec<Finding> {
+impl<K> Default for Detector<K> {
+    fn default() -> Self {
+        Detector { tracks: HashMap::new() }
+    }
+}
+
+impl<K: Hash + Eq + Clone> Detector<K> {
+    /// Calls in the key's current window.
+    pub fn window_calls(&self, key: &K) -> u64 {
+        self.tracks.get(key).map_or(0, |t| t.samples.iter().map(|s| s.1).sum())
+    }
+
+    /// What the last `observe` added for the key: (calls, cost in milli).
+    pub fn last_delta(&self, key: &K) -> (u64, u64) {
+        self.tracks.get(key).map_or((0, 0), |t| t.last_delta)
+    }
+
+    /// Feeds running totals at second `now`; returns the keys whose window
+    /// now exceeds their baseline.
+    pub fn observe(&mut self, cfg: &Anomaly, now: u64, totals: impl IntoIterator<Item = (K, u64, u64)>) -> Vec<Finding<K>> {
         let mut findings = Vec::new();
         for (source, calls, cost_milli) in totals {
-            let t = self.tracks.entry(source).or_insert_with(|| Track { baseline_at: now, ..Track::default() });
+            let t = self.tracks.entry(source.clone()).or_insert_with(|| Track { baseline_at: now, ..Track::default() });
             // Totals only grow, unless the kernel entry was evicted and
             // recreated: then the new total is all new.
             let dc = calls.checked_sub(t.last_calls).unwrap_or(calls);
             let dm = cost_milli.checked_sub(t.last_cost_milli).unwrap_or(cost_milli);
             t.last_calls = calls;
             t.last_cost_milli = cost_milli;
+            t.last_delta = (dc, dm);
             if dc > 0 || dm > 0 {
                 t.samples.push_back((now, dc, dm));
             }
@@ -95,7 +116,7 @@ mod tests {
         Anomaly { window_secs: 3600, baseline_weight: 0.5, calls_over: 10, cost_over: Some(40.0), block_secs: 3600, check_secs: 60 }
     }
 
-    const SRC: SourceKey = [1; 16];
+    const SRC: [u8; 16] = [1; 16];
 
     #[test]
     fn a_burst_over_the_baseline_is_found_and_steady_use_is_not() {

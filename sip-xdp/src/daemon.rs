@@ -22,7 +22,6 @@ use tokio::{
 
 use crate::{
     allowlist::Class,
-    anomaly::Detector,
     bans, intl,
     config::{Config, DefaultAction, Mode},
     events::{Event, EventSink},
@@ -258,7 +257,7 @@ async fn serve(
     let mut sink = EventSink::new(&cfg.events);
     let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
     let mut prefix_bans = std::collections::BTreeSet::new();
-    let mut detector = Detector::default();
+    let mut detectors = intl::Detectors::default();
     let mut anomaly_tick = tokio::time::interval(Duration::from_secs(cfg.anomaly.check_secs));
     anomaly_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -281,7 +280,7 @@ async fn serve(
                 sink.emit(&event);
             }
             _ = anomaly_tick.tick() => {
-                match intl::check(maps, &mut detector, &cfg.anomaly) {
+                match intl::check(maps, &mut detectors, &cfg) {
                     Ok(events) => events.iter().for_each(|e| {
                         metrics.observe(e);
                         sink.emit(e);

@@ -2,21 +2,36 @@
 //! check that samples the kernel's per-source totals into the detector,
 //! the sweep that ends blocks, and the CLI's view of them.
 
+use std::collections::HashMap;
+
 use anyhow::Context as _;
 use ipnet::IpNet;
+use sip_xdp_common::maps::SourceKey;
 
 use crate::{
     anomaly::Detector,
     clock::{boottime_ns, NS_PER_SEC},
-    config::Anomaly,
+    config::{Anomaly, Config},
     error::user_error,
     events::{Event, Kind},
     maps::{source_addr, Maps},
 };
 
-/// Samples the totals; blocks and reports the sources found anomalous.
-pub fn check(maps: &mut Maps, detector: &mut Detector, cfg: &Anomaly) -> anyhow::Result<Vec<Event>> {
+/// The detectors' state: per source, and per class (whose totals are the
+/// sums of its sources' increments, so an evicted source entry never looks
+/// like a spike).
+#[derive(Debug, Default)]
+pub struct Detectors {
+    sources: Detector<SourceKey>,
+    classes: Detector<String>,
+    class_totals: HashMap<String, (u64, u64)>,
+}
+
+/// Samples the totals; blocks and reports the sources found anomalous, on
+/// their own or as the biggest spender of a class that is.
+pub fn check(maps: &mut Maps, detectors: &mut Detectors, cfg: &Config) -> anyhow::Result<Vec<Event>> {
     let now = boottime_ns();
+    let a = &cfg.anomaly;
     let totals: Vec<_> = maps
         .sources()?
         .into_iter()
@@ -24,21 +39,49 @@ pub fn check(maps: &mut Maps, detector: &mut Detector, cfg: &Anomaly) -> anyhow:
         .map(|(k, s)| (k, s.intl_invites, s.intl_cost_milli))
         .collect();
     let mut events = Vec::new();
-    for f in detector.observe(cfg, now / NS_PER_SEC, totals) {
-        if maps.intl_blocks.get(&f.source, 0).is_ok_and(|until| until > now) {
-            continue;
+    let findings = detectors.sources.observe(a, now / NS_PER_SEC, totals.iter().copied());
+    for f in findings {
+        if let Some(e) = block(maps, &f.source, a, now, "spend_anomaly")? {
+            events.push(Event { calls: Some(f.calls), baseline: Some(f.baseline_calls), cost: (f.cost > 0.0).then_some(f.cost), ..e });
         }
-        maps.intl_blocks
-            .insert(f.source, now + cfg.block_secs * NS_PER_SEC, 0)
-            .context("cannot block international calls")?;
-        let mut e = Event::new(Kind::IntlBlock, "spend_anomaly", source_addr(&f.source).to_string());
-        e.duration_secs = Some(cfg.block_secs);
-        e.calls = Some(f.calls);
-        e.baseline = Some(f.baseline_calls);
-        e.cost = (f.cost > 0.0).then_some(f.cost);
-        events.push(e);
+    }
+
+    // Classes: each source's increments summed into its class's total.
+    let class_of = |key: &SourceKey| {
+        let class = cfg.rules.class_of(source_addr(key)).map_or(cfg.default_class, |(_, c)| c);
+        cfg.class_name(class)
+    };
+    for (key, _, _) in &totals {
+        let (dc, dm) = detectors.sources.last_delta(key);
+        let t = detectors.class_totals.entry(class_of(key)).or_default();
+        *t = (t.0 + dc, t.1 + dm);
+    }
+    let class_totals: Vec<_> = detectors.class_totals.iter().map(|(c, (n, m))| (c.clone(), *n, *m)).collect();
+    for f in detectors.classes.observe(a, now / NS_PER_SEC, class_totals) {
+        // Block the class's biggest spender in its current window.
+        let top = totals
+            .iter()
+            .filter(|(k, _, _)| class_of(k) == f.source)
+            .max_by_key(|(k, _, _)| detectors.sources.window_calls(k))
+            .map(|(k, _, _)| *k);
+        if let Some(key) = top {
+            if let Some(e) = block(maps, &key, a, now, "class_spend_anomaly")? {
+                events.push(Event { calls: Some(f.calls), baseline: Some(f.baseline_calls), cost: (f.cost > 0.0).then_some(f.cost), ..e });
+            }
+        }
     }
     Ok(events)
+}
+
+/// Blocks a source's international calls unless already blocked.
+fn block(maps: &mut Maps, key: &SourceKey, a: &Anomaly, now: u64, reason: &'static str) -> anyhow::Result<Option<Event>> {
+    if maps.intl_blocks.get(key, 0).is_ok_and(|until| until > now) {
+        return Ok(None);
+    }
+    maps.intl_blocks.insert(key, now + a.block_secs * NS_PER_SEC, 0).context("cannot block international calls")?;
+    let mut e = Event::new(Kind::IntlBlock, reason, source_addr(key).to_string());
+    e.duration_secs = Some(a.block_secs);
+    Ok(Some(e))
 }
 
 /// Ends blocks that ran out or were lifted with the CLI, and reports them.

@@ -181,6 +181,16 @@ mod fingerprints {
     }
 
     #[test]
+    fn compact_header_forms_around_it_do_not_hide_or_fake_it() {
+        // RFC 3261 compact forms (v, f, t, i, m, l); User-Agent has none.
+        let mut f = scanner_filter();
+        let compact = "f: <sip:100@1.1.1.1>;tag=1\r\nt: <sip:100@1.1.1.1>\r\ni: 123@x\r\nm: <sip:100@1.1.1.1>\r\nUser-Agent: friendly-scanner\r\nl: 0\r\n";
+        assert_eq!(f.judge(&options_with(CUSTOMER, compact)), (XDP_DROP, Drop, Scanner));
+        let fake = "f: \"sipvicious\" <sip:100@1.1.1.1>;tag=1\r\nt: <sip:friendly-scanner@1.1.1.1>\r\n";
+        assert_eq!(f.judge(&options_with([203, 0, 113, 50], fake)), (XDP_PASS, Pass, Limited), "only User-Agent counts");
+    }
+
+    #[test]
     fn real_phones_pass_and_trusted_sources_are_only_counted() {
         let mut f = scanner_filter();
         assert_eq!(f.judge(&options_with(CUSTOMER, "User-Agent: Yealink SIP-T46S\r\n")), (XDP_PASS, Pass, Limited));

@@ -201,6 +201,17 @@ mod fingerprints {
     }
 
     #[test]
+    fn dropped_sources_are_not_searched() {
+        // A source no rule admits is dropped as such; searching it would
+        // only cost time under a flood of spoofed sources.
+        let mut f = scanner_filter();
+        let stranger = options_with([198, 19, 7, 7], "User-Agent: friendly-scanner\r\n");
+        assert_eq!(f.judge(&stranger), (XDP_DROP, Drop, NotAllowlisted));
+        assert!(f.ban_of("198.19.7.7").is_none());
+        assert_eq!(f.maps.count(COUNT_FINGERPRINT_BASE).unwrap(), 0);
+    }
+
+    #[test]
     fn only_the_first_requests_of_a_source_are_searched() {
         let mut f = scanner_filter();
         for _ in 0..3 {

@@ -8,6 +8,7 @@
 #![allow(internal_features)]
 
 mod bans;
+mod baseline;
 mod dest;
 mod egress;
 mod eth;
@@ -34,6 +35,15 @@ pub fn sip_xdp_ingress(ctx: XdpContext) -> u32 {
         Action::Drop => xdp_action::XDP_DROP,
         Action::Pass | Action::WouldDrop => xdp_action::XDP_PASS,
     }
+}
+
+/// The benchmark's baseline: parses Ethernet, IP and UDP/TCP like the
+/// ingress program, then passes. Never attached; `cargo xtask bench`
+/// compares the ingress program's cost with this one's.
+#[xdp]
+pub fn sip_xdp_baseline(ctx: XdpContext) -> u32 {
+    baseline::parse_only(&ctx);
+    xdp_action::XDP_PASS
 }
 
 /// Egress observer: counts the server's auth failures per remote address.

@@ -156,3 +156,18 @@ pub fn source_key(addr: &str) -> SourceKey {
 pub fn now_ns() -> u64 {
     sip_xdp::clock::boottime_ns()
 }
+
+/// Timing for the benchmark.
+impl Filter {
+    /// Kernel time per run of `program` on `frame`, over `repeat` runs
+    /// (BPF_PROG_TEST_RUN's own average), in ns. Loads the program first if
+    /// it is not (the baseline program is only ever loaded here).
+    pub fn time_ns(&mut self, program: &str, frame: &[u8], repeat: u32) -> f64 {
+        let prog: &mut aya::programs::Xdp = self.ebpf.program_mut(program).expect("program").try_into().expect("XDP");
+        if prog.fd().is_err() {
+            prog.load().expect("load");
+        }
+        let opts = TestRunOptions { data_in: Some(frame), repeat, ..TestRunOptions::default() };
+        prog.test_run(opts).expect("BPF_PROG_TEST_RUN").duration.as_nanos() as f64
+    }
+}

@@ -37,6 +37,14 @@ enum Task {
     /// Set up if needed, then run every test layer: host tests, verdict
     /// tables (BPF_PROG_TEST_RUN) and end-to-end tests in namespaces.
     Test,
+    /// Set up if needed, then measure the programs' cost per packet against
+    /// a parse-only baseline, and how it scales with the allowlist; writes
+    /// target/bench/report.md and report.json. Needs root.
+    Bench {
+        /// A short run (seconds, few sources): checks the machinery, not the figures.
+        #[arg(long)]
+        quick: bool,
+    },
     /// Set up if needed, then run a lab of namespaces on this machine
     /// (Kamailio, sip-xdp, Prometheus, a trunk and an attacker) with a live
     /// summary; removes it on exit or Ctrl-C. Needs root.
@@ -67,6 +75,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             std::process::exit(status.code().unwrap_or(1));
         }
         Task::Test => test(&root),
+        Task::Bench { quick } => {
+            setup::all()?;
+            build(&root, false)?;
+            step("benchmarking (BPF_PROG_TEST_RUN)");
+            let mut cmd = cargo();
+            cmd.current_dir(&root).args(["run", "--quiet", "--release", "--package", "sip-xdp-tests", "--bin", "sip-xdp-bench", "--"]);
+            if quick {
+                cmd.arg("--quick");
+            }
+            run_cmd(&mut cmd)
+        }
         Task::Demo { duration } => {
             setup::all()?;
             let bin = build(&root, false)?;

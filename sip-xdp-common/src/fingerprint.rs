@@ -5,7 +5,7 @@
 //! (one offset per step), then try one (fingerprint, offset) pair per step.
 //! Matching is case-insensitive; fingerprints are stored lower-case.
 
-use crate::sip::RESPONSE_SCAN;
+use crate::sip::{at, RESPONSE_SCAN};
 
 /// Bytes of a request searched for the header.
 pub const UA_SCAN: usize = RESPONSE_SCAN;
@@ -45,16 +45,6 @@ impl Fingerprint {
 /// The defaults of `[fingerprints] user_agents`.
 pub const DEFAULT_USER_AGENTS: [&str; 8] =
     ["friendly-scanner", "sipvicious", "sipcli", "VaxSIPUserAgent", "pplsip", "sundayddr", "iWar", "sip-scan"];
-
-#[inline(always)]
-fn at(buf: &[u8; UA_SCAN], i: usize) -> u8 {
-    const _: () = assert!(UA_SCAN.is_power_of_two());
-    if i >= UA_SCAN {
-        return 0;
-    }
-    // Masked on an opaque copy: see `sip::at`.
-    buf[core::hint::black_box(i) & (UA_SCAN - 1)]
-}
 
 #[inline(always)]
 fn lower(c: u8) -> u8 {

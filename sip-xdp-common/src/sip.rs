@@ -210,7 +210,7 @@ pub fn cseq_header_at(buf: &[u8; RESPONSE_SCAN], i: usize) -> bool {
 /// address (LLVM would otherwise drop the mask as implied by the check, and
 /// check a different register than the one it loads through).
 #[inline(always)]
-fn at(buf: &[u8; RESPONSE_SCAN], i: usize) -> u8 {
+pub(crate) fn at(buf: &[u8; RESPONSE_SCAN], i: usize) -> u8 {
     const _: () = assert!(RESPONSE_SCAN.is_power_of_two());
     if i >= RESPONSE_SCAN {
         return 0;

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use sip_xdp_common::{
     dialled::{MAX_DIGITS, MAX_INTL_PREFIXES, MAX_INTL_PREFIX_LEN},
     fingerprint::{Fingerprint, DEFAULT_USER_AGENTS, FINGERPRINT_LEN, MAX_FINGERPRINTS},
-    maps::{ALLOW_CAPACITY, DEFAULT_SOURCES_CAPACITY, DEST_RULES_CAPACITY, MAX_PORTS, MAX_PROFILES},
+    maps::{RateProfile, ALLOW_CAPACITY, DEFAULT_SOURCES_CAPACITY, DEST_RULES_CAPACITY, MAX_PORTS, MAX_PROFILES},
 };
 use toml::Spanned;
 
@@ -53,17 +53,12 @@ pub enum EventFormat {
     Json,
 }
 
-/// A `[profile.NAME]` table: token-bucket rates for a `limited` class.
+/// A `[profile.NAME]` table: token-bucket rates for a `limited` class, in
+/// the kernel's form (INVITE rates default to the request rates).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Profile {
     pub name: String,
-    pub register_per_sec: u32,
-    pub register_burst: u32,
-    pub requests_per_sec: u32,
-    pub requests_burst: u32,
-    /// Default: the request rates (no separate INVITE limit).
-    pub invite_per_sec: u32,
-    pub invite_burst: u32,
+    pub rates: RateProfile,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -466,12 +461,14 @@ impl Config {
             let requests_burst = rate(&p.requests_burst, "requests_burst")?;
             profiles.push(Profile {
                 name: name.clone(),
-                register_per_sec: rate(&p.register_per_sec, "register_per_sec")?,
-                register_burst: rate(&p.register_burst, "register_burst")?,
-                requests_per_sec,
-                requests_burst,
-                invite_per_sec: p.invite_per_sec.as_ref().map_or(Ok(requests_per_sec), |v| rate(v, "invite_per_sec"))?,
-                invite_burst: p.invite_burst.as_ref().map_or(Ok(requests_burst), |v| rate(v, "invite_burst"))?,
+                rates: RateProfile {
+                    register_per_sec: rate(&p.register_per_sec, "register_per_sec")?,
+                    register_burst: rate(&p.register_burst, "register_burst")?,
+                    requests_per_sec,
+                    requests_burst,
+                    invite_per_sec: p.invite_per_sec.as_ref().map_or(Ok(requests_per_sec), |v| rate(v, "invite_per_sec"))?,
+                    invite_burst: p.invite_burst.as_ref().map_or(Ok(requests_burst), |v| rate(v, "invite_burst"))?,
+                },
             });
         }
         let class_named = |name: &Spanned<String>, key: &str| -> anyhow::Result<Class> {
@@ -904,8 +901,8 @@ webhook = "https://hooks.example.net/sip-xdp"
         assert_eq!(class("203.0.113.0/24"), Class::Limited(0));
         assert_eq!(class("2001:db8:100::/48"), Class::Limited(0));
         assert_eq!(class("192.0.2.0/24"), Class::Deny);
-        assert_eq!(c.profiles[0].register_burst, 20);
-        assert_eq!((c.profiles[0].invite_per_sec, c.profiles[0].invite_burst), (50, 200), "default: the request rates");
+        assert_eq!(c.profiles[0].rates.register_burst, 20);
+        assert_eq!((c.profiles[0].rates.invite_per_sec, c.profiles[0].rates.invite_burst), (50, 200), "default: the request rates");
         assert_eq!(c.ban.max_duration_secs, 86_400);
         assert_eq!(c.auth_failures.max, 5);
         assert_eq!(c.events.format, EventFormat::Json);

@@ -114,17 +114,7 @@ pub fn dest_rules(cfg: &Config) -> BTreeMap<String, DestRule> {
 
 /// The kernel form of the rate profiles, in index order.
 pub fn rate_profiles(cfg: &Config) -> Vec<RateProfile> {
-    cfg.profiles
-        .iter()
-        .map(|p| RateProfile {
-            register_per_sec: p.register_per_sec,
-            register_burst: p.register_burst,
-            requests_per_sec: p.requests_per_sec,
-            requests_burst: p.requests_burst,
-            invite_per_sec: p.invite_per_sec,
-            invite_burst: p.invite_burst,
-        })
-        .collect()
+    cfg.profiles.iter().map(|p| p.rates).collect()
 }
 
 /// Makes the kernel state match `cfg` so that no source allowed both

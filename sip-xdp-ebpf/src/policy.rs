@@ -10,7 +10,7 @@ use sip_xdp_common::{
     limits::{charge, count_excess, RateOutcome},
     maps::{
         dest_applies_profile, FilterConfig, FragKey, SourceKey, SourceStats, BAN_REASON_RATE, BAN_REASON_SCANNER, CLASS_BANNED,
-        CLASS_LIMITED, CLASS_TRUSTED, DEFAULT_ACTION_PASS, DEST_APPLIES_TRUSTED,
+        CLASS_LIMITED, CLASS_TRUSTED, DEST_APPLIES_TRUSTED,
     },
     sip::SipKind,
     verdict::{decide, DestVerdict, Packet, Source, Verdict},
@@ -95,10 +95,10 @@ fn judge_l4(ctx: &XdpContext, ip: &L3Info, out: &mut Outcome) {
     let kind = sip::first_line(ctx, l4.payload_offset);
     let stats = source_entry(&ip.src, now_ns);
     let (mut source, class_bit) = judge_source(cfg, &ip.src, stats, kind, now_ns);
-    // The deeper checks run only on what would be let through: a dropped
-    // packet needs no more work, and a flood of denied sources costs none.
-    let admitted = matches!(source, Source::Trusted | Source::Limited(RateOutcome::Within))
-        || (source == Source::Unmatched && cfg.default_action == DEFAULT_ACTION_PASS);
+    // The deeper checks run only on what would be let through (as the
+    // verdict so far says): a dropped packet needs no more work, and a flood
+    // of denied sources costs none.
+    let admitted = decide(Packet::ToSipPort(source), cfg).action == Action::Pass;
     if admitted && kind.is_request() {
         if let Some(stats) = stats {
             if scanner::announced_by(ctx, l4.payload_offset, stats) && source != Source::Trusted {

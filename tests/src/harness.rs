@@ -10,9 +10,10 @@ use aya::{
 };
 use sip_xdp::{allowlist::parse_cidr, loader, maps::Maps};
 use sip_xdp_common::{
+    fingerprint::{Fingerprint, DEFAULT_USER_AGENTS},
     maps::{
         AllowValue, BanEntry, Counter, Event, FilterConfig, RateProfile, SourceKey, SourceStats,
-        DEFAULT_SOURCES_CAPACITY, EVENTS_MAP, ORIGIN_CONFIG,
+        DestRule, DEFAULT_SOURCES_CAPACITY, DEST_ALLOW, DEST_BLOCK, EVENTS_MAP, ORIGIN_CONFIG,
     },
     Action, Reason,
 };
@@ -142,6 +143,23 @@ impl Filter {
         let opts = TestRunOptions { data_in: Some(frame), ..TestRunOptions::default() };
         program.test_run(opts).expect("BPF_PROG_TEST_RUN (TC)").return_value as i32
     }
+}
+
+/// Destination rules: the block prefixes, then the allow prefixes, with
+/// counter ids in that order (as the controller numbers them).
+pub fn destination_rules(block: &[&str], allow: &[&str]) -> BTreeMap<String, DestRule> {
+    block
+        .iter()
+        .map(|p| (p, DEST_BLOCK))
+        .chain(allow.iter().map(|p| (p, DEST_ALLOW)))
+        .enumerate()
+        .map(|(id, (p, action))| (p.to_string(), DestRule { action, id: id as u16, ..DestRule::default() }))
+        .collect()
+}
+
+/// The default scanner fingerprints, as the kernel holds them.
+pub fn default_fingerprints() -> Vec<Fingerprint> {
+    DEFAULT_USER_AGENTS.iter().map(|u| Fingerprint::new(u).expect("default fingerprint")).collect()
 }
 
 /// The per-source key of an address (IPv4 mapped).

@@ -1,13 +1,11 @@
 //! Verdict tables for the destination policy on INVITEs: the real object,
 //! private maps, frames through BPF_PROG_TEST_RUN. Needs root.
 
-use std::collections::BTreeMap;
-
 use sip_xdp_common::{
     dialled::intl_prefixes,
     maps::{
-        dest_applies_profile, DestRule, FilterConfig, RateProfile, CLASS_LIMITED, CLASS_TRUSTED, DEST_ALLOW,
-        DEST_APPLIES_TRUSTED, DEST_BLOCK, EVENT_DEST_BLOCK,
+        dest_applies_profile, DestRule, FilterConfig, RateProfile, CLASS_LIMITED, CLASS_TRUSTED, DEST_APPLIES_TRUSTED,
+        EVENT_DEST_BLOCK,
     },
     Action::*,
     Reason::{self, *},
@@ -30,14 +28,7 @@ fn filter(allow_only: &[&str], trusted_too: bool) -> Filter {
     f.rule("203.0.113.0/24", CLASS_LIMITED, 0);
     f.rule("2001:db8:100::/48", CLASS_LIMITED, 0);
     f.rule("198.18.1.2/32", CLASS_TRUSTED, 0);
-    let mut rules = BTreeMap::new();
-    for (id, p) in ["252", "224", "881", "882"].iter().enumerate() {
-        rules.insert(p.to_string(), DestRule { action: DEST_BLOCK, id: id as u16, ..DestRule::default() });
-    }
-    for (i, p) in allow_only.iter().enumerate() {
-        rules.insert(p.to_string(), DestRule { action: DEST_ALLOW, id: 4 + i as u16, ..DestRule::default() });
-    }
-    f.maps.write_dest_rules(&rules).unwrap();
+    f.maps.write_dest_rules(&destination_rules(&["252", "224", "881", "882"], allow_only)).unwrap();
     f
 }
 
@@ -133,15 +124,11 @@ fn the_policy_applies_only_to_its_classes() {
 
 mod fingerprints {
     use super::*;
-    use sip_xdp_common::{
-        fingerprint::{Fingerprint, DEFAULT_USER_AGENTS},
-        maps::{BAN_REASON_SCANNER, COUNT_FINGERPRINT_BASE},
-    };
+    use sip_xdp_common::maps::{BAN_REASON_SCANNER, COUNT_FINGERPRINT_BASE};
 
     fn scanner_filter() -> Filter {
         let mut f = filter(&[], false);
-        let fps: Vec<Fingerprint> = DEFAULT_USER_AGENTS.iter().map(|u| Fingerprint::new(u).unwrap()).collect();
-        f.maps.write_fingerprints(&fps).unwrap();
+        f.maps.write_fingerprints(&default_fingerprints()).unwrap();
         f
     }
 

@@ -7,15 +7,14 @@
 //! veth flood, time-to-ban against fail2ban and legitimate traffic under
 //! attack are not measured yet; the report says so rather than invent them.
 
-use std::{collections::BTreeMap, fmt::Write as _, time::Instant};
+use std::{fmt::Write as _, time::Instant};
 
 use serde_json::json;
 use sip_xdp_common::{
     dialled::intl_prefixes,
-    fingerprint::{Fingerprint, DEFAULT_USER_AGENTS},
     maps::{
-        dest_applies_profile, AllowValue, BanEntry, DestRule, FilterConfig, RateProfile, BAN_ACTIVE, BAN_REASON_MANUAL,
-        CLASS_LIMITED, CLASS_TRUSTED, DEST_BLOCK, NS_PER_SEC, ORIGIN_CONFIG,
+        dest_applies_profile, AllowValue, BanEntry, FilterConfig, RateProfile, BAN_ACTIVE, BAN_REASON_MANUAL,
+        CLASS_LIMITED, CLASS_TRUSTED, NS_PER_SEC, ORIGIN_CONFIG,
     },
 };
 use sip_xdp_tests::{frames::*, harness::*};
@@ -68,13 +67,8 @@ fn edge_filter() -> Filter {
     f.rule("198.18.1.0/24", CLASS_TRUSTED, 0);
     f.rule("203.0.113.0/24", CLASS_LIMITED, 0);
     f.rule("2001:db8:1::/48", CLASS_TRUSTED, 0);
-    let mut rules = BTreeMap::new();
-    for (id, p) in ["252", "224", "881", "882"].iter().enumerate() {
-        rules.insert(p.to_string(), DestRule { action: DEST_BLOCK, id: id as u16, ..DestRule::default() });
-    }
-    f.maps.write_dest_rules(&rules).unwrap();
-    let fps: Vec<Fingerprint> = DEFAULT_USER_AGENTS.iter().map(|u| Fingerprint::new(u).unwrap()).collect();
-    f.maps.write_fingerprints(&fps).unwrap();
+    f.maps.write_dest_rules(&destination_rules(&["252", "224", "881", "882"], &[])).unwrap();
+    f.maps.write_fingerprints(&default_fingerprints()).unwrap();
     let now = now_ns();
     for i in 0..SOURCES {
         let ban = BanEntry { expires_ns: now + 3600 * NS_PER_SEC, banned_at_ns: now, offenses: 1, reason: BAN_REASON_MANUAL, state: BAN_ACTIVE, announced: 1, ..BanEntry::default() };

@@ -7,6 +7,7 @@
 //! verdict; the decision itself lives in [`verdict`].
 #![no_std]
 
+pub mod allow_index;
 pub mod counters;
 pub mod dialled;
 pub mod fingerprint;

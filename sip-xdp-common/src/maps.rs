@@ -7,6 +7,9 @@ pub const CONFIG_MAP: &str = "SIP_CONFIG";
 pub const ALLOW_V4_MAP: &str = "ALLOW_V4";
 /// IPv6 allowlist: LPM trie keyed by `(prefix_len, [u8; 16])`.
 pub const ALLOW_V6_MAP: &str = "ALLOW_V6";
+/// Bit per IPv4 /24 and per hashed IPv6 /32 that some rule may cover
+/// (`allow_index`).
+pub const ALLOW_INDEX_MAP: &str = "ALLOW_INDEX";
 /// Per-CPU `{packets, bytes}` per `(action, reason)`.
 pub const STATS_MAP: &str = "SIP_STATS";
 /// Per-source counters for traffic to SIP ports (LRU).
@@ -36,10 +39,11 @@ pub const INTL_BLOCKS_CAPACITY: u32 = 4096;
 
 /// Every map the controller pins, in the order it checks them. The event
 /// ring buffer is not pinned: each controller reads its own.
-pub const PINNED_MAPS: [&str; 14] = [
+pub const PINNED_MAPS: [&str; 15] = [
     CONFIG_MAP,
     ALLOW_V4_MAP,
     ALLOW_V6_MAP,
+    ALLOW_INDEX_MAP,
     STATS_MAP,
     SOURCES_MAP,
     FRAGS_MAP,
@@ -53,8 +57,8 @@ pub const PINNED_MAPS: [&str; 14] = [
     INTL_BLOCKS_MAP,
 ];
 
-/// Capacity of each allowlist trie.
-pub const ALLOW_CAPACITY: u32 = 131_072;
+/// Capacity of each allowlist trie (allocated as entries are added).
+pub const ALLOW_CAPACITY: u32 = 1_048_576;
 /// Default capacity of the per-source table; the config can change it.
 pub const DEFAULT_SOURCES_CAPACITY: u32 = 65_536;
 /// Datagrams whose fragments are tracked at once.

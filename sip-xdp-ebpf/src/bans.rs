@@ -3,6 +3,7 @@
 //! excess) and egress (auth failures) paths.
 
 use sip_xdp_common::{
+    allow_index::slot,
     limits::{next_ban, should_ban},
     maps::{
         AllowValue, Event, FilterConfig, SourceKey, CLASS_TRUSTED, COUNT_EVENTS_LOST, EVENT_BAN, EVENT_WOULD_BAN,
@@ -11,15 +12,30 @@ use sip_xdp_common::{
 };
 use aya_ebpf::maps::lpm_trie::Key;
 
-use crate::maps::{count, ALLOW_V4, ALLOW_V6, SIP_BANS, SIP_EVENTS};
+use crate::maps::{count, ALLOW_INDEX, ALLOW_V4, ALLOW_V6, SIP_BANS, SIP_EVENTS};
 
 /// The rule (longest matching prefix) for an address, IPv4-mapped or not.
+/// The index answers first for addresses no rule covers.
 #[inline(always)]
 pub fn rule_for(addr: &SourceKey) -> Option<&'static AllowValue> {
+    if !may_have_rule(addr) {
+        return None;
+    }
     if is_v4_mapped(addr) {
         ALLOW_V4.get(Key::new(32, [addr[12], addr[13], addr[14], addr[15]]))
     } else {
         ALLOW_V6.get(Key::new(128, *addr))
+    }
+}
+
+/// False when the allowlist index says no rule covers the address, so the
+/// trie need not be asked. An unreadable index word asks the trie.
+#[inline(always)]
+pub fn may_have_rule(addr: &SourceKey) -> bool {
+    let (word, bit) = slot(addr);
+    match ALLOW_INDEX.get(word) {
+        Some(bits) => bits & bit != 0,
+        None => true,
     }
 }
 

@@ -1,5 +1,7 @@
 //! The parse-only program the benchmark compares against.
 
+use core::mem::MaybeUninit;
+
 use aya_ebpf::programs::XdpContext;
 use sip_xdp_common::maps::FilterConfig;
 
@@ -11,10 +13,8 @@ use crate::{eth, ip, ip::L3Info, l4, policy::config};
 pub fn parse_only(ctx: &XdpContext) -> bool {
     let cfg: &FilterConfig = config();
     let Ok((l3, offset)) = eth::parse(ctx) else { return false };
-    let mut info = L3Info::default();
-    if ip::parse(ctx, l3, offset, &mut info).is_err() {
-        return false;
-    }
+    let mut info = MaybeUninit::<L3Info>::uninit();
+    let Ok(info) = ip::parse(ctx, l3, offset, &mut info) else { return false };
     match l4::parse(ctx, info.protocol, info.l4_offset) {
         Ok(Some(l4)) => cfg.is_sip_port(l4.dport),
         _ => false,

@@ -24,17 +24,14 @@ use aya_ebpf::helpers::{
     bpf_ktime_get_boot_ns,
     generated::{bpf_loop, bpf_skb_load_bytes},
 };
-use core::ffi::c_void;
+use core::{ffi::c_void, mem::MaybeUninit};
 
 #[inline(always)]
 pub fn observe(ctx: &TcContext) {
     let cfg = config();
     let Ok((l3, offset)) = eth::parse(ctx) else { return };
-    let mut ip = L3Info::default();
-    let parsed = ip::parse(ctx, l3, offset, &mut ip);
-    if parsed.is_err() {
-        return;
-    }
+    let mut ip = MaybeUninit::<L3Info>::uninit();
+    let Ok(ip) = ip::parse(ctx, l3, offset, &mut ip) else { return };
     if matches!(ip.frag, Frag::Later(_)) {
         return;
     }

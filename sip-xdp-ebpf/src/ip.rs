@@ -1,6 +1,8 @@
 //! IPv4 (options via `ihl`) and IPv6 (with a bounded walk over hop-by-hop,
 //! routing, destination-options and fragment headers).
 
+use core::mem::MaybeUninit;
+
 use sip_xdp_common::{maps::v4_mapped, verdict::Packet};
 
 use crate::{
@@ -32,7 +34,6 @@ pub enum Frag {
     Later(u32),
 }
 
-#[derive(Default)]
 pub struct L3Info {
     /// The upper-layer protocol (after any extension headers).
     pub protocol: u8,
@@ -44,18 +45,28 @@ pub struct L3Info {
     pub frag: Frag,
 }
 
-/// Parses the IP header at `offset` into `out`. Not inlined, and writing
-/// through `out` rather than returning the struct: BPF calls return one
-/// register, and the caller's stack frame stays small.
+/// Parses the IP header at `offset`. `out` is the caller's room for the
+/// result, uninitialised so the caller need not zero it first (zeroing
+/// compiled to a call to a byte-at-a-time memset on every packet).
+#[inline(always)]
+pub fn parse<'a>(ctx: &impl Frame, l3: L3, offset: usize, out: &'a mut MaybeUninit<L3Info>) -> Result<&'a L3Info, Packet> {
+    parse_into(ctx, l3, offset, out)?;
+    // SAFETY: `parse_into` wrote it whole on Ok.
+    Ok(unsafe { out.assume_init_ref() })
+}
+
+/// Not inlined, and writing through `out` rather than returning the
+/// struct: BPF calls return one register, and the caller's stack frame
+/// stays small. Writes `out` whole on `Ok`, not at all on `Err`.
 #[inline(never)]
-pub fn parse(ctx: &impl Frame, l3: L3, offset: usize, out: &mut L3Info) -> Result<(), Packet> {
+fn parse_into(ctx: &impl Frame, l3: L3, offset: usize, out: &mut MaybeUninit<L3Info>) -> Result<(), Packet> {
     let parsed = match l3 {
         L3::V4 => parse_v4(ctx, offset),
         L3::V6 => parse_v6(ctx, offset),
     };
     match parsed {
         Ok(info) => {
-            *out = info;
+            out.write(info);
             Ok(())
         }
         Err(e) => Err(e),

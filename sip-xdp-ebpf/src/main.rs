@@ -12,6 +12,7 @@ mod baseline;
 mod dest;
 mod egress;
 mod eth;
+mod flood;
 mod ip;
 mod l4;
 mod maps;
@@ -44,6 +45,18 @@ pub fn sip_xdp_ingress(ctx: XdpContext) -> u32 {
 pub fn sip_xdp_baseline(ctx: XdpContext) -> u32 {
     baseline::parse_only(&ctx);
     xdp_action::XDP_PASS
+}
+
+/// The benchmark's traffic generator (BPF_PROG_TEST_RUN, live frames).
+#[xdp]
+pub fn sip_xdp_flood(ctx: XdpContext) -> u32 {
+    flood::generate(&ctx)
+}
+
+/// The benchmark's ceiling: drops everything, doing nothing else.
+#[xdp]
+pub fn sip_xdp_drop_all(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_DROP
 }
 
 /// Egress observer: counts the server's auth failures per remote address.

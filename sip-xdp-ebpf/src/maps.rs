@@ -6,6 +6,7 @@ use aya_ebpf::{
     maps::{lpm_trie::LpmTrie, Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use sip_xdp_common::{
+    allow_index::INDEX_MAP_WORDS,
     counters::STATS_ENTRIES,
     maps::{
         AllowValue, AuthState, BanEntry, Counter, FilterConfig, FragKey, FragVerdict, RateProfile,
@@ -29,6 +30,10 @@ pub static ALLOW_V4: LpmTrie<[u8; 4], AllowValue> = LpmTrie::with_max_entries(AL
 
 #[map(name = "ALLOW_V6")]
 pub static ALLOW_V6: LpmTrie<[u8; 16], AllowValue> = LpmTrie::with_max_entries(ALLOW_CAPACITY, 0);
+
+/// Bit per address bucket that some rule may cover (`allow_index`).
+#[map(name = "ALLOW_INDEX")]
+pub static ALLOW_INDEX: Array<u64> = Array::with_max_entries(INDEX_MAP_WORDS, 0);
 
 #[map(name = "SIP_STATS")]
 pub static SIP_STATS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(STATS_ENTRIES, 0);

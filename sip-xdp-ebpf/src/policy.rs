@@ -2,6 +2,8 @@
 //! rate limits, fragment lookups), asks the shared pure function for the
 //! verdict, and counts it at the single exit.
 
+use core::mem::MaybeUninit;
+
 use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_ktime_get_boot_ns, programs::XdpContext};
 use aya_log_ebpf::info;
 use core::intrinsics::{atomic_xadd, AtomicOrdering};
@@ -17,7 +19,7 @@ use sip_xdp_common::{
 };
 
 use crate::{
-    bans::{ban, rule_for},
+    bans::{ban, may_have_rule, rule_for},
     dest, scanner,
     eth,
     ip::{self, Frag, L3Info},
@@ -58,21 +60,21 @@ pub fn judge(ctx: &XdpContext) -> Outcome {
         Ok(v) => v,
         Err(packet) => return Outcome::of(decide(packet, cfg)),
     };
-    let mut ip = L3Info::default();
-    let parsed = ip::parse(ctx, l3, offset, &mut ip);
-    if let Err(packet) = parsed {
-        return Outcome::of(decide(packet, cfg));
-    }
+    let mut ip = MaybeUninit::<L3Info>::uninit();
+    let ip = match ip::parse(ctx, l3, offset, &mut ip) {
+        Ok(ip) => ip,
+        Err(packet) => return Outcome::of(decide(packet, cfg)),
+    };
     if let Frag::Later(id) = ip.frag {
-        let first = unsafe { SIP_FRAGS.get(&frag_key(&ip, id)) }.copied();
+        let first = unsafe { SIP_FRAGS.get(&frag_key(ip, id)) }.copied();
         return Outcome::of(decide(Packet::LaterFragment(first), cfg));
     }
     let mut outcome = Outcome::of(Verdict::new(Action::Pass, Reason::NonSip));
-    judge_l4(ctx, &ip, &mut outcome);
+    judge_l4(ctx, ip, &mut outcome);
     if let Frag::First(id) = ip.frag {
         // Later fragments carry no ports: they follow this verdict. A failed
         // insert only means they will pass as untracked.
-        let _ = SIP_FRAGS.insert(&frag_key(&ip, id), &outcome.verdict.to_frag(), 0);
+        let _ = SIP_FRAGS.insert(&frag_key(ip, id), &outcome.verdict.to_frag(), 0);
     }
     outcome
 }
@@ -90,6 +92,9 @@ fn judge_l4(ctx: &XdpContext, ip: &L3Info, out: &mut Outcome) {
     };
     if !cfg.is_sip_port(l4.dport) {
         return *out = Outcome::of(decide(Packet::NonSip, cfg));
+    }
+    if let Some(refused) = refuse_uncovered(cfg, &ip.src) {
+        return *out = Outcome::of(refused);
     }
     let now_ns = unsafe { bpf_ktime_get_boot_ns() };
     let kind = sip::first_line(ctx, l4.payload_offset);
@@ -115,6 +120,23 @@ fn judge_l4(ctx: &XdpContext, ip: &L3Info, out: &mut Outcome) {
         }
     }
     *out = Outcome { verdict: decide(Packet::ToSipPort(source), cfg), source: stats, sip: kind, now_ns };
+}
+
+/// The flood path: a source no rule covers, when such sources are dropped,
+/// is refused after one index load — no clock, no per-source entry, no
+/// ban or trie lookup (its drop does not depend on them). In monitor mode
+/// nothing is dropped, and the full path keeps the per-source view of who
+/// would be.
+#[inline(always)]
+fn refuse_uncovered(cfg: &FilterConfig, src: &SourceKey) -> Option<Verdict> {
+    if cfg.default_class == CLASS_LIMITED || cfg.default_class == CLASS_TRUSTED {
+        return None;
+    }
+    let verdict = decide(Packet::ToSipPort(Source::Unmatched), cfg);
+    if verdict.action != Action::Drop || may_have_rule(src) {
+        return None;
+    }
+    Some(verdict)
 }
 
 /// Ban first (a banned source costs one lookup), then the rule, then the

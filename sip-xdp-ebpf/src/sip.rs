@@ -20,15 +20,14 @@ pub fn first_line(ctx: &impl Frame, payload_offset: usize) -> SipKind {
 /// The zero-filled first bytes of the payload, if it is long enough.
 #[inline(always)]
 pub fn window(ctx: &impl Frame, payload_offset: usize) -> Option<[u8; SIP_WINDOW]> {
-    let mut window = [0u8; SIP_WINDOW];
     // Two fixed-size copies instead of a byte loop: the verifier sees two
-    // paths, not one per possible payload length.
+    // paths, not one per possible payload length. The common, long case
+    // copies without zeroing first (zeroing compiles to a memset call).
     if let Some(p) = header::<[u8; SIP_WINDOW]>(ctx, payload_offset) {
-        window = unsafe { *p };
-    } else if let Some(p) = header::<[u8; MIN_CLASSIFIED]>(ctx, payload_offset) {
-        window[..MIN_CLASSIFIED].copy_from_slice(unsafe { &*p });
-    } else {
-        return None;
+        return Some(unsafe { *p });
     }
+    let p = header::<[u8; MIN_CLASSIFIED]>(ctx, payload_offset)?;
+    let mut window = [0u8; SIP_WINDOW];
+    window[..MIN_CLASSIFIED].copy_from_slice(unsafe { &*p });
     Some(window)
 }

@@ -127,9 +127,7 @@ pub fn apply(maps: &mut impl FilterTarget, cfg: &Config) -> anyhow::Result<Allow
     let fingerprints: Vec<Fingerprint> = cfg.user_agents.iter().filter_map(|u| Fingerprint::new(u)).collect();
     maps.write_fingerprints(&fingerprints)?;
     let plan = AllowPlan::new(&maps.allow_entries()?, &cfg.rules);
-    for (net, value) in &plan.add {
-        maps.allow_insert(*net, *value)?;
-    }
+    maps.allow_insert_all(&plan.add)?;
     maps.write_config(&filter_config(cfg))?;
     for (net, keep) in &plan.retire {
         match keep {
@@ -137,6 +135,9 @@ pub fn apply(maps: &mut impl FilterTarget, cfg: &Config) -> anyhow::Result<Allow
             None => maps.allow_remove(*net)?,
         }
     }
+    // Clears the index bits of what was removed, here or since the last
+    // start (`allow del`, lifted prefix bans).
+    maps.rebuild_allow_index()?;
     Ok(plan)
 }
 
@@ -205,7 +206,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let mut ebpf = loader::load(Some(pins), cfg.sources_table_size)?;
     start_log_forwarding(&mut ebpf);
     let kernel_events = start_event_forwarding(&mut ebpf)?;
-    let mut maps = Maps::from_ebpf(&mut ebpf)?;
+    let mut maps = Maps::from_ebpf(&mut ebpf, Some(pins))?;
     let plan = apply(&mut maps, &cfg)?;
     info!("config {}", summary(&cfg, &plan));
     for (interface, how) in loader::attach(&mut ebpf, pins, &interfaces, opts.mode)? {
@@ -439,6 +440,9 @@ mod tests {
         }
         fn allow_remove(&mut self, net: IpNet) -> anyhow::Result<()> {
             self.entries.remove(&net);
+            self.check()
+        }
+        fn rebuild_allow_index(&mut self) -> anyhow::Result<()> {
             self.check()
         }
         fn write_config(&mut self, cfg: &FilterConfig) -> anyhow::Result<()> {

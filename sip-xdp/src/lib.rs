@@ -1,6 +1,7 @@
 //! The sip-xdp controller as a library: the binary in `main.rs` is a thin
 //! CLI over it, and the privileged tests load the same object through it.
 
+pub mod allow_index;
 pub mod allowlist;
 pub mod anomaly;
 pub mod bans;

@@ -5,7 +5,7 @@ use std::{mem::size_of, path::Path};
 
 use anyhow::{anyhow, bail, Context as _};
 use aya::{
-    maps::MapData,
+    maps::{lpm_trie::Key, LpmTrie, Map, MapData},
     programs::{
         links::{FdLink, LinkOrder, PinnedLink},
         tc::{SchedClassifierLink, TcAttachOptions},
@@ -16,12 +16,13 @@ use aya::{
 };
 use log::{info, warn};
 use sip_xdp_common::{
+    allow_index::INDEX_MAP_WORDS,
     counters::STATS_ENTRIES,
     dialled::MAX_DIGITS,
     fingerprint::{Fingerprint, MAX_FINGERPRINTS},
     maps::{
         AllowValue, AuthState, BanEntry, Counter, FilterConfig, FragKey, FragVerdict, RateProfile, SourceKey,
-        SourceStats, ALLOW_CAPACITY, ALLOW_V4_MAP, ALLOW_V6_MAP, AUTH_CAPACITY, AUTH_MAP, BANS_CAPACITY,
+        SourceStats, ALLOW_CAPACITY, ALLOW_INDEX_MAP, ALLOW_V4_MAP, ALLOW_V6_MAP, AUTH_CAPACITY, AUTH_MAP, BANS_CAPACITY,
         BANS_MAP, CONFIG_MAP, COUNTS_ENTRIES, COUNTS_MAP, DEST_COUNTS_MAP, DEST_RULES_CAPACITY, DEST_RULES_MAP, DestRule, FINGERPRINTS_MAP, INTL_BLOCKS_CAPACITY, INTL_BLOCKS_MAP, FRAGS_CAPACITY, FRAGS_MAP, MAX_PROFILES, PINNED_MAPS, PROFILES_MAP, SOURCES_MAP,
         STATS_MAP,
     },
@@ -55,7 +56,7 @@ struct MapShape {
     disposable: bool,
 }
 
-fn expected_shapes(sources_table_size: u32) -> [MapShape; 14] {
+fn expected_shapes(sources_table_size: u32) -> [MapShape; 15] {
     let lpm_key = |data: usize| (size_of::<u32>() + data) as u32;
     let source_key = size_of::<SourceKey>() as u32;
     [
@@ -74,16 +75,28 @@ fn expected_shapes(sources_table_size: u32) -> [MapShape; 14] {
         MapShape { name: FINGERPRINTS_MAP, key_size: 4, value_size: size_of::<Fingerprint>() as u32, max_entries: MAX_FINGERPRINTS as u32, disposable: true },
         MapShape { name: ALLOW_V4_MAP, key_size: lpm_key(4), value_size: size_of::<AllowValue>() as u32, max_entries: ALLOW_CAPACITY, disposable: false },
         MapShape { name: ALLOW_V6_MAP, key_size: lpm_key(16), value_size: size_of::<AllowValue>() as u32, max_entries: ALLOW_CAPACITY, disposable: false },
+        // Rebuilt from the tries at every start.
+        MapShape { name: ALLOW_INDEX_MAP, key_size: 4, value_size: 8, max_entries: INDEX_MAP_WORDS, disposable: true },
         MapShape { name: STATS_MAP, key_size: 4, value_size: size_of::<Counter>() as u32, max_entries: STATS_ENTRIES, disposable: true },
         MapShape { name: SOURCES_MAP, key_size: size_of::<SourceKey>() as u32, value_size: size_of::<SourceStats>() as u32, max_entries: sources_table_size, disposable: true },
         MapShape { name: FRAGS_MAP, key_size: size_of::<FragKey>() as u32, value_size: size_of::<FragVerdict>() as u32, max_entries: FRAGS_CAPACITY, disposable: true },
     ]
 }
 
+/// Allowlist entries read from a pinned trie of another capacity, to be
+/// written into the new one.
+#[derive(Default)]
+struct CarriedRules {
+    v4: Vec<(Key<[u8; 4]>, AllowValue)>,
+    v6: Vec<(Key<[u8; 16]>, AllowValue)>,
+}
+
 /// Checks maps pinned by an earlier run against this build. Counter maps
 /// that differ (a new `sources_table_size`, say) are unpinned so fresh ones
-/// are created; an allowlist or config map that differs stops the start.
-fn reconcile_pinned_maps(pins: &PinDir, sources_table_size: u32) -> anyhow::Result<()> {
+/// are created; an allowlist trie of another capacity is read, unpinned and
+/// carried into the new one; any other difference stops the start.
+fn reconcile_pinned_maps(pins: &PinDir, sources_table_size: u32) -> anyhow::Result<CarriedRules> {
+    let mut carried = CarriedRules::default();
     for shape in expected_shapes(sources_table_size) {
         let path = pins.map_path(shape.name);
         if !path.exists() {
@@ -95,6 +108,13 @@ fn reconcile_pinned_maps(pins: &PinDir, sources_table_size: u32) -> anyhow::Resu
         let found = (info.key_size(), info.value_size(), info.max_entries());
         let wanted = (shape.key_size, shape.value_size, shape.max_entries);
         if found == wanted {
+            continue;
+        }
+        let resized = found.0 == wanted.0 && found.1 == wanted.1;
+        if resized && (shape.name == ALLOW_V4_MAP || shape.name == ALLOW_V6_MAP) {
+            carry(&path, &mut carried).with_context(|| format!("cannot read the rules in {}", path.display()))?;
+            info!("allowlist {} resized from {} to {} entries; its rules are carried over", shape.name, found.2, wanted.2);
+            std::fs::remove_file(&path).with_context(|| format!("cannot unpin {}", path.display()))?;
             continue;
         }
         if !shape.disposable {
@@ -114,6 +134,32 @@ fn reconcile_pinned_maps(pins: &PinDir, sources_table_size: u32) -> anyhow::Resu
         }
         std::fs::remove_file(&path).with_context(|| format!("cannot unpin {}", path.display()))?;
     }
+    Ok(carried)
+}
+
+fn carry(path: &Path, carried: &mut CarriedRules) -> anyhow::Result<()> {
+    let map = Map::from_map_data(MapData::from_pin(path)?)?;
+    if path.ends_with(ALLOW_V4_MAP) {
+        let trie: LpmTrie<MapData, [u8; 4], AllowValue> = map.try_into()?;
+        carried.v4 = trie.iter().collect::<Result<_, _>>()?;
+    } else {
+        let trie: LpmTrie<MapData, [u8; 16], AllowValue> = map.try_into()?;
+        carried.v6 = trie.iter().collect::<Result<_, _>>()?;
+    }
+    Ok(())
+}
+
+/// Writes carried rules into the freshly created tries (their index bits
+/// follow when the config is applied, which rebuilds the index).
+fn restore(ebpf: &mut Ebpf, carried: CarriedRules) -> anyhow::Result<()> {
+    if !carried.v4.is_empty() {
+        let mut trie: LpmTrie<_, [u8; 4], AllowValue> = LpmTrie::try_from(ebpf.map_mut(ALLOW_V4_MAP).context(ALLOW_V4_MAP)?)?;
+        carried.v4.iter().try_for_each(|(k, v)| trie.insert(k, *v, 0))?;
+    }
+    if !carried.v6.is_empty() {
+        let mut trie: LpmTrie<_, [u8; 16], AllowValue> = LpmTrie::try_from(ebpf.map_mut(ALLOW_V6_MAP).context(ALLOW_V6_MAP)?)?;
+        carried.v6.iter().try_for_each(|(k, v)| trie.insert(k, *v, 0))?;
+    }
     Ok(())
 }
 
@@ -123,13 +169,15 @@ fn reconcile_pinned_maps(pins: &PinDir, sources_table_size: u32) -> anyhow::Resu
 pub fn load(pins: Option<&PinDir>, sources_table_size: u32) -> anyhow::Result<Ebpf> {
     let mut loader = EbpfLoader::new();
     loader.map_max_entries(SOURCES_MAP, sources_table_size);
+    let mut carried = CarriedRules::default();
     if let Some(pins) = pins {
-        reconcile_pinned_maps(pins, sources_table_size)?;
+        carried = reconcile_pinned_maps(pins, sources_table_size)?;
         for name in PINNED_MAPS {
             loader.map_pin_path(name, pins.map_path(name));
         }
     }
     let mut ebpf = loader.load(OBJECT).context("cannot load the eBPF object")?;
+    restore(&mut ebpf, carried).context("cannot carry the allowlist into the resized tries")?;
     ingress(&mut ebpf)?.load().context("the kernel refused the XDP program")?;
     egress(&mut ebpf)?.load().context("the kernel refused the TC egress program")?;
     Ok(ebpf)

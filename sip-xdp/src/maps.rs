@@ -18,18 +18,19 @@ use sip_xdp_common::{
     fingerprint::{Fingerprint, MAX_FINGERPRINTS},
     maps::{
         AllowValue, AuthState, BanEntry, Counter, FilterConfig, FragKey, FragVerdict, RateProfile, SourceKey,
-        SourceStats, ALLOW_V4_MAP, ALLOW_V6_MAP, AUTH_MAP, BANS_MAP, CLASS_TRUSTED, CONFIG_MAP, COUNTS_MAP,
+        SourceStats, ALLOW_INDEX_MAP, ALLOW_V4_MAP, ALLOW_V6_MAP, AUTH_MAP, BANS_MAP, CLASS_TRUSTED, CONFIG_MAP, COUNTS_MAP,
         DEST_COUNTS_MAP, DEST_RULES_MAP, FINGERPRINTS_MAP, FRAGS_MAP, INTL_BLOCKS_MAP, ORIGIN_CONFIG, ORIGIN_RUNTIME, PROFILES_MAP, SOURCES_MAP,
         STATS_MAP, DestRule,
     },
 };
 
-use crate::{allowlist::Rules, pin::PinDir};
+use crate::{allow_index::AllowIndex, allowlist::Rules, pin::PinDir};
 
 pub struct Maps {
     pub config: Array<MapData, FilterConfig>,
     pub allow_v4: LpmTrie<MapData, [u8; 4], AllowValue>,
     pub allow_v6: LpmTrie<MapData, [u8; 16], AllowValue>,
+    pub allow_index: AllowIndex,
     pub stats: PerCpuArray<MapData, Counter>,
     pub sources: HashMap<MapData, SourceKey, SourceStats>,
     pub profiles: Array<MapData, RateProfile>,
@@ -44,10 +45,11 @@ pub struct Maps {
 }
 
 /// The maps `Maps` holds, in `from_parts` order.
-const HELD_MAPS: [&str; 14] = [
+const HELD_MAPS: [&str; 15] = [
     CONFIG_MAP,
     ALLOW_V4_MAP,
     ALLOW_V6_MAP,
+    ALLOW_INDEX_MAP,
     STATS_MAP,
     SOURCES_MAP,
     PROFILES_MAP,
@@ -70,13 +72,14 @@ pub struct StatRow {
 }
 
 impl Maps {
-    /// Takes the maps out of a loaded object.
-    pub fn from_ebpf(ebpf: &mut Ebpf) -> anyhow::Result<Maps> {
+    /// Takes the maps out of a loaded object. With `pins` (the maps are
+    /// pinned there), allowlist writes take the pin dir's index lock.
+    pub fn from_ebpf(ebpf: &mut Ebpf, pins: Option<&PinDir>) -> anyhow::Result<Maps> {
         let mut maps = Vec::new();
         for name in HELD_MAPS {
             maps.push(ebpf.take_map(name).ok_or_else(|| anyhow!("the program has no map {name}"))?);
         }
-        Maps::from_parts(maps)
+        Maps::from_parts(maps, pins)
     }
 
     /// Opens a running instance's pinned maps.
@@ -88,16 +91,20 @@ impl Maps {
             let data = MapData::from_pin(&path).with_context(|| format!("cannot open {}", path.display()))?;
             maps.push(Map::from_map_data(data)?);
         }
-        Maps::from_parts(maps)
+        Maps::from_parts(maps, Some(pins))
     }
 
-    fn from_parts(maps: Vec<Map>) -> anyhow::Result<Maps> {
-        let [config, v4, v6, stats, sources, profiles, bans, auth, frags, counts, dest_rules, dest_counts, fingerprints, intl_blocks]: [Map; 14] =
+    fn from_parts(maps: Vec<Map>, pins: Option<&PinDir>) -> anyhow::Result<Maps> {
+        let [config, v4, v6, index, stats, sources, profiles, bans, auth, frags, counts, dest_rules, dest_counts, fingerprints, intl_blocks]: [Map; 15] =
             maps.try_into().map_err(|_| anyhow!("expected {} maps", HELD_MAPS.len()))?;
         Ok(Maps {
             config: config.try_into().context(CONFIG_MAP)?,
             allow_v4: v4.try_into().context(ALLOW_V4_MAP)?,
             allow_v6: v6.try_into().context(ALLOW_V6_MAP)?,
+            allow_index: AllowIndex {
+                words: index.try_into().context(ALLOW_INDEX_MAP)?,
+                lock_dir: pins.map(PinDir::index_lock_dir),
+            },
             stats: stats.try_into().context(STATS_MAP)?,
             sources: sources.try_into().context(SOURCES_MAP)?,
             profiles: profiles.try_into().context(PROFILES_MAP)?,
@@ -152,7 +159,21 @@ impl Maps {
         Ok(out)
     }
 
+    /// Adds or changes a rule; its index bits are set first, so the kernel
+    /// never skips the trie for an address the rule covers.
     pub fn allow_insert(&mut self, net: IpNet, value: AllowValue) -> anyhow::Result<()> {
+        self.allow_index.mark(&[net]).context("cannot update the allowlist index")?;
+        self.allow_trie_insert(net, value)
+    }
+
+    /// Many rules at once: one pass over the index, then the tries.
+    pub fn allow_insert_all(&mut self, entries: &[(IpNet, AllowValue)]) -> anyhow::Result<()> {
+        let nets: Vec<IpNet> = entries.iter().map(|(net, _)| *net).collect();
+        self.allow_index.mark(&nets).context("cannot update the allowlist index")?;
+        entries.iter().try_for_each(|(net, value)| self.allow_trie_insert(*net, *value))
+    }
+
+    fn allow_trie_insert(&mut self, net: IpNet, value: AllowValue) -> anyhow::Result<()> {
         match net {
             IpNet::V4(n) => self.allow_v4.insert(&Key::new(n.prefix_len() as u32, n.addr().octets()), value, 0),
             IpNet::V6(n) => self.allow_v6.insert(&Key::new(n.prefix_len() as u32, n.addr().octets()), value, 0),
@@ -160,12 +181,33 @@ impl Maps {
         .with_context(|| format!("cannot add {net} to the allowlist"))
     }
 
+    /// Removes a rule. Its index bits stay (they only cost a trie lookup)
+    /// until the next [`Maps::rebuild_allow_index`].
     pub fn allow_remove(&mut self, net: IpNet) -> anyhow::Result<()> {
         match net {
             IpNet::V4(n) => self.allow_v4.remove(&Key::new(n.prefix_len() as u32, n.addr().octets())),
             IpNet::V6(n) => self.allow_v6.remove(&Key::new(n.prefix_len() as u32, n.addr().octets())),
         }
         .with_context(|| format!("cannot remove {net} from the allowlist"))
+    }
+
+    /// Recomputes the allowlist index from the tries, clearing the bits of
+    /// removed rules.
+    pub fn rebuild_allow_index(&mut self) -> anyhow::Result<()> {
+        let (v4, v6) = (&self.allow_v4, &self.allow_v6);
+        let current = || -> anyhow::Result<Vec<IpNet>> {
+            let mut nets = Vec::new();
+            for key in v4.keys() {
+                let key = key?;
+                nets.push(IpNet::V4(Ipv4Net::new(Ipv4Addr::from(key.data()), key.prefix_len() as u8)?));
+            }
+            for key in v6.keys() {
+                let key = key?;
+                nets.push(IpNet::V6(Ipv6Net::new(Ipv6Addr::from(key.data()), key.prefix_len() as u8)?));
+            }
+            Ok(nets)
+        };
+        self.allow_index.rebuild(current).context("cannot rebuild the allowlist index")
     }
 
     /// The global counters summed over CPUs, one row per known
@@ -272,7 +314,11 @@ impl Maps {
 pub trait FilterTarget {
     fn allow_entries(&self) -> anyhow::Result<BTreeMap<IpNet, AllowValue>>;
     fn allow_insert(&mut self, net: IpNet, value: AllowValue) -> anyhow::Result<()>;
+    fn allow_insert_all(&mut self, entries: &[(IpNet, AllowValue)]) -> anyhow::Result<()> {
+        entries.iter().try_for_each(|(net, value)| self.allow_insert(*net, *value))
+    }
     fn allow_remove(&mut self, net: IpNet) -> anyhow::Result<()>;
+    fn rebuild_allow_index(&mut self) -> anyhow::Result<()>;
     fn write_config(&mut self, cfg: &FilterConfig) -> anyhow::Result<()>;
     fn write_profiles(&mut self, profiles: &[RateProfile]) -> anyhow::Result<()>;
     fn write_dest_rules(&mut self, rules: &BTreeMap<String, DestRule>) -> anyhow::Result<()>;
@@ -286,8 +332,14 @@ impl FilterTarget for Maps {
     fn allow_insert(&mut self, net: IpNet, value: AllowValue) -> anyhow::Result<()> {
         Maps::allow_insert(self, net, value)
     }
+    fn allow_insert_all(&mut self, entries: &[(IpNet, AllowValue)]) -> anyhow::Result<()> {
+        Maps::allow_insert_all(self, entries)
+    }
     fn allow_remove(&mut self, net: IpNet) -> anyhow::Result<()> {
         Maps::allow_remove(self, net)
+    }
+    fn rebuild_allow_index(&mut self) -> anyhow::Result<()> {
+        Maps::rebuild_allow_index(self)
     }
     fn write_config(&mut self, cfg: &FilterConfig) -> anyhow::Result<()> {
         Maps::write_config(self, cfg)

@@ -38,6 +38,11 @@ impl PinDir {
         self.root.join("maps").join(map)
     }
 
+    /// Taken by every writer of the allowlist index (`allow_index`).
+    pub fn index_lock_dir(&self) -> PathBuf {
+        self.root.join("index-lock")
+    }
+
     pub fn links_dir(&self) -> PathBuf {
         self.root.join("links")
     }

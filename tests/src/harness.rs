@@ -39,7 +39,7 @@ pub fn sip_config() -> FilterConfig {
 impl Filter {
     pub fn load(config: FilterConfig) -> Filter {
         let mut ebpf = loader::load(None, DEFAULT_SOURCES_CAPACITY).expect("load the XDP program (needs root)");
-        let mut maps = Maps::from_ebpf(&mut ebpf).expect("maps");
+        let mut maps = Maps::from_ebpf(&mut ebpf, None).expect("maps");
         maps.write_config(&config).expect("config");
         Filter { ebpf, maps, events: None }
     }

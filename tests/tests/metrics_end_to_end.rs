@@ -91,7 +91,7 @@ fn metrics_match_the_kernel_and_every_dashboard_and_alert_query_has_data() {
     assert_eq!(sample(&text, "sipxdp_bans_active"), 1.0);
     assert_eq!(sample(&text, "sipxdp_trusted_dropped_packets_total"), 0.0);
     assert_eq!(sample(&text, "sipxdp_allowlist_entries{family=\"ipv4\"}"), 2.0);
-    assert_eq!(sample(&text, "sipxdp_map_capacity{map=\"allow_v4\"}"), 131072.0);
+    assert_eq!(sample(&text, "sipxdp_map_capacity{map=\"allow_v4\"}"), 1048576.0);
     assert_eq!(sample(&text, "sipxdp_map_entries{map=\"bans\"}"), 1.0);
     assert!(sample(&text, "sipxdp_program_runs_total{program=\"ingress\"}") >= 37.0);
     assert!(sample(&text, "sipxdp_program_run_seconds_total{program=\"egress\"}") > 0.0);

@@ -4,7 +4,7 @@
 //! Needs root.
 
 use sip_xdp_common::{
-    maps::{DEFAULT_ACTION_PASS, MODE_MONITOR},
+    maps::{FilterConfig, DEFAULT_ACTION_PASS, MODE_MONITOR},
     Action::{self, *},
     Reason::{self, *},
 };
@@ -309,6 +309,9 @@ fn default_action_pass_lets_strangers_through_but_counts_them() {
 #[test]
 fn per_source_counters() {
     let mut f = trusted_filter();
+    // A deny rule, not no rule: sources no rule covers are not tracked
+    // (see the flood test below).
+    f.rule("198.19.7.0/24", sip_xdp_common::maps::CLASS_DENY, 0);
     let reg = v4_frame(&[], &V4::new(STRANGER, IPPROTO_UDP), &udp(5060, REGISTER));
     let inv = v4_frame(&[], &V4::new(STRANGER, IPPROTO_TCP), &tcp(5061, 0, INVITE));
     let other = v4_frame(&[], &V4::new(STRANGER, IPPROTO_UDP), &udp(53, REGISTER));
@@ -335,4 +338,57 @@ fn per_source_counters() {
     let s6 = f.source(v6src).expect("v6 source");
     assert_eq!((s6.packets, s6.registers, s6.dropped), (1, 0, 1));
     assert!(f.source("198.19.9.9").is_none());
+}
+
+fn register_v4(src: [u8; 4]) -> Vec<u8> {
+    v4_frame(&[], &V4::new(src, IPPROTO_UDP), &udp(5060, REGISTER))
+}
+
+/// Set bits in the allowlist index (IPv4 half, IPv6 half).
+fn index_bits(f: &Filter) -> (u32, u32) {
+    let words = sip_xdp_common::allow_index::INDEX_WORDS;
+    let (mut v4, mut v6) = (0, 0);
+    for i in 0..2 * words {
+        let ones = f.maps.allow_index.words.get(&i, 0).unwrap().count_ones();
+        if i < words { v4 += ones } else { v6 += ones }
+    }
+    (v4, v6)
+}
+
+#[test]
+fn the_allowlist_index_answers_only_for_buckets_no_rule_covers() {
+    let mut f = Filter::load(sip_config());
+    f.allow("198.18.1.7/32");
+    f.allow("2001:db8:1::/48");
+    assert_eq!(index_bits(&f), (1, 1), "one /24 and one hashed /32");
+    check(&mut f, &register_v4([198, 18, 1, 7]), XDP_PASS, Pass, Allowlisted, "the rule");
+    // Same /24: the bit sends it to the trie, which finds no rule.
+    check(&mut f, &register_v4([198, 18, 1, 8]), XDP_DROP, Drop, NotAllowlisted, "same /24, no rule");
+    let v6 = |a: &str| v6_frame(&[], &V6::new(v6_addr(a), IPPROTO_UDP), &udp(5060, REGISTER));
+    check(&mut f, &v6("2001:db8:1:ff::1"), XDP_PASS, Pass, Allowlisted, "inside the /48");
+    check(&mut f, &v6("2001:db8:2::1"), XDP_DROP, Drop, NotAllowlisted, "same /32, no rule");
+    // A removed rule's bit stays (it only costs a trie lookup) until the
+    // index is rebuilt from the tries.
+    f.disallow("198.18.1.7/32");
+    check(&mut f, &register_v4([198, 18, 1, 7]), XDP_DROP, Drop, NotAllowlisted, "removed");
+    assert_eq!(index_bits(&f), (1, 1));
+    f.maps.rebuild_allow_index().unwrap();
+    assert_eq!(index_bits(&f), (0, 1), "rebuilt from the tries");
+    check(&mut f, &v6("2001:db8:1::9"), XDP_PASS, Pass, Allowlisted, "the remaining rule still holds");
+}
+
+#[test]
+fn a_flood_from_sources_no_rule_covers_leaves_the_per_source_table_alone() {
+    // The spoofed flood cannot evict real clients' state from the LRU table;
+    // in monitor mode the per-source view of who would be dropped stays.
+    for (mode, want) in [(0, false), (MODE_MONITOR, true)] {
+        let mut f = Filter::load(FilterConfig { mode, ..sip_config() });
+        f.allow("198.18.1.0/24");
+        for i in 0..50u8 {
+            f.run(&register_v4([198, 19, 8, i]));
+        }
+        f.run(&register_v4([198, 18, 1, 9]));
+        assert_eq!(f.source("198.19.8.3").is_some(), want, "mode {mode}");
+        assert_eq!(f.source("198.18.1.9").map(|s| s.packets), Some(1), "the covered source is tracked");
+    }
 }

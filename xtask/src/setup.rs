@@ -11,10 +11,15 @@ use anyhow::{anyhow, bail, Context as _};
 
 use crate::{run_cmd, step};
 
-/// Debian packages the tests use: the SIP server, clients and attack tools
-/// of the end-to-end layer, Prometheus (server and promtool), and iproute2
-/// for namespaces and veth pairs.
-const DEBIAN_PACKAGES: &[&str] = &["kamailio", "sip-tester", "sipsak", "sipvicious", "prometheus", "iproute2"];
+/// Debian packages the tests and the benchmark use: the SIP server,
+/// clients and attack tools of the end-to-end layer, Prometheus (server and
+/// promtool), iproute2 for namespaces and veth pairs, ethtool for veth
+/// offloads, and what sip-xdp is compared with: nftables, iptables with
+/// ipset, and fail2ban.
+const DEBIAN_PACKAGES: &[&str] = &[
+    "kamailio", "sip-tester", "sipsak", "sipvicious", "prometheus", "iproute2", "ethtool", "nftables", "iptables", "ipset",
+    "fail2ban",
+];
 /// The bpf-linker release known to build against the nightly's LLVM 22.
 const BPF_LINKER_VERSION: &str = "0.13.0";
 /// Where the LLVM symlinks bpf-linker loads at run time live (they must

@@ -195,14 +195,25 @@ impl Lab {
     }
 
     pub fn start_kamailio(&mut self) {
+        self.start_kamailio_logging_to(None);
+    }
+
+    /// Starts Kamailio; with `log`, its log lines go to that file instead
+    /// of the collected output (for fail2ban to read).
+    pub fn start_kamailio_logging_to(&mut self, log: Option<&Path>) {
         let run = self.dir.join("kamailio");
         std::fs::create_dir_all(&run).expect("kamailio dir");
         let run = run.to_str().expect("utf-8").to_string();
         let cfg = fixture("kamailio.cfg");
-        let k = Proc::spawn(
-            "kamailio",
-            Command::new("ip").args(["netns", "exec", &self.edge, "kamailio", "-DD", "-E", "-f"]).arg(&cfg).args(["-Y", &run, "-w", &run, "-m", "32", "-M", "4"]),
-        );
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.edge]);
+        let args = ["-DD", "-E", "-f", cfg.to_str().expect("utf-8"), "-Y", &run, "-w", &run, "-m", "32", "-M", "4"];
+        match log {
+            // The shell only redirects; `exec` leaves Kamailio its process.
+            Some(log) => cmd.args(["sh", "-c", &format!("exec kamailio {} 2>>'{}'", args.join(" "), log.display())]),
+            None => cmd.arg("kamailio").args(args),
+        };
+        let k = Proc::spawn("kamailio", &mut cmd);
         // Ready once it answers an OPTIONS, asked over the edge's loopback
         // (which the filter does not watch).
         let sock = self.udp_in(&self.edge, "127.0.0.1:0");

@@ -37,13 +37,20 @@ enum Task {
     /// Set up if needed, then run every test layer: host tests, verdict
     /// tables (BPF_PROG_TEST_RUN) and end-to-end tests in namespaces.
     Test,
-    /// Set up if needed, then measure the programs' cost per packet against
-    /// a parse-only baseline, and how it scales with the allowlist; writes
-    /// target/bench/report.md and report.json. Needs root.
+    /// Set up if needed, then benchmark: cost per packet against a
+    /// parse-only baseline, allowlist scaling, a veth flood against
+    /// nftables, iptables+ipset and an XDP drop-everything ceiling, time to
+    /// ban against fail2ban, and a trusted trunk's registrations under the
+    /// flood. Writes target/bench/report.md and report.json. Needs root;
+    /// about 20 minutes (--quick: under 3).
     Bench {
-        /// A short run (seconds, few sources): checks the machinery, not the figures.
+        /// A short run (few sources, trials and seconds): checks the
+        /// machinery, not the figures.
         #[arg(long)]
         quick: bool,
+        /// Only these sections (comma-separated, 1-5); the report is partial.
+        #[arg(long)]
+        sections: Option<String>,
     },
     /// Set up if needed, then run a lab of namespaces on this machine
     /// (Kamailio, sip-xdp, Prometheus, a trunk and an attacker) with a live
@@ -75,16 +82,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             std::process::exit(status.code().unwrap_or(1));
         }
         Task::Test => test(&root),
-        Task::Bench { quick } => {
+        Task::Bench { quick, sections } => {
             setup::all()?;
-            build(&root, false)?;
-            step("benchmarking (BPF_PROG_TEST_RUN)");
+            let bin = build(&root, false)?;
+            step("benchmarking");
             let mut cmd = cargo();
             cmd.current_dir(&root).args(["run", "--quiet", "--release", "--package", "sip-xdp-tests", "--bin", "sip-xdp-bench", "--"]);
             if quick {
                 cmd.arg("--quick");
             }
-            run_cmd(&mut cmd)
+            if let Some(sections) = sections {
+                cmd.args(["--sections", &sections]);
+            }
+            run_cmd(cmd.env("SIP_XDP_BIN", &bin))
         }
         Task::Demo { duration } => {
             setup::all()?;
@@ -154,6 +164,8 @@ fn test(root: &Path) -> anyhow::Result<()> {
             .args(["test", "--package", "sip-xdp-tests", "--test", "end_to_end", "--test", "bans_end_to_end", "--test", "metrics_end_to_end", "--test", "toll_fraud_end_to_end"])
             .env("SIP_XDP_BIN", &bin),
     )?;
+    step("benchmark smoke: `cargo xtask bench --quick` runs every section and writes a complete report");
+    run_cmd(cargo().current_dir(root).args(["test", "--package", "sip-xdp-tests", "--test", "bench_smoke", "--", "--nocapture"]).env("SIP_XDP_BIN", &bin))?;
     step("all test layers passed");
     Ok(())
 }

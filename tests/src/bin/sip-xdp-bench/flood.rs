@@ -220,18 +220,17 @@ impl FloodLab {
             }
             Variant::NoFilter => Installed::Nothing,
             Variant::DropAll => {
-                let prog: &mut Xdp = self
-                    .ebpf
-                    .program_mut("sip_xdp_drop_all")
-                    .expect("program")
-                    .try_into()
-                    .expect("XDP");
+                let prog = self.drop_all();
                 let link = in_netns_pinned(&edge, GENERATOR_CPU, || {
                     prog.attach(&edge_if, XdpMode::Driver).expect("attach drop-all")
                 });
                 Installed::XdpLink(link)
             }
         }
+    }
+
+    fn drop_all(&mut self) -> &mut Xdp {
+        self.ebpf.program_mut("sip_xdp_drop_all").expect("program").try_into().expect("XDP")
     }
 
     /// Undoes [`FloodLab::install`], leaving the edge unfiltered.
@@ -243,13 +242,7 @@ impl FloodLab {
                 proc.wait_exit(Duration::from_secs(30));
             }
             Installed::XdpLink(link) => {
-                let prog: &mut Xdp = self
-                    .ebpf
-                    .program_mut("sip_xdp_drop_all")
-                    .expect("program")
-                    .try_into()
-                    .expect("XDP");
-                prog.detach(link).expect("detach drop-all");
+                self.drop_all().detach(link).expect("detach drop-all");
             }
             Installed::Rules => {
                 let _ = Command::new("ip")

@@ -43,6 +43,9 @@ fn edge_filter() -> Filter {
     );
     f.rule("198.18.1.0/24", CLASS_TRUSTED, 0);
     f.rule("203.0.113.0/24", CLASS_LIMITED, 0);
+    // Banned customers: a rule covers them, so the ban table is asked (a
+    // banned source no rule covers takes the flood path instead).
+    f.rule("203.0.114.0/24", CLASS_LIMITED, 0);
     f.rule("2001:db8:1::/48", CLASS_TRUSTED, 0);
     f.maps
         .write_dest_rules(&destination_rules(&["252", "224", "881", "882"], &[]))
@@ -59,7 +62,7 @@ fn edge_filter() -> Filter {
             announced: 1,
             ..BanEntry::default()
         };
-        f.set_ban(&format!("198.19.200.{i}"), ban);
+        f.set_ban(&format!("203.0.114.{i}"), ban);
     }
     f
 }
@@ -85,7 +88,7 @@ fn classes(sources: usize) -> Vec<(&'static str, Vec<Vec<u8>>)> {
         ),
         ("trusted REGISTER", each(&|i| v4_udp([198, 18, 1, n(i)], 5060, REGISTER))),
         ("limited REGISTER", each(&|i| v4_udp([203, 0, 113, n(i)], 5060, REGISTER))),
-        ("banned source", each(&|i| v4_udp([198, 19, 200, n(i)], 5060, REGISTER))),
+        ("banned source (a customer)", each(&|i| v4_udp([203, 0, 114, n(i)], 5060, REGISTER))),
         (
             "INVITE with destination lookup",
             each(&|i| v4_udp([203, 0, 113, n(i)], 5060, invite)),

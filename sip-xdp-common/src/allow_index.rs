@@ -14,6 +14,8 @@
 //! lookup. A v6 rule shorter than /16 covers too many /32s to list and sets
 //! every bit.
 
+use crate::maps::is_v4_mapped;
+
 /// Bits per family.
 pub const INDEX_BUCKETS: u32 = 1 << 24;
 /// `u64` words per family. The index map holds IPv4's words, then IPv6's:
@@ -27,10 +29,7 @@ pub const INDEX_MAP_WORDS: u32 = 2 * INDEX_WORDS;
 /// IPv6, as the kernel keys sources).
 #[inline(always)]
 pub fn slot(addr: &[u8; 16]) -> (u32, u64) {
-    let v4_mapped = addr[0] | addr[1] | addr[2] | addr[3] | addr[4] | addr[5] | addr[6] | addr[7] | addr[8] | addr[9] == 0
-        && addr[10] == 0xff
-        && addr[11] == 0xff;
-    if v4_mapped {
+    if is_v4_mapped(addr) {
         position(v4_bucket([addr[12], addr[13], addr[14], addr[15]]))
     } else {
         let (word, bit) = position(v6_bucket(addr));

@@ -424,6 +424,12 @@ pub const fn v4_mapped(a: [u8; 4]) -> [u8; 16] {
     [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, a[0], a[1], a[2], a[3]]
 }
 
+/// Whether a source key is an IPv4 address (IPv4-mapped IPv6).
+#[inline(always)]
+pub fn is_v4_mapped(a: &SourceKey) -> bool {
+    a[0] | a[1] | a[2] | a[3] | a[4] | a[5] | a[6] | a[7] | a[8] | a[9] == 0 && a[10] == 0xff && a[11] == 0xff
+}
+
 #[cfg(feature = "user")]
 mod pod {
     use super::*;

@@ -6,7 +6,7 @@ use sip_xdp_common::{
     allow_index::slot,
     limits::{next_ban, should_ban},
     maps::{
-        AllowValue, Event, FilterConfig, SourceKey, CLASS_TRUSTED, COUNT_EVENTS_LOST, EVENT_BAN, EVENT_WOULD_BAN,
+        is_v4_mapped, AllowValue, Event, FilterConfig, SourceKey, CLASS_TRUSTED, COUNT_EVENTS_LOST, EVENT_BAN, EVENT_WOULD_BAN,
         MODE_MONITOR,
     },
 };
@@ -37,11 +37,6 @@ pub fn may_have_rule(addr: &SourceKey) -> bool {
         Some(bits) => bits & bit != 0,
         None => true,
     }
-}
-
-#[inline(always)]
-fn is_v4_mapped(a: &SourceKey) -> bool {
-    a[0] | a[1] | a[2] | a[3] | a[4] | a[5] | a[6] | a[7] | a[8] | a[9] == 0 && a[10] == 0xff && a[11] == 0xff
 }
 
 /// Bans `addr` (or, in monitor mode, reports that it would have) and tells

@@ -19,7 +19,7 @@ use sip_xdp_common::{
     maps::{
         AllowValue, AuthState, BanEntry, Counter, FilterConfig, FragKey, FragVerdict, RateProfile, SourceKey,
         SourceStats, ALLOW_INDEX_MAP, ALLOW_V4_MAP, ALLOW_V6_MAP, AUTH_MAP, BANS_MAP, CLASS_TRUSTED, CONFIG_MAP, COUNTS_MAP,
-        DEST_COUNTS_MAP, DEST_RULES_MAP, FINGERPRINTS_MAP, FRAGS_MAP, INTL_BLOCKS_MAP, ORIGIN_CONFIG, ORIGIN_RUNTIME, PROFILES_MAP, SOURCES_MAP,
+        DEST_COUNTS_MAP, DEST_RULES_MAP, FINGERPRINTS_MAP, FRAGS_MAP, INTL_BLOCKS_MAP, ORIGIN_CONFIG, PINNED_MAPS, ORIGIN_RUNTIME, PROFILES_MAP, SOURCES_MAP,
         STATS_MAP, DestRule,
     },
 };
@@ -44,25 +44,6 @@ pub struct Maps {
     pub intl_blocks: HashMap<MapData, SourceKey, u64>,
 }
 
-/// The maps `Maps` holds, in `from_parts` order.
-const HELD_MAPS: [&str; 15] = [
-    CONFIG_MAP,
-    ALLOW_V4_MAP,
-    ALLOW_V6_MAP,
-    ALLOW_INDEX_MAP,
-    STATS_MAP,
-    SOURCES_MAP,
-    PROFILES_MAP,
-    BANS_MAP,
-    AUTH_MAP,
-    FRAGS_MAP,
-    COUNTS_MAP,
-    DEST_RULES_MAP,
-    DEST_COUNTS_MAP,
-    FINGERPRINTS_MAP,
-    INTL_BLOCKS_MAP,
-];
-
 /// One row of the global counters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StatRow {
@@ -76,7 +57,7 @@ impl Maps {
     /// pinned there), allowlist writes take the pin dir's index lock.
     pub fn from_ebpf(ebpf: &mut Ebpf, pins: Option<&PinDir>) -> anyhow::Result<Maps> {
         let mut maps = Vec::new();
-        for name in HELD_MAPS {
+        for name in PINNED_MAPS {
             maps.push(ebpf.take_map(name).ok_or_else(|| anyhow!("the program has no map {name}"))?);
         }
         Maps::from_parts(maps, pins)
@@ -86,7 +67,7 @@ impl Maps {
     pub fn open(pins: &PinDir) -> anyhow::Result<Maps> {
         pins.require_instance()?;
         let mut maps = Vec::new();
-        for name in HELD_MAPS {
+        for name in PINNED_MAPS {
             let path = pins.map_path(name);
             let data = MapData::from_pin(&path).with_context(|| format!("cannot open {}", path.display()))?;
             maps.push(Map::from_map_data(data)?);
@@ -95,8 +76,9 @@ impl Maps {
     }
 
     fn from_parts(maps: Vec<Map>, pins: Option<&PinDir>) -> anyhow::Result<Maps> {
-        let [config, v4, v6, index, stats, sources, profiles, bans, auth, frags, counts, dest_rules, dest_counts, fingerprints, intl_blocks]: [Map; 15] =
-            maps.try_into().map_err(|_| anyhow!("expected {} maps", HELD_MAPS.len()))?;
+        // In `PINNED_MAPS` order.
+        let [config, v4, v6, index, stats, sources, frags, profiles, bans, auth, counts, dest_rules, dest_counts, fingerprints, intl_blocks]: [Map; 15] =
+            maps.try_into().map_err(|_| anyhow!("expected {} maps", PINNED_MAPS.len()))?;
         Ok(Maps {
             config: config.try_into().context(CONFIG_MAP)?,
             allow_v4: v4.try_into().context(ALLOW_V4_MAP)?,

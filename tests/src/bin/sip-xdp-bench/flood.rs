@@ -137,12 +137,12 @@ impl FloodLab {
     }
 
     /// The sip-xdp config of the flood: the edge's stranger-facing
-    /// interface, default deny, the allowlist trusted, `extra` appended.
-    pub fn config(&self, extra: &str) -> String {
+    /// interface, default deny, the allowlist trusted.
+    pub fn config(&self) -> String {
         let trunk = format!("{UNDER_FLOOD_TRUNK}/32");
         let cidrs: Vec<String> = self.allowlist.iter().chain([&trunk]).map(|c| format!("\"{c}\"")).collect();
         format!(
-            "interfaces = [\"{}\"]\n[filter]\nports = [5060, 5061]\ndefault_class = \"deny\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n[[rule]]\nclass = \"trusted\"\ncidrs = [{}]\n{extra}",
+            "interfaces = [\"{}\"]\n[filter]\nports = [5060, 5061]\ndefault_class = \"deny\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n[[rule]]\nclass = \"trusted\"\ncidrs = [{}]\n",
             self.lab.edge_stranger_if,
             cidrs.join(", ")
         )
@@ -155,7 +155,7 @@ impl FloodLab {
         match variant {
             Variant::SipXdpNative | Variant::SipXdpSkb => {
                 let mode = if variant == Variant::SipXdpNative { "native" } else { "skb" };
-                let path = self.lab.write_config("flood.toml", &self.config(""));
+                let path = self.lab.write_config("flood.toml", &self.config());
                 let mut proc = self.lab.spawn_controller(&path, &["--xdp-mode", mode]);
                 proc.wait_for("filtering;", Duration::from_secs(60));
                 Installed::Controller(proc)

@@ -11,9 +11,6 @@ fn main() -> anyhow::Result<()> {
         .join("sip-xdp-ebpf");
     let root_dir = ebpf_dir.to_str().ok_or_else(|| anyhow!("non-UTF-8 path {}", ebpf_dir.display()))?;
     println!("cargo:rerun-if-changed={}", ebpf_dir.join("../sip-xdp-common").display());
-    aya_build::build_ebpf(
-        [Package { name: "sip-xdp-ebpf", root_dir, ..Default::default() }],
-        Toolchain::default(),
-    )
-    .context("building the eBPF program failed; run `cargo xtask setup` to install rust-src and bpf-linker")
+    aya_build::build_ebpf([Package { name: "sip-xdp-ebpf", root_dir, ..Default::default() }], Toolchain::default())
+        .context("building the eBPF program failed; run `cargo xtask setup` to install rust-src and bpf-linker")
 }

@@ -14,7 +14,7 @@
 //! lookup. A v6 rule shorter than /16 covers too many /32s to list and sets
 //! every bit.
 
-use crate::maps::is_v4_mapped;
+use crate::map_types::is_v4_mapped;
 
 /// Bits per family.
 pub const INDEX_BUCKETS: u32 = 1 << 24;

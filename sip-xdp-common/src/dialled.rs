@@ -103,7 +103,10 @@ pub enum Dialled {
     National,
     /// E.164 digits (country code first) in `digits[..len]`; the scan may
     /// have stopped at the window's end, which prefix matching tolerates.
-    International { digits: [u8; MAX_DIGITS], len: u8 },
+    International {
+        digits: [u8; MAX_DIGITS],
+        len: u8,
+    },
     /// The window ended before enough digits to know the country (padding
     /// with visual separators, say): the policy must not let it through.
     Unverifiable,
@@ -130,7 +133,11 @@ pub fn dialled(scan: &NumberScan, prefixes: &IntlPrefixes) -> Dialled {
     let mut p = 0;
     while p < MAX_INTL_PREFIXES {
         let n = prefixes.lens[p] as usize;
-        if n > 0 && n <= MAX_INTL_PREFIX_LEN && (scan.len as usize) > n && starts_with(&scan.digits, &prefixes.digits[p], n) {
+        if n > 0
+            && n <= MAX_INTL_PREFIX_LEN
+            && (scan.len as usize) > n
+            && starts_with(&scan.digits, &prefixes.digits[p], n)
+        {
             let mut digits = [0u8; MAX_DIGITS];
             let mut i = 0;
             while i + n < MAX_DIGITS {
@@ -221,7 +228,11 @@ mod tests {
     fn national_numbers_and_names() {
         assert_eq!(number("INVITE sip:0612345678@pbx SIP/2.0\r\n"), Some((false, String::new())));
         assert_eq!(number("INVITE sip:100@pbx SIP/2.0\r\n"), Some((false, String::new())));
-        assert_eq!(number("INVITE sip:00@pbx SIP/2.0\r\n"), Some((false, String::new())), "a prefix alone dials nothing abroad");
+        assert_eq!(
+            number("INVITE sip:00@pbx SIP/2.0\r\n"),
+            Some((false, String::new())),
+            "a prefix alone dials nothing abroad"
+        );
         assert_eq!(number("INVITE sip:alice@pbx SIP/2.0\r\n"), None);
         assert_eq!(number("INVITE sip:@pbx SIP/2.0\r\n"), None);
         assert_eq!(number("INVITE sip:+@pbx SIP/2.0\r\n"), None);

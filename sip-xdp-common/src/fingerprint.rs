@@ -5,7 +5,10 @@
 //! (one offset per step), then try one (fingerprint, offset) pair per step.
 //! Matching is case-insensitive; fingerprints are stored lower-case.
 
-use crate::sip::{at, RESPONSE_SCAN};
+use crate::{
+    pod::impl_pod,
+    scan::{at, RESPONSE_SCAN},
+};
 
 /// Bytes of a request searched for the header.
 pub const UA_SCAN: usize = RESPONSE_SCAN;
@@ -27,6 +30,8 @@ pub struct Fingerprint {
     /// Lower-case.
     pub bytes: [u8; FINGERPRINT_LEN],
 }
+
+impl_pod!(Fingerprint);
 
 impl Fingerprint {
     pub fn new(text: &str) -> Option<Fingerprint> {
@@ -145,7 +150,10 @@ mod tests {
         let fps = defaults();
         assert_eq!(user_agent_match(&request("User-Agent: friendly-scanner\r\n"), &fps), Some(0));
         assert_eq!(user_agent_match(&request("user-agent:FRIENDLY-SCANNER\r\n"), &fps), Some(0));
-        assert_eq!(user_agent_match(&request("From: <sip:x@y>\r\nUSER-AGENT :  SIPVicious 0.3.4\r\nTo: <sip:x@y>\r\n"), &fps), Some(1));
+        assert_eq!(
+            user_agent_match(&request("From: <sip:x@y>\r\nUSER-AGENT :  SIPVicious 0.3.4\r\nTo: <sip:x@y>\r\n"), &fps),
+            Some(1)
+        );
         assert_eq!(user_agent_match(&request("User-Agent: Mozilla/5.0 VaxSIPUserAgent/3.1\r\n"), &fps), Some(3));
         assert_eq!(user_agent_match(&request("User-Agent:\tsip-scan\r\n"), &fps), Some(7));
     }

@@ -5,15 +5,31 @@
 //! the kernel (compiled to BPF) and on the host, where it is unit-tested. The
 //! kernel program gathers inputs (parsed headers, map lookups) and applies the
 //! verdict; the decision itself lives in [`verdict`].
+//!
+//! By role: [`registry`] lists every map; [`kernel_config`], [`rules`],
+//! [`bans`], [`events`], [`map_types`] and [`counts`] are what the maps
+//! hold; [`reasons`] are the verdicts' labels; [`sip`], [`dialled`] and
+//! [`fingerprint`] read SIP; [`verdict`], [`limits`] and [`allow_index`] decide.
 #![no_std]
 
+mod closed_set;
+mod pod;
+
 pub mod allow_index;
-pub mod counters;
+pub mod bans;
+pub mod counts;
 pub mod dialled;
+pub mod events;
 pub mod fingerprint;
+pub mod kernel_config;
 pub mod limits;
-pub mod maps;
+pub mod map_types;
+pub mod reasons;
+pub mod registry;
+pub mod rules;
+pub mod scan;
 pub mod sip;
 pub mod verdict;
 
-pub use counters::{Action, Reason};
+pub use closed_set::ClosedSet;
+pub use reasons::{Action, Reason};

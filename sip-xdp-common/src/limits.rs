@@ -6,7 +6,9 @@
 //! integer-only and exact.
 
 use crate::{
-    maps::{AuthState, BanEntry, FilterConfig, RateProfile, SourceStats, BAN_ACTIVE, NS_PER_SEC},
+    bans::{AuthState, BanEntry, BanReason, BanState},
+    kernel_config::{FilterConfig, NS_PER_SEC},
+    map_types::{RateProfile, SourceStats},
     sip::SipKind,
 };
 
@@ -50,7 +52,8 @@ pub fn charge(stats: &mut SourceStats, profile: &RateProfile, kind: SipKind, now
         if elapsed > MAX_REFILL_NS {
             elapsed = MAX_REFILL_NS;
         }
-        stats.register_tokens = refill(stats.register_tokens, profile.register_per_sec, profile.register_burst, elapsed);
+        stats.register_tokens =
+            refill(stats.register_tokens, profile.register_per_sec, profile.register_burst, elapsed);
         stats.request_tokens = refill(stats.request_tokens, profile.requests_per_sec, profile.requests_burst, elapsed);
         stats.invite_tokens = refill(stats.invite_tokens, profile.invite_per_sec, profile.invite_burst, elapsed);
     }
@@ -125,7 +128,7 @@ pub fn should_ban(previous: Option<&BanEntry>, now_ns: u64) -> bool {
 /// to the maximum; a source with no ban for a whole maximum duration starts
 /// over.
 #[inline(always)]
-pub fn next_ban(previous: Option<&BanEntry>, reason: u8, cfg: &FilterConfig, now_ns: u64) -> BanEntry {
+pub fn next_ban(previous: Option<&BanEntry>, reason: BanReason, cfg: &FilterConfig, now_ns: u64) -> BanEntry {
     let prior = match previous {
         Some(b) if now_ns.saturating_sub(b.expires_ns) < cfg.ban_max_duration_ns => b.offenses,
         _ => 0,
@@ -140,8 +143,8 @@ pub fn next_ban(previous: Option<&BanEntry>, reason: u8, cfg: &FilterConfig, now
         banned_at_ns: now_ns,
         dropped: 0,
         offenses: prior + 1,
-        reason,
-        state: BAN_ACTIVE,
+        reason: reason as u8,
+        state: BanState::Active as u8,
         announced: 1,
         _pad: 0,
     }
@@ -150,12 +153,18 @@ pub fn next_ban(previous: Option<&BanEntry>, reason: u8, cfg: &FilterConfig, now
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::maps::{BAN_EXPIRED, BAN_REASON_AUTH, BAN_REASON_RATE};
 
     const S: u64 = NS_PER_SEC;
 
     fn profile() -> RateProfile {
-        RateProfile { register_per_sec: 5, register_burst: 20, requests_per_sec: 50, requests_burst: 200, invite_per_sec: 1, invite_burst: 2 }
+        RateProfile {
+            register_per_sec: 5,
+            register_burst: 20,
+            requests_per_sec: 50,
+            requests_burst: 200,
+            invite_per_sec: 1,
+            invite_burst: 2,
+        }
     }
 
     #[test]
@@ -186,7 +195,14 @@ mod tests {
 
     #[test]
     fn registers_count_against_the_request_budget_too() {
-        let p = RateProfile { register_per_sec: 100, register_burst: 100, requests_per_sec: 1, requests_burst: 3, invite_per_sec: 100, invite_burst: 100 };
+        let p = RateProfile {
+            register_per_sec: 100,
+            register_burst: 100,
+            requests_per_sec: 1,
+            requests_burst: 3,
+            invite_per_sec: 100,
+            invite_burst: 100,
+        };
         let mut s = SourceStats::default();
         for _ in 0..3 {
             assert_eq!(charge(&mut s, &p, SipKind::Register, S), RateOutcome::Within);
@@ -236,35 +252,38 @@ mod tests {
 
     #[test]
     fn no_second_ban_while_one_is_in_force() {
-        let cfg = FilterConfig::EMPTY;
-        let ban = next_ban(None, BAN_REASON_AUTH, &cfg, 1000 * S);
+        let cfg = FilterConfig { ban_duration_ns: 600 * S, ban_max_duration_ns: 86_400 * S, ..FilterConfig::EMPTY };
+        let ban = next_ban(None, BanReason::Auth, &cfg, 1000 * S);
         assert!(should_ban(None, 1000 * S));
         assert!(!should_ban(Some(&ban), 1001 * S));
         assert!(should_ban(Some(&ban), ban.expires_ns));
         let mut expired = ban;
-        expired.state = BAN_EXPIRED;
+        expired.state = BanState::Expired as u8;
         assert!(should_ban(Some(&expired), 1001 * S));
     }
 
     #[test]
     fn repeat_offenders_get_doubling_bans_up_to_the_maximum() {
         let cfg = FilterConfig { ban_duration_ns: 600 * S, ban_max_duration_ns: 3000 * S, ..FilterConfig::EMPTY };
-        let first = next_ban(None, BAN_REASON_AUTH, &cfg, 1000 * S);
-        assert_eq!((first.expires_ns - first.banned_at_ns, first.offenses, first.state), (600 * S, 1, BAN_ACTIVE));
+        let first = next_ban(None, BanReason::Auth, &cfg, 1000 * S);
+        assert_eq!(
+            (first.expires_ns - first.banned_at_ns, first.offenses, first.state),
+            (600 * S, 1, BanState::Active as u8)
+        );
         let mut history = first;
-        history.state = BAN_EXPIRED;
-        let second = next_ban(Some(&history), BAN_REASON_RATE, &cfg, history.expires_ns + S);
+        history.state = BanState::Expired as u8;
+        let second = next_ban(Some(&history), BanReason::Rate, &cfg, history.expires_ns + S);
         assert_eq!((second.expires_ns - second.banned_at_ns, second.offenses), (1200 * S, 2));
-        let third = next_ban(Some(&second), BAN_REASON_RATE, &cfg, second.expires_ns + S);
+        let third = next_ban(Some(&second), BanReason::Rate, &cfg, second.expires_ns + S);
         assert_eq!(third.expires_ns - third.banned_at_ns, 2400 * S);
-        let fourth = next_ban(Some(&third), BAN_REASON_RATE, &cfg, third.expires_ns + S);
+        let fourth = next_ban(Some(&third), BanReason::Rate, &cfg, third.expires_ns + S);
         assert_eq!(fourth.expires_ns - fourth.banned_at_ns, 3000 * S, "capped");
         let mut many = fourth;
         many.offenses = 60;
-        let capped = next_ban(Some(&many), BAN_REASON_RATE, &cfg, many.expires_ns + S);
+        let capped = next_ban(Some(&many), BanReason::Rate, &cfg, many.expires_ns + S);
         assert_eq!(capped.expires_ns - capped.banned_at_ns, 3000 * S, "no overflow");
         // Quiet for a whole maximum duration: forgiven.
-        let fresh = next_ban(Some(&fourth), BAN_REASON_RATE, &cfg, fourth.expires_ns + 3000 * S);
+        let fresh = next_ban(Some(&fourth), BanReason::Rate, &cfg, fourth.expires_ns + 3000 * S);
         assert_eq!((fresh.expires_ns - fresh.banned_at_ns, fresh.offenses), (600 * S, 1));
     }
 }

@@ -31,23 +31,8 @@ pub enum SipKind {
 }
 
 impl SipKind {
-    /// The `COUNT_REQ_*` slot of a request.
-    pub const fn request_slot(self) -> Option<u32> {
-        use crate::maps::{COUNT_REQ_INVITE, COUNT_REQ_OPTIONS, COUNT_REQ_OTHER, COUNT_REQ_REGISTER};
-        match self {
-            SipKind::Register => Some(COUNT_REQ_REGISTER),
-            SipKind::Invite => Some(COUNT_REQ_INVITE),
-            SipKind::Options => Some(COUNT_REQ_OPTIONS),
-            SipKind::OtherRequest => Some(COUNT_REQ_OTHER),
-            SipKind::NotSip | SipKind::Response => None,
-        }
-    }
-
     pub const fn is_request(self) -> bool {
-        matches!(
-            self,
-            SipKind::Register | SipKind::Invite | SipKind::Options | SipKind::OtherRequest
-        )
+        matches!(self, SipKind::Register | SipKind::Invite | SipKind::Options | SipKind::OtherRequest)
     }
 }
 
@@ -170,8 +155,9 @@ pub fn status_code(window: &[u8; SIP_WINDOW]) -> Option<u16> {
     Some((a - b'0') as u16 * 100 + (b - b'0') as u16 * 10 + (c - b'0') as u16)
 }
 
-/// Bytes of a response the egress program scans for its CSeq header.
-pub const RESPONSE_SCAN: usize = 512;
+use crate::scan::at;
+pub use crate::scan::RESPONSE_SCAN;
+
 /// Longest run of spaces, or of CSeq digits, that the scan skips.
 const MAX_RUN: usize = 12;
 
@@ -203,19 +189,6 @@ pub fn cseq_header_at(buf: &[u8; RESPONSE_SCAN], i: usize) -> bool {
         && at(buf, i + 2) | 0x20 == b's'
         && at(buf, i + 3) | 0x20 == b'e'
         && at(buf, i + 4) | 0x20 == b'q'
-}
-
-/// `buf[i]`, or 0 past the end. The index is masked on an opaque copy so
-/// that the BPF verifier sees the bound on the very register that forms the
-/// address (LLVM would otherwise drop the mask as implied by the check, and
-/// check a different register than the one it loads through).
-#[inline(always)]
-pub(crate) fn at(buf: &[u8; RESPONSE_SCAN], i: usize) -> u8 {
-    const _: () = assert!(RESPONSE_SCAN.is_power_of_two());
-    if i >= RESPONSE_SCAN {
-        return 0;
-    }
-    buf[core::hint::black_box(i) & (RESPONSE_SCAN - 1)]
 }
 
 /// After the header name: `*WSP ":" *WSP 1*DIGIT 1*WSP "REGISTER"`.
@@ -302,7 +275,9 @@ mod tests {
 
     #[test]
     fn other_requests() {
-        for m in ["BYE", "ACK", "CANCEL", "SUBSCRIBE", "NOTIFY", "MESSAGE", "PUBLISH", "INFO", "PRACK", "UPDATE", "REFER"] {
+        for m in
+            ["BYE", "ACK", "CANCEL", "SUBSCRIBE", "NOTIFY", "MESSAGE", "PUBLISH", "INFO", "PRACK", "UPDATE", "REFER"]
+        {
             let line = format!("{m} sip:alice@example.net SIP/2.0\r\n");
             assert_eq!(classify_bytes(line.as_bytes()), OtherRequest, "{m}");
         }
@@ -320,7 +295,14 @@ mod tests {
         assert_eq!(status_code_bytes(b"SIP/2.0 403\r\n"), Some(403));
         assert_eq!(status_code_bytes(b"SIP/2.0 699 x"), Some(699));
         assert_eq!(status_code_bytes(b"REGISTER sip:x SIP/2.0"), None);
-        for bad in [&b"SIP/2.0 099 Nope"[..], b"SIP/2.0 700 Nope", b"SIP/2.0 2000 OK", b"SIP/2.0 20", b"SIP/1.0 200 OK", b"SIP/2.0 2x0 OK"] {
+        for bad in [
+            &b"SIP/2.0 099 Nope"[..],
+            b"SIP/2.0 700 Nope",
+            b"SIP/2.0 2000 OK",
+            b"SIP/2.0 20",
+            b"SIP/1.0 200 OK",
+            b"SIP/2.0 2x0 OK",
+        ] {
             assert_eq!(classify_bytes(bad), NotSip, "{:?}", core::str::from_utf8(bad));
         }
     }
@@ -364,7 +346,9 @@ mod tests {
 
     #[test]
     fn cseq_method_of_responses() {
-        let ok = |cseq: &str| format!("SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 198.18.2.2\r\n{cseq}\r\nContent-Length: 0\r\n\r\n");
+        let ok = |cseq: &str| {
+            format!("SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 198.18.2.2\r\n{cseq}\r\nContent-Length: 0\r\n\r\n")
+        };
         assert!(cseq_is_register_bytes(ok("CSeq: 2 REGISTER").as_bytes()));
         assert!(cseq_is_register_bytes(ok("cseq:2  REGISTER").as_bytes()));
         assert!(cseq_is_register_bytes(ok("CSEQ :\t17\tREGISTER").as_bytes()));

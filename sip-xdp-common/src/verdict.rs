@@ -4,10 +4,11 @@
 //! host tests cover the function exhaustively.
 
 use crate::{
-    counters::{Action, Reason},
     dialled::Dialled,
+    kernel_config::{DefaultAction, FilterConfig},
     limits::RateOutcome,
-    maps::{DestRule, FilterConfig, FragVerdict, DEFAULT_ACTION_PASS, DEST_ALLOW, DEST_BLOCK, MODE_MONITOR},
+    map_types::{DestAction, DestRule, FragVerdict},
+    reasons::{Action, Reason},
 };
 
 /// What the ban table, the rules and the rate limits say of a source
@@ -50,8 +51,8 @@ pub fn judge_destination(dialled: &Dialled, rule: Option<&DestRule>, allow_only:
         Dialled::NotANumber | Dialled::National => DestVerdict::Pass,
         Dialled::Unverifiable => DestVerdict::NotAllowed,
         Dialled::International { .. } => match rule {
-            Some(r) if r.action == DEST_BLOCK => DestVerdict::Blocked(r.id),
-            Some(r) if r.action == DEST_ALLOW => DestVerdict::Pass,
+            Some(r) if r.is(DestAction::Block) => DestVerdict::Blocked(r.id),
+            Some(r) if r.is(DestAction::Allow) => DestVerdict::Pass,
             _ if allow_only => DestVerdict::NotAllowed,
             _ => DestVerdict::Pass,
         },
@@ -114,7 +115,7 @@ pub fn decide(packet: Packet, cfg: &FilterConfig) -> Verdict {
             Source::Banned => drop(cfg, Reason::Banned),
             Source::Trusted => Verdict::new(Action::Pass, Reason::Allowlisted),
             Source::Denied => drop(cfg, Reason::Denied),
-            Source::Unmatched if cfg.default_action == DEFAULT_ACTION_PASS => {
+            Source::Unmatched if cfg.default_action == DefaultAction::Pass as u8 => {
                 Verdict::new(Action::Pass, Reason::NotAllowlisted)
             }
             Source::Unmatched => drop(cfg, Reason::NotAllowlisted),
@@ -136,14 +137,14 @@ pub fn decide(packet: Packet, cfg: &FilterConfig) -> Verdict {
 /// A drop, or in monitor mode a would-be drop.
 #[inline(always)]
 fn drop(cfg: &FilterConfig, reason: Reason) -> Verdict {
-    let action = if cfg.mode == MODE_MONITOR { Action::WouldDrop } else { Action::Drop };
+    let action = if cfg.monitor() { Action::WouldDrop } else { Action::Drop };
     Verdict::new(action, reason)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::maps::{DEFAULT_ACTION_DROP, MODE_ENFORCE};
+    use crate::kernel_config::Mode;
     use Action::*;
     use Reason::*;
 
@@ -177,7 +178,7 @@ mod tests {
     #[test]
     fn verdict_table() {
         let expect = |p: Packet, default_action: u8, mode: u8| -> (Action, Reason) {
-            let monitor = mode == MODE_MONITOR;
+            let monitor = mode == Mode::Monitor as u8;
             let dropped = if monitor { WouldDrop } else { Drop };
             match p {
                 Packet::NonIp => (Pass, NonIp),
@@ -190,7 +191,9 @@ mod tests {
                 Packet::ToSipPort(Source::Banned) => (dropped, Banned),
                 Packet::ToSipPort(Source::Trusted) => (Pass, Allowlisted),
                 Packet::ToSipPort(Source::Denied) => (dropped, Denied),
-                Packet::ToSipPort(Source::Unmatched) if default_action == DEFAULT_ACTION_PASS => (Pass, NotAllowlisted),
+                Packet::ToSipPort(Source::Unmatched) if default_action == DefaultAction::Pass as u8 => {
+                    (Pass, NotAllowlisted)
+                }
                 Packet::ToSipPort(Source::Unmatched) => (dropped, NotAllowlisted),
                 Packet::ToSipPort(Source::Limited(RateOutcome::Within)) => (Pass, Limited),
                 Packet::ToSipPort(Source::Limited(RateOutcome::RegisterExceeded)) => (dropped, RegisterRate),
@@ -204,8 +207,8 @@ mod tests {
             }
         };
         for p in ALL_PACKETS {
-            for da in [DEFAULT_ACTION_DROP, DEFAULT_ACTION_PASS] {
-                for mode in [MODE_ENFORCE, MODE_MONITOR] {
+            for da in [DefaultAction::Drop as u8, DefaultAction::Pass as u8] {
+                for mode in [Mode::Enforce as u8, Mode::Monitor as u8] {
                     let v = decide(p, &cfg(da, mode));
                     assert_eq!((v.action, v.reason), expect(p, da, mode), "{p:?} da={da} mode={mode}");
                 }
@@ -219,8 +222,8 @@ mod tests {
             if matches!(p, Packet::LaterFragment(Some(_))) {
                 continue; // follows what its first fragment got
             }
-            for da in [DEFAULT_ACTION_DROP, DEFAULT_ACTION_PASS] {
-                assert!(decide(p, &cfg(da, MODE_MONITOR)).action.passes(), "{p:?}");
+            for da in [DefaultAction::Drop as u8, DefaultAction::Pass as u8] {
+                assert!(decide(p, &cfg(da, Mode::Monitor as u8)).action.passes(), "{p:?}");
             }
         }
     }
@@ -228,8 +231,8 @@ mod tests {
     #[test]
     fn destination_policy_table() {
         let intl = Dialled::International { digits: [b'2'; 20], len: 11 };
-        let block = DestRule { action: DEST_BLOCK, id: 7, ..DestRule::default() };
-        let allow = DestRule { action: DEST_ALLOW, id: 8, ..DestRule::default() };
+        let block = DestRule { action: DestAction::Block as u8, id: 7, ..DestRule::default() };
+        let allow = DestRule { action: DestAction::Allow as u8, id: 8, ..DestRule::default() };
         for allow_only in [false, true] {
             assert_eq!(judge_destination(&Dialled::NotANumber, Some(&block), allow_only), DestVerdict::Pass);
             assert_eq!(judge_destination(&Dialled::National, Some(&block), allow_only), DestVerdict::Pass);

@@ -2,22 +2,21 @@
 //! Request-URI (one `bpf_loop` step per byte, so the verifier checks the
 //! scan once) and matched against the digit trie of block and allow rules.
 
-use aya_ebpf::{
-    bindings::xdp_md,
-    helpers::generated::bpf_loop,
-    maps::lpm_trie::Key,
-    programs::XdpContext,
-};
+use aya_ebpf::{bindings::xdp_md, helpers::generated::bpf_loop, maps::lpm_trie::Key, programs::XdpContext};
 use core::ffi::c_void;
 use sip_xdp_common::{
-    counters::Reason,
+    counts::COUNT_EVENTS_LOST,
     dialled::{dialled, invite_user_start, Dialled, NumberScan, INVITE_WINDOW, MAX_DIGITS},
-    maps::{FilterConfig, SourceKey, SourceStats, COUNT_EVENTS_LOST, EVENT_DEST_BLOCK},
+    events::{Event, EventKind},
+    map_types::{SourceKey, SourceStats},
+    reasons::Reason,
     verdict::{judge_destination, DestVerdict},
 };
 
-use crate::packet::copy_payload;
-use crate::maps::{count, SIP_DEST_COUNTS, SIP_DEST_RULES, SIP_EVENTS, SIP_INTL_BLOCKS, SIP_INVITE_BUF};
+use crate::{
+    maps::{add, config, count, SIP_DEST_COUNTS, SIP_DEST_RULES, SIP_EVENTS, SIP_INTL_BLOCKS, SIP_INVITE_BUF},
+    packet::copy_payload,
+};
 
 /// The scan and where it started, for the `bpf_loop` callback.
 #[repr(C)]
@@ -28,7 +27,13 @@ struct ScanCtx {
 
 /// Judges the INVITE whose payload starts at `payload_offset`; counts the
 /// admitted international calls (and their cost) in the source's entry.
-pub fn check(ctx: &XdpContext, payload_offset: usize, src: &SourceKey, now_ns: u64, stats: *mut SourceStats) -> DestVerdict {
+pub fn check(
+    ctx: &XdpContext,
+    payload_offset: usize,
+    src: &SourceKey,
+    now_ns: u64,
+    stats: *mut SourceStats,
+) -> DestVerdict {
     match sip_xdp_dest_check(ctx.ctx, payload_offset as u64, src, now_ns, stats) {
         0 => DestVerdict::Pass,
         1 => DestVerdict::NotAllowed,
@@ -65,8 +70,14 @@ pub extern "C" fn sip_xdp_dest_check(
 }
 
 #[inline(always)]
-fn judge(ctx: &XdpContext, payload_offset: usize, src: &SourceKey, now_ns: u64, stats: *mut SourceStats) -> DestVerdict {
-    let cfg: &FilterConfig = crate::policy::config();
+fn judge(
+    ctx: &XdpContext,
+    payload_offset: usize,
+    src: &SourceKey,
+    now_ns: u64,
+    stats: *mut SourceStats,
+) -> DestVerdict {
+    let cfg = config();
     let Some(buf) = SIP_INVITE_BUF.get_ptr_mut(0) else { return DestVerdict::Pass };
     let buf = unsafe { &mut *buf };
     if !copy_payload(ctx, payload_offset, buf) {
@@ -89,8 +100,8 @@ fn judge(ctx: &XdpContext, payload_offset: usize, src: &SourceKey, now_ns: u64, 
             // Admitted: what the spend-anomaly detector counts.
             let cost = rule.map_or(0, |r| r.cost_milli as u64);
             unsafe {
-                crate::policy::add(&raw mut (*stats).intl_invites, 1);
-                crate::policy::add(&raw mut (*stats).intl_cost_milli, cost);
+                add(&raw mut (*stats).intl_invites, 1);
+                add(&raw mut (*stats).intl_cost_milli, cost);
             }
         }
     }
@@ -131,20 +142,13 @@ fn report(src: &SourceKey, number: &Dialled, reason: Reason, now_ns: u64) {
         Dialled::International { digits, len } => (*digits, *len),
         _ => ([0u8; MAX_DIGITS], 0),
     };
-    match SIP_EVENTS.reserve::<sip_xdp_common::maps::Event>(0) {
+    match SIP_EVENTS.reserve::<Event>(0) {
         Some(mut slot) => {
-            slot.write(sip_xdp_common::maps::Event {
-                kind: EVENT_DEST_BLOCK,
-                reason: 0,
-                _pad: [0; 2],
-                offenses: 0,
-                addr: *src,
-                duration_ns: 0,
-                at_ns: now_ns,
+            slot.write(Event {
                 number: digits,
                 number_len: len,
                 drop_reason: reason as u8,
-                _pad2: [0; 2],
+                ..Event::new(EventKind::DestinationBlocked, *src, now_ns)
             });
             slot.submit(0);
         }

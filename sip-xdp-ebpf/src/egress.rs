@@ -6,8 +6,9 @@
 
 use aya_ebpf::programs::TcContext;
 use sip_xdp_common::{
+    bans::{AuthState, BanReason},
+    counts::ResponseCount,
     limits::count_auth_failure,
-    maps::{response_slot, AuthState, BAN_REASON_AUTH},
     sip::{cseq_header_at, cseq_value_is_register, status_code, CSEQ_NAME_LEN, CSEQ_SCAN_POSITIONS, RESPONSE_SCAN},
 };
 
@@ -16,8 +17,7 @@ use crate::{
     eth,
     ip::{self, Frag, L3Info},
     l4,
-    maps::{count, SIP_AUTH, SIP_SCRATCH},
-    policy::config,
+    maps::{config, count, SIP_AUTH, SIP_SCRATCH},
     sip,
 };
 use aya_ebpf::helpers::{
@@ -42,7 +42,7 @@ pub fn observe(ctx: &TcContext) {
     let Some(window) = sip::window(ctx, l4.payload_offset) else { return };
     let code = status_code(&window);
     if let Some(code) = code {
-        count(response_slot(code));
+        count(ResponseCount::of(code) as u32);
     }
     match code {
         Some(401 | 403 | 407) => {
@@ -58,7 +58,7 @@ pub fn observe(ctx: &TcContext) {
                 }
             };
             if count_auth_failure(unsafe { &mut *state }, cfg, now_ns) {
-                ban(&ip.dst, BAN_REASON_AUTH, cfg, now_ns, false);
+                ban(&ip.dst, BanReason::Auth, cfg, now_ns, false);
             }
         }
         Some(200) if answers_register(ctx, l4.payload_offset) => {
@@ -83,7 +83,8 @@ fn answers_register(ctx: &TcContext, payload_offset: usize) -> bool {
         return false;
     }
     let loaded = unsafe {
-        bpf_skb_load_bytes(ctx.skb.skb as *const c_void, payload_offset as u32, buf.as_mut_ptr().cast(), len as u32) == 0
+        bpf_skb_load_bytes(ctx.skb.skb as *const c_void, payload_offset as u32, buf.as_mut_ptr().cast(), len as u32)
+            == 0
     };
     if !loaded {
         return false;
@@ -91,14 +92,7 @@ fn answers_register(ctx: &TcContext, payload_offset: usize) -> bool {
     // bpf_loop: the verifier checks the callback once instead of walking
     // every offset, which a plain loop of this length would exhaust.
     let mut found: u64 = 0;
-    unsafe {
-        bpf_loop(
-            CSEQ_SCAN_POSITIONS as u32,
-            find_cseq as *mut c_void,
-            (&raw mut found).cast(),
-            0,
-        )
-    };
+    unsafe { bpf_loop(CSEQ_SCAN_POSITIONS as u32, find_cseq as *mut c_void, (&raw mut found).cast(), 0) };
     if found == 0 || found > CSEQ_SCAN_POSITIONS as u64 {
         return false;
     }

@@ -2,7 +2,7 @@
 
 use sip_xdp_common::verdict::Packet;
 
-use crate::packet::{Frame, be16, header};
+use crate::packet::{be16, header, Frame};
 
 const ETH_HLEN: usize = 14;
 const VLAN_HLEN: usize = 4;

@@ -3,7 +3,7 @@
 
 use core::mem::MaybeUninit;
 
-use sip_xdp_common::{maps::v4_mapped, verdict::Packet};
+use sip_xdp_common::{map_types::v4_mapped, verdict::Packet};
 
 use crate::{
     eth::L3,
@@ -49,7 +49,12 @@ pub struct L3Info {
 /// result, uninitialised so the caller need not zero it first (zeroing
 /// compiled to a call to a byte-at-a-time memset on every packet).
 #[inline(always)]
-pub fn parse<'a>(ctx: &impl Frame, l3: L3, offset: usize, out: &'a mut MaybeUninit<L3Info>) -> Result<&'a L3Info, Packet> {
+pub fn parse<'a>(
+    ctx: &impl Frame,
+    l3: L3,
+    offset: usize,
+    out: &'a mut MaybeUninit<L3Info>,
+) -> Result<&'a L3Info, Packet> {
     parse_into(ctx, l3, offset, out)?;
     // SAFETY: `parse_into` wrote it whole on Ok.
     Ok(unsafe { out.assume_init_ref() })

@@ -2,7 +2,7 @@
 
 use sip_xdp_common::verdict::Packet;
 
-use crate::packet::{Frame, be16, has, header};
+use crate::packet::{be16, has, header, Frame};
 
 pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;

@@ -84,6 +84,11 @@ pub fn copy_payload<const N: usize>(ctx: &XdpContext, payload_offset: usize, buf
         return false;
     }
     unsafe {
-        aya_ebpf::helpers::generated::bpf_xdp_load_bytes(ctx.ctx, payload_offset as u32, buf.as_mut_ptr().cast(), len as u32) == 0
+        aya_ebpf::helpers::generated::bpf_xdp_load_bytes(
+            ctx.ctx,
+            payload_offset as u32,
+            buf.as_mut_ptr().cast(),
+            len as u32,
+        ) == 0
     }
 }

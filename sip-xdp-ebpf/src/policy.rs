@@ -6,27 +6,27 @@ use core::mem::MaybeUninit;
 
 use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_ktime_get_boot_ns, programs::XdpContext};
 use aya_log_ebpf::info;
-use core::intrinsics::{atomic_xadd, AtomicOrdering};
 use sip_xdp_common::{
-    counters::{stats_index, Action, Reason},
+    bans::BanReason,
+    counts::MethodCount,
+    kernel_config::{dest_applies_profile, FilterConfig, DEST_APPLIES_TRUSTED},
     limits::{charge, count_excess, RateOutcome},
-    maps::{
-        dest_applies_profile, FilterConfig, FragKey, SourceKey, SourceStats, BAN_REASON_RATE, BAN_REASON_SCANNER, CLASS_BANNED,
-        CLASS_LIMITED, CLASS_TRUSTED, DEST_APPLIES_TRUSTED,
-    },
+    map_types::{FragKey, SourceKey, SourceStats},
+    reasons::{stats_index, Action, Reason},
+    rules::RuleClass,
     sip::SipKind,
     verdict::{decide, DestVerdict, Packet, Source, Verdict},
 };
 
 use crate::{
-    bans::{ban, may_have_rule, rule_for},
-    dest, scanner,
-    eth,
+    bans::ban,
+    dest, eth,
     ip::{self, Frag, L3Info},
     l4,
-    maps::{count, SIP_BANS, SIP_CONFIG, SIP_FRAGS, SIP_PROFILES, SIP_SOURCES, SIP_STATS},
+    maps::{add, config, count, SIP_BANS, SIP_FRAGS, SIP_PROFILES, SIP_SOURCES, SIP_STATS},
     packet::frame_len,
-    sip,
+    rules::{may_have_rule, rule_for},
+    scanner, sip,
 };
 
 /// A verdict plus what the per-source table needs.
@@ -42,14 +42,6 @@ impl Outcome {
     #[inline(always)]
     fn of(verdict: Verdict) -> Outcome {
         Outcome { verdict, source: None, sip: SipKind::NotSip, now_ns: 0 }
-    }
-}
-
-#[inline(always)]
-pub fn config() -> &'static FilterConfig {
-    match SIP_CONFIG.get(0) {
-        Some(cfg) => cfg,
-        None => &FilterConfig::EMPTY,
     }
 }
 
@@ -108,7 +100,7 @@ fn judge_l4(ctx: &XdpContext, ip: &L3Info, out: &mut Outcome) {
         if let Some(stats) = stats {
             if scanner::announced_by(ctx, l4.payload_offset, stats) && source != Source::Trusted {
                 // Dropped, and banned at once: the very next packet too.
-                ban(&ip.src, BAN_REASON_SCANNER, cfg, now_ns, true);
+                ban(&ip.src, BanReason::Scanner, cfg, now_ns, true);
                 source = Source::Scanner;
             }
         }
@@ -129,7 +121,7 @@ fn judge_l4(ctx: &XdpContext, ip: &L3Info, out: &mut Outcome) {
 /// would be.
 #[inline(always)]
 fn refuse_uncovered(cfg: &FilterConfig, src: &SourceKey) -> Option<Verdict> {
-    if cfg.default_class == CLASS_LIMITED || cfg.default_class == CLASS_TRUSTED {
+    if cfg.default_class != RuleClass::Deny as u8 {
         return None;
     }
     let verdict = decide(Packet::ToSipPort(Source::Unmatched), cfg);
@@ -160,14 +152,14 @@ fn judge_source(
         Some(rule) => (rule.class, rule.profile, true),
         None => (cfg.default_class, cfg.default_profile, false),
     };
-    match class {
-        CLASS_TRUSTED => (Source::Trusted, DEST_APPLIES_TRUSTED),
-        CLASS_LIMITED => {
+    match RuleClass::from_u8(class) {
+        Some(RuleClass::Trusted) => (Source::Trusted, DEST_APPLIES_TRUSTED),
+        Some(RuleClass::Limited) => {
             (limit(src, stats.unwrap_or(core::ptr::null_mut()), profile, kind, now_ns), dest_applies_profile(profile))
         }
         // Prefix bans: until the controller's sweep removes them (an ended
         // one cannot fall back here to the shorter rule it shadows).
-        CLASS_BANNED => (Source::Banned, 0),
+        Some(RuleClass::Banned) => (Source::Banned, 0),
         _ if matched => (Source::Denied, 0),
         _ => (Source::Unmatched, 0),
     }
@@ -176,13 +168,7 @@ fn judge_source(
 /// Not inlined, to keep the fast path's stack frame under the BPF limit
 /// (and a call takes at most five arguments, hence `config()` inside).
 #[inline(never)]
-fn limit(
-    src: &SourceKey,
-    stats: *mut SourceStats,
-    profile: u8,
-    kind: SipKind,
-    now_ns: u64,
-) -> Source {
+fn limit(src: &SourceKey, stats: *mut SourceStats, profile: u8, kind: SipKind, now_ns: u64) -> Source {
     let (false, Some(profile)) = (stats.is_null(), SIP_PROFILES.get(profile as u32)) else {
         // No state to charge (table insert failed): let it through rather
         // than drop a possibly legitimate client.
@@ -192,27 +178,13 @@ fn limit(
     let stats = unsafe { &mut *stats };
     let outcome = charge(stats, profile, kind, now_ns);
     if outcome != RateOutcome::Within && count_excess(stats, cfg, now_ns) {
-        ban(src, BAN_REASON_RATE, cfg, now_ns, true);
+        ban(src, BanReason::Rate, cfg, now_ns, true);
     }
     Source::Limited(outcome)
 }
 
-static EMPTY_SOURCE: SourceStats = SourceStats {
-    packets: 0,
-    bytes: 0,
-    registers: 0,
-    dropped: 0,
-    last_seen_ns: 0,
-    register_tokens: 0,
-    request_tokens: 0,
-    invite_tokens: 0,
-    refilled_ns: 0,
-    excess_since_ns: 0,
-    excess: 0,
-    ua_scans: 0,
-    intl_invites: 0,
-    intl_cost_milli: 0,
-};
+/// A new source's entry, from read-only data rather than the stack.
+static EMPTY_SOURCE: SourceStats = SourceStats::EMPTY;
 
 /// The source's per-source entry, created empty if new. Not inlined: the
 /// fresh entry is large for the BPF stack.
@@ -251,8 +223,8 @@ pub fn account(ctx: &XdpContext, outcome: &Outcome) {
             (*counter).bytes += bytes;
         }
     }
-    if let Some(slot) = outcome.sip.request_slot() {
-        count(slot);
+    if let Some(method) = MethodCount::of(outcome.sip) {
+        count(method as u32);
     }
     if let Some(stats) = outcome.source {
         let register = (outcome.sip == SipKind::Register) as u64;
@@ -277,13 +249,4 @@ pub fn account(ctx: &XdpContext, outcome: &Outcome) {
 fn announce(ctx: &XdpContext) {
     unsafe { core::ptr::write_volatile(&raw mut ANNOUNCED, 1) };
     info!(ctx, "sip-xdp: first packet seen on ifindex {}", ctx.ingress_ifindex() as u32);
-}
-
-#[inline(always)]
-pub unsafe fn add(counter: *mut u64, value: u64) {
-    if value != 0 {
-        // The BPF target has no compare-and-swap, so `AtomicU64::fetch_add`
-        // is unavailable; the intrinsic lowers to BPF's atomic add.
-        unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(counter, value) };
-    }
 }

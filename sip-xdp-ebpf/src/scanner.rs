@@ -2,15 +2,14 @@
 //! for a User-Agent naming an attack tool. Both searches run under
 //! `bpf_loop`, so the verifier checks one step of each.
 
-use aya_ebpf::{
-    bindings::xdp_md,
-    helpers::generated::bpf_loop,
-    programs::XdpContext,
-};
+use aya_ebpf::{bindings::xdp_md, helpers::generated::bpf_loop, programs::XdpContext};
 use core::ffi::c_void;
 use sip_xdp_common::{
-    fingerprint::{fingerprint_at, ua_header_at, ua_value_start, MAX_FINGERPRINTS, UA_SCAN, UA_SCANS_PER_SOURCE, UA_VALUE},
-    maps::{SourceStats, COUNT_FINGERPRINT_BASE},
+    counts::COUNT_FINGERPRINT_BASE,
+    fingerprint::{
+        fingerprint_at, ua_header_at, ua_value_start, MAX_FINGERPRINTS, UA_SCAN, UA_SCANS_PER_SOURCE, UA_VALUE,
+    },
+    map_types::SourceStats,
 };
 
 use crate::{
@@ -56,7 +55,9 @@ fn search(ctx: &XdpContext, payload_offset: usize, stats: &mut SourceStats) -> b
     }
     let Some(value) = ua_value_start(buf, header as usize - 1) else { return false };
     let mut search = Search { value: value as u32, found: 0 };
-    unsafe { bpf_loop((MAX_FINGERPRINTS * UA_VALUE) as u32, try_fingerprint as *mut c_void, (&raw mut search).cast(), 0) };
+    unsafe {
+        bpf_loop((MAX_FINGERPRINTS * UA_VALUE) as u32, try_fingerprint as *mut c_void, (&raw mut search).cast(), 0)
+    };
     if search.found == 0 {
         return false;
     }

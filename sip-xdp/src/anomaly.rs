@@ -65,7 +65,12 @@ impl<K: Hash + Eq + Clone> Detector<K> {
 
     /// Feeds running totals at second `now`; returns the keys whose window
     /// now exceeds their baseline.
-    pub fn observe(&mut self, cfg: &Anomaly, now: u64, totals: impl IntoIterator<Item = (K, u64, u64)>) -> Vec<Finding<K>> {
+    pub fn observe(
+        &mut self,
+        cfg: &Anomaly,
+        now: u64,
+        totals: impl IntoIterator<Item = (K, u64, u64)>,
+    ) -> Vec<Finding<K>> {
         let mut findings = Vec::new();
         for (source, calls, cost_milli) in totals {
             let t = self.tracks.entry(source.clone()).or_insert_with(|| Track { baseline_at: now, ..Track::default() });
@@ -86,7 +91,8 @@ impl<K: Hash + Eq + Clone> Detector<K> {
             let window_cost = t.samples.iter().map(|s| s.2).sum::<u64>() as f64 / 1000.0;
             // Once per window, the window's totals join the baseline.
             if now.saturating_sub(t.baseline_at) >= cfg.window_secs {
-                t.baseline_calls = cfg.baseline_weight * window_calls as f64 + (1.0 - cfg.baseline_weight) * t.baseline_calls;
+                t.baseline_calls =
+                    cfg.baseline_weight * window_calls as f64 + (1.0 - cfg.baseline_weight) * t.baseline_calls;
                 t.baseline_cost = cfg.baseline_weight * window_cost + (1.0 - cfg.baseline_weight) * t.baseline_cost;
                 t.baseline_at = now;
             }
@@ -113,7 +119,14 @@ mod tests {
     use super::*;
 
     fn cfg() -> Anomaly {
-        Anomaly { window_secs: 3600, baseline_weight: 0.5, calls_over: 10, cost_over: Some(40.0), block_secs: 3600, check_secs: 60 }
+        Anomaly {
+            window_secs: 3600,
+            baseline_weight: 0.5,
+            calls_over: 10,
+            cost_over: Some(40.0),
+            block_secs: 3600,
+            check_secs: 60,
+        }
     }
 
     const SRC: [u8; 16] = [1; 16];
@@ -129,7 +142,10 @@ mod tests {
                 if minute % 12 == 0 {
                     total += 1;
                 }
-                assert!(d.observe(&c, hour * 3600 + minute * 60, [(SRC, total, 0)]).is_empty(), "steady use at {hour}h{minute}");
+                assert!(
+                    d.observe(&c, hour * 3600 + minute * 60, [(SRC, total, 0)]).is_empty(),
+                    "steady use at {hour}h{minute}"
+                );
             }
         }
         // Then thirty calls within ten minutes.

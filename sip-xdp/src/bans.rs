@@ -11,17 +11,18 @@ use std::{collections::BTreeSet, net::IpAddr};
 
 use anyhow::Context as _;
 use ipnet::IpNet;
-use sip_xdp_common::maps::{
-    AllowValue, BanEntry, SourceKey, BAN_ACTIVE, BAN_EXPIRED, BAN_LIFTED, BAN_REASON_MANUAL, CIDR_BAN_ANNOUNCED,
-    CIDR_BAN_NEW, CLASS_BANNED, CLASS_TRUSTED, ORIGIN_BAN,
+use sip_xdp_common::{
+    bans::{BanEntry, BanReason, BanState},
+    map_types::SourceKey,
+    rules::{PrefixBanState, RuleClass, RuleValue, ORIGIN_BAN},
 };
 
 use crate::{
-    allowlist::{Class, Rules},
     clock::{boottime_ns, wall_clock_of, NS_PER_SEC},
     error::user_error,
     events::{reason_name, Event, Kind},
     maps::{source_addr, Maps},
+    rules::{Class, Rules},
 };
 
 /// One active ban, for `ban list`.
@@ -62,12 +63,13 @@ pub fn list(maps: &Maps) -> anyhow::Result<Vec<BanRow>> {
             });
         }
     }
-    for (net, v) in maps.allow_entries()? {
+    for (net, v) in maps.rule_entries()? {
         if v.ban_in_force(now) {
             rows.push(BanRow {
                 source: net.to_string(),
-                reason: reason_name(BAN_REASON_MANUAL),
-                remaining_secs: (v.ban_expires_secs != 0).then(|| (v.ban_expires_secs as u64).saturating_sub(now / NS_PER_SEC)),
+                reason: BanReason::Manual.name(),
+                remaining_secs: (v.ban_expires_secs != 0)
+                    .then(|| (v.ban_expires_secs as u64).saturating_sub(now / NS_PER_SEC)),
                 dropped: None,
                 offenses: 1,
             });
@@ -80,9 +82,9 @@ pub fn list(maps: &Maps) -> anyhow::Result<Vec<BanRow>> {
 /// The trusted rule covering `net`, if any: trusted sources are never banned.
 fn trusted_cover(maps: &Maps, net: &IpNet) -> anyhow::Result<Option<IpNet>> {
     Ok(maps
-        .allow_entries()?
+        .rule_entries()?
         .into_iter()
-        .filter(|(rule, v)| v.class == CLASS_TRUSTED && (rule.contains(net) || net.contains(rule)))
+        .filter(|(rule, v)| v.is(RuleClass::Trusted) && (rule.contains(net) || net.contains(rule)))
         .map(|(rule, _)| rule)
         .next())
 }
@@ -108,28 +110,26 @@ pub fn add(maps: &mut Maps, net: IpNet, duration_secs: Option<u64>) -> anyhow::R
                 banned_at_ns: now,
                 dropped: 0,
                 offenses: previous.map_or(0, |p| p.offenses) + 1,
-                reason: BAN_REASON_MANUAL,
-                state: BAN_ACTIVE,
+                reason: BanReason::Manual as u8,
+                state: BanState::Active as u8,
                 announced: 0,
                 _pad: 0,
             };
             maps.bans.insert(key, entry, 0).with_context(|| format!("cannot ban {addr}"))?;
         }
         None => {
-            if maps.allow_entries()?.contains_key(&net) {
+            if maps.rule_entries()?.contains_key(&net) {
                 return Err(user_error(format!(
                     "{net} is already a rule or a ban; change the rule in the config, or ban a longer or shorter prefix"
                 )));
             }
             let expires = (now + duration_ns).div_ceil(NS_PER_SEC);
-            let value = AllowValue {
-                origin: ORIGIN_BAN,
-                class: CLASS_BANNED,
-                profile: 0,
-                ban_state: CIDR_BAN_NEW,
+            let value = RuleValue {
+                ban_state: PrefixBanState::New as u8,
                 ban_expires_secs: u32::try_from(expires).unwrap_or(u32::MAX),
+                ..RuleValue::new(ORIGIN_BAN, RuleClass::Banned, 0)
             };
-            maps.allow_insert(net, value)?;
+            maps.insert_rule(net, value)?;
         }
     }
     Ok(format!("banned {net} for {}s\n", duration_ns / NS_PER_SEC))
@@ -143,15 +143,15 @@ pub fn del(maps: &mut Maps, net: IpNet) -> anyhow::Result<String> {
             let key = key_of(addr);
             match maps.bans.get(&key, 0) {
                 Ok(mut b) if b.in_force(now) => {
-                    b.state = BAN_LIFTED;
+                    b.state = BanState::Lifted as u8;
                     maps.bans.insert(key, b, 0).with_context(|| format!("cannot unban {addr}"))?;
                 }
                 _ => return Err(user_error(format!("{addr} is not banned (see `sip-xdp ban list`)"))),
             }
         }
         // Removed at once; the controller's sweep notices and reports it.
-        None => match maps.allow_entries()?.get(&net) {
-            Some(v) if v.class == CLASS_BANNED => maps.allow_remove(net)?,
+        None => match maps.rule_entries()?.get(&net) {
+            Some(v) if v.is(RuleClass::Banned) => maps.remove_rule(net)?,
             _ => return Err(user_error(format!("{net} is not banned (see `sip-xdp ban list`)"))),
         },
     }
@@ -179,43 +179,49 @@ pub fn sweep(
         let addr = source_addr(&key);
         let source = addr.to_string();
         let trusted = matches!(rules.class_of(addr), Some((_, Class::Trusted)));
-        if b.state == BAN_ACTIVE && trusted {
+        if b.state == BanState::Active as u8 && trusted {
             let _ = maps.bans.remove(&key);
             events.push(event(Kind::Unban, "now_trusted", source, None));
-        } else if b.state == BAN_LIFTED {
+        } else if b.state == BanState::Lifted as u8 {
             let _ = maps.bans.remove(&key);
-            events.push(event(Kind::Unban, "manual", source, None));
-        } else if b.state == BAN_ACTIVE && !b.in_force(now) {
-            b.state = BAN_EXPIRED;
+            events.push(event(Kind::Unban, BanReason::Manual.name(), source, None));
+        } else if b.state == BanState::Active as u8 && !b.in_force(now) {
+            b.state = BanState::Expired as u8;
             let _ = maps.bans.insert(key, b, 0);
-            events.push(Event { at: wall_clock_of(b.expires_ns, now), ..event(Kind::Expire, reason_name(b.reason), source, None) });
-        } else if b.state == BAN_ACTIVE && b.announced == 0 {
+            events.push(Event {
+                at: wall_clock_of(b.expires_ns, now),
+                ..event(Kind::Expire, reason_name(b.reason), source, None)
+            });
+        } else if b.state == BanState::Active as u8 && b.announced == 0 {
             b.announced = 1;
             let _ = maps.bans.insert(key, b, 0);
-            events.push(Event { at: wall_clock_of(b.banned_at_ns, now), ..event(Kind::Ban, reason_name(b.reason), source, Some(&b)) });
-        } else if b.state == BAN_EXPIRED && now.saturating_sub(b.expires_ns) > forget_after_ns {
+            events.push(Event {
+                at: wall_clock_of(b.banned_at_ns, now),
+                ..event(Kind::Ban, reason_name(b.reason), source, Some(&b))
+            });
+        } else if b.state == BanState::Expired as u8 && now.saturating_sub(b.expires_ns) > forget_after_ns {
             let _ = maps.bans.remove(&key);
         }
     }
     let mut seen = BTreeSet::new();
-    for (net, v) in maps.allow_entries()? {
-        if v.class != CLASS_BANNED {
+    for (net, v) in maps.rule_entries()? {
+        if !v.is(RuleClass::Banned) {
             continue;
         }
         if !v.ban_in_force(now) {
-            maps.allow_remove(net)?;
+            maps.remove_rule(net)?;
             prefix_bans.remove(&net);
-            events.push(event(Kind::Expire, "manual", net.to_string(), None));
+            events.push(event(Kind::Expire, BanReason::Manual.name(), net.to_string(), None));
             continue;
         }
-        if v.ban_state == CIDR_BAN_NEW {
-            maps.allow_insert(net, AllowValue { ban_state: CIDR_BAN_ANNOUNCED, ..v })?;
-            events.push(event(Kind::Ban, "manual", net.to_string(), None));
+        if v.ban_state == PrefixBanState::New as u8 {
+            maps.insert_rule(net, RuleValue { ban_state: PrefixBanState::Announced as u8, ..v })?;
+            events.push(event(Kind::Ban, BanReason::Manual.name(), net.to_string(), None));
         }
         seen.insert(net);
     }
     for gone in prefix_bans.difference(&seen) {
-        events.push(event(Kind::Unban, "manual", gone.to_string(), None));
+        events.push(event(Kind::Unban, BanReason::Manual.name(), gone.to_string(), None));
     }
     *prefix_bans = seen;
     Ok(events)

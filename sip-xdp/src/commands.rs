@@ -5,16 +5,17 @@ use std::{fmt::Write as _, path::Path, time::Duration};
 
 use ipnet::IpNet;
 use serde_json::json;
-use sip_xdp_common::maps::{AllowValue, ORIGIN_CONFIG, ORIGIN_RUNTIME};
+use sip_xdp_common::rules::{RuleValue, ORIGIN_CONFIG, ORIGIN_RUNTIME};
 
 use crate::{
-    allowlist::parse_cidr,
-    bans, intl,
+    bans,
     clock::boottime_ns,
     config::Config,
     error::user_error,
+    intl,
     maps::{source_addr, Maps},
     pin::PinDir,
+    rules::parse_cidr,
 };
 
 pub fn check_config(file: &Path) -> anyhow::Result<String> {
@@ -24,10 +25,10 @@ pub fn check_config(file: &Path) -> anyhow::Result<String> {
          rules {} IPv4 + {} IPv6 prefixes, profiles [{}]\n",
         file.display(),
         c.interfaces,
-        c.ports,
-        crate::daemon::default_class_label(&c),
-        c.mode,
-        c.sources_table_size,
+        c.filter.ports,
+        c.default_class_label(),
+        c.filter.mode,
+        c.filter.sources_table_size,
         c.rules.count_v4(),
         c.rules.count_v6(),
         c.profiles.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
@@ -41,21 +42,21 @@ fn parse_arg(cidr: &str) -> anyhow::Result<IpNet> {
 pub fn allow_add(pins: &PinDir, cidr: &str) -> anyhow::Result<String> {
     let net = parse_arg(cidr)?;
     let mut maps = Maps::open(pins)?;
-    let old = maps.allow_entries()?.get(&net).copied().unwrap_or_default();
+    let old = maps.rule_entries()?.get(&net).copied().unwrap_or_default();
     if old.origin & ORIGIN_RUNTIME != 0 {
         return Ok(format!("{net} is already on the allowlist\n"));
     }
-    maps.allow_insert(net, AllowValue { origin: old.origin | ORIGIN_RUNTIME, ..old })?;
+    maps.insert_rule(net, RuleValue { origin: old.origin | ORIGIN_RUNTIME, ..old })?;
     Ok(format!("allowed {net}\n"))
 }
 
 pub fn allow_del(pins: &PinDir, cidr: &str) -> anyhow::Result<String> {
     let net = parse_arg(cidr)?;
     let mut maps = Maps::open(pins)?;
-    let Some(old) = maps.allow_entries()?.get(&net).copied() else {
+    let Some(old) = maps.rule_entries()?.get(&net).copied() else {
         return Err(user_error(format!("{net} is not on the allowlist (see `sip-xdp allow list`)")));
     };
-    maps.allow_remove(net)?;
+    maps.remove_rule(net)?;
     let mut out = format!("removed {net}\n");
     if old.origin & ORIGIN_CONFIG != 0 {
         out.push_str(&format!(
@@ -77,12 +78,10 @@ fn origin_names(origin: u8) -> Vec<&'static str> {
 }
 
 pub fn allow_list(pins: &PinDir, as_json: bool) -> anyhow::Result<String> {
-    let entries = Maps::open(pins)?.allow_entries()?;
+    let entries = Maps::open(pins)?.rule_entries()?;
     if as_json {
-        let list: Vec<_> = entries
-            .iter()
-            .map(|(net, v)| json!({"cidr": net.to_string(), "origin": origin_names(v.origin)}))
-            .collect();
+        let list: Vec<_> =
+            entries.iter().map(|(net, v)| json!({"cidr": net.to_string(), "origin": origin_names(v.origin)})).collect();
         return Ok(format!("{}\n", serde_json::to_string_pretty(&list)?));
     }
     let mut out = format!("{:<44} ORIGIN\n", "CIDR");
@@ -115,7 +114,14 @@ pub fn stats(pins: &PinDir, as_json: bool) -> anyhow::Result<String> {
     }
     writeln!(out, "{:<11} {:<19} {:>14} {:>16}", "ACTION", "REASON", "PACKETS", "BYTES")?;
     for r in rows.iter().filter(|r| r.counter.packets > 0) {
-        writeln!(out, "{:<11} {:<19} {:>14} {:>16}", r.action.name(), r.reason.name(), r.counter.packets, r.counter.bytes)?;
+        writeln!(
+            out,
+            "{:<11} {:<19} {:>14} {:>16}",
+            r.action.name(),
+            r.reason.name(),
+            r.counter.packets,
+            r.counter.bytes
+        )?;
     }
     let total: u64 = rows.iter().map(|r| r.counter.packets).sum();
     writeln!(out, "total packets: {total}")?;
@@ -181,7 +187,8 @@ pub fn ban_list(pins: &PinDir, as_json: bool) -> anyhow::Result<String> {
             .collect();
         return Ok(format!("{}\n", serde_json::to_string_pretty(&list)?));
     }
-    let mut out = format!("{:<44} {:<14} {:>10} {:>12} {:>9}\n", "SOURCE", "REASON", "REMAINING", "DROPPED", "OFFENSES");
+    let mut out =
+        format!("{:<44} {:<14} {:>10} {:>12} {:>9}\n", "SOURCE", "REASON", "REMAINING", "DROPPED", "OFFENSES");
     for r in &rows {
         let remaining = r.remaining_secs.map_or("-".to_string(), |s| format!("{s}s"));
         let dropped = r.dropped.map_or("-".to_string(), |d| d.to_string());

@@ -10,9 +10,10 @@ use std::{
 
 use log::{info, warn};
 use serde_json::json;
-use sip_xdp_common::maps::{
-    self as kmaps, BAN_REASON_AUTH, BAN_REASON_MANUAL, BAN_REASON_RATE, BAN_REASON_SCANNER, EVENT_BAN, EVENT_DEST_BLOCK, EVENT_EXPIRE,
-    EVENT_UNBAN, EVENT_WOULD_BAN,
+use sip_xdp_common::{
+    bans::BanReason,
+    events::{self as kernel, EventKind},
+    Reason,
 };
 
 use crate::{
@@ -26,30 +27,18 @@ use crate::{
 const WEBHOOK_QUEUE: usize = 1024;
 const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(5);
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    Ban,
-    WouldBan,
-    Expire,
-    Unban,
-    /// An INVITE dropped by the destination policy.
-    DestinationBlocked,
-    /// A source's international calls blocked after a spending anomaly.
-    IntlBlock,
-    IntlUnblock,
-}
-
-impl Kind {
-    pub fn name(self) -> &'static str {
-        match self {
-            Kind::Ban => "ban",
-            Kind::WouldBan => "would_ban",
-            Kind::Expire => "expire",
-            Kind::Unban => "unban",
-            Kind::DestinationBlocked => "destination_blocked",
-            Kind::IntlBlock => "international_block",
-            Kind::IntlUnblock => "international_unblock",
-        }
+sip_xdp_common::closed_set! {
+    /// What an event reports; the name is its `event` field.
+    pub enum Kind {
+        Ban = 1 => "ban",
+        WouldBan = 2 => "would_ban",
+        Expire = 3 => "expire",
+        Unban = 4 => "unban",
+        /// An INVITE dropped by the destination policy.
+        DestinationBlocked = 5 => "destination_blocked",
+        /// A source's international calls blocked after a spending anomaly.
+        IntlBlock = 6 => "international_block",
+        IntlUnblock = 7 => "international_unblock",
     }
 }
 
@@ -74,14 +63,9 @@ pub struct Event {
     pub at: SystemTime,
 }
 
+/// The name of a kernel ban reason byte.
 pub fn reason_name(reason: u8) -> &'static str {
-    match reason {
-        BAN_REASON_RATE => "rate_excess",
-        BAN_REASON_AUTH => "auth_failures",
-        BAN_REASON_MANUAL => "manual",
-        BAN_REASON_SCANNER => "scanner",
-        _ => "unknown",
-    }
+    BanReason::from_u8(reason).map_or("unknown", BanReason::name)
 }
 
 impl Event {
@@ -103,18 +87,17 @@ impl Event {
 
     /// Decodes a ring-buffer record.
     pub fn from_kernel(bytes: &[u8]) -> Option<Event> {
-        if bytes.len() < std::mem::size_of::<kmaps::Event>() {
+        if bytes.len() < std::mem::size_of::<kernel::Event>() {
             return None;
         }
         // SAFETY: length checked; the record is a plain repr(C) struct.
-        let e: kmaps::Event = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
-        let kind = match e.kind {
-            EVENT_BAN => Kind::Ban,
-            EVENT_WOULD_BAN => Kind::WouldBan,
-            EVENT_EXPIRE => Kind::Expire,
-            EVENT_UNBAN => Kind::Unban,
-            EVENT_DEST_BLOCK => Kind::DestinationBlocked,
-            _ => return None,
+        let e: kernel::Event = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+        let kind = match EventKind::from_u8(e.kind)? {
+            EventKind::Ban => Kind::Ban,
+            EventKind::WouldBan => Kind::WouldBan,
+            EventKind::Expire => Kind::Expire,
+            EventKind::Unban => Kind::Unban,
+            EventKind::DestinationBlocked => Kind::DestinationBlocked,
         };
         let number = (kind == Kind::DestinationBlocked).then(|| {
             let digits = &e.number[..(e.number_len as usize).min(e.number.len())];
@@ -125,7 +108,7 @@ impl Event {
             }
         });
         let reason = match kind {
-            Kind::DestinationBlocked => sip_xdp_common::Reason::from_u8(e.drop_reason).map_or("unknown", |r| r.name()),
+            Kind::DestinationBlocked => Reason::from_u8(e.drop_reason).map_or("unknown", Reason::name),
             _ => reason_name(e.reason),
         };
         Some(Event {
@@ -220,43 +203,44 @@ impl EventSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sip_xdp_common::maps::v4_mapped;
+    use sip_xdp_common::map_types::v4_mapped;
 
     fn kernel_record(kind: u8, reason: u8) -> Vec<u8> {
-        let e = kmaps::Event {
+        let e = kernel::Event {
             kind,
             reason,
-            _pad: [0; 2],
             offenses: 2,
-            addr: v4_mapped([198, 18, 2, 2]),
             duration_ns: 1_200_000_000_000,
-            at_ns: boottime_ns(),
             number: *b"25261234567\0\0\0\0\0\0\0\0\0",
-            number_len: if kind == EVENT_DEST_BLOCK { 11 } else { 0 },
-            drop_reason: 13,
-            _pad2: [0; 2],
+            number_len: if kind == EventKind::DestinationBlocked as u8 { 11 } else { 0 },
+            drop_reason: Reason::DestinationBlocked as u8,
+            ..kernel::Event::new(EventKind::Ban, v4_mapped([198, 18, 2, 2]), boottime_ns())
         };
         // SAFETY: viewing a repr(C) value as bytes.
-        unsafe { std::slice::from_raw_parts((&raw const e).cast::<u8>(), std::mem::size_of::<kmaps::Event>()) }.to_vec()
+        unsafe { std::slice::from_raw_parts((&raw const e).cast::<u8>(), std::mem::size_of::<kernel::Event>()) }
+            .to_vec()
     }
 
     #[test]
     fn kernel_bans_decode_to_lines_and_json() {
-        let ev = Event::from_kernel(&kernel_record(EVENT_BAN, BAN_REASON_AUTH)).unwrap();
+        let ev = Event::from_kernel(&kernel_record(EventKind::Ban as u8, BanReason::Auth as u8)).unwrap();
         assert_eq!(ev.to_text(), "event=ban source=198.18.2.2 reason=auth_failures duration=1200s offenses=2");
         let j = ev.to_json();
         assert_eq!(j["event"], "ban");
         assert_eq!(j["source"], "198.18.2.2");
         assert_eq!(j["duration_secs"], 1200);
         assert!(j["time"].as_str().unwrap().ends_with('Z'));
-        let would = Event::from_kernel(&kernel_record(EVENT_WOULD_BAN, BAN_REASON_RATE)).unwrap();
+        let would = Event::from_kernel(&kernel_record(EventKind::WouldBan as u8, BanReason::Rate as u8)).unwrap();
         assert_eq!(would.to_text(), "event=would_ban source=198.18.2.2 reason=rate_excess");
     }
 
     #[test]
     fn destination_blocks_carry_the_number() {
-        let ev = Event::from_kernel(&kernel_record(EVENT_DEST_BLOCK, 0)).unwrap();
-        assert_eq!(ev.to_text(), "event=destination_blocked source=198.18.2.2 number=+25261234567 reason=destination_blocked");
+        let ev = Event::from_kernel(&kernel_record(EventKind::DestinationBlocked as u8, 0)).unwrap();
+        assert_eq!(
+            ev.to_text(),
+            "event=destination_blocked source=198.18.2.2 number=+25261234567 reason=destination_blocked"
+        );
         assert_eq!(ev.to_json()["number"], "+25261234567");
     }
 

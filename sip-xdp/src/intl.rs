@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use anyhow::Context as _;
 use ipnet::IpNet;
-use sip_xdp_common::maps::SourceKey;
+use sip_xdp_common::map_types::SourceKey;
 
 use crate::{
     anomaly::Detector,
@@ -42,13 +42,18 @@ pub fn check(maps: &mut Maps, detectors: &mut Detectors, cfg: &Config) -> anyhow
     let findings = detectors.sources.observe(a, now / NS_PER_SEC, totals.iter().copied());
     for f in findings {
         if let Some(e) = block(maps, &f.source, a, now, "spend_anomaly")? {
-            events.push(Event { calls: Some(f.calls), baseline: Some(f.baseline_calls), cost: (f.cost > 0.0).then_some(f.cost), ..e });
+            events.push(Event {
+                calls: Some(f.calls),
+                baseline: Some(f.baseline_calls),
+                cost: (f.cost > 0.0).then_some(f.cost),
+                ..e
+            });
         }
     }
 
     // Classes: each source's increments summed into its class's total.
     let class_of = |key: &SourceKey| {
-        let class = cfg.rules.class_of(source_addr(key)).map_or(cfg.default_class, |(_, c)| c);
+        let class = cfg.rules.class_of(source_addr(key)).map_or(cfg.filter.default_class, |(_, c)| c);
         cfg.class_name(class)
     };
     for (key, _, _) in &totals {
@@ -66,7 +71,12 @@ pub fn check(maps: &mut Maps, detectors: &mut Detectors, cfg: &Config) -> anyhow
             .map(|(k, _, _)| *k);
         if let Some(key) = top {
             if let Some(e) = block(maps, &key, a, now, "class_spend_anomaly")? {
-                events.push(Event { calls: Some(f.calls), baseline: Some(f.baseline_calls), cost: (f.cost > 0.0).then_some(f.cost), ..e });
+                events.push(Event {
+                    calls: Some(f.calls),
+                    baseline: Some(f.baseline_calls),
+                    cost: (f.cost > 0.0).then_some(f.cost),
+                    ..e
+                });
             }
         }
     }
@@ -74,7 +84,13 @@ pub fn check(maps: &mut Maps, detectors: &mut Detectors, cfg: &Config) -> anyhow
 }
 
 /// Blocks a source's international calls unless already blocked.
-fn block(maps: &mut Maps, key: &SourceKey, a: &Anomaly, now: u64, reason: &'static str) -> anyhow::Result<Option<Event>> {
+fn block(
+    maps: &mut Maps,
+    key: &SourceKey,
+    a: &Anomaly,
+    now: u64,
+    reason: &'static str,
+) -> anyhow::Result<Option<Event>> {
     if maps.intl_blocks.get(key, 0).is_ok_and(|until| until > now) {
         return Ok(None);
     }

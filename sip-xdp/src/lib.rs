@@ -1,9 +1,14 @@
 //! The sip-xdp controller as a library: the binary in `main.rs` is a thin
 //! CLI over it, and the privileged tests load the same object through it.
+//!
+//! From file to kernel: `config` validates the TOML, `kernel_config` turns
+//! it into the maps' form, `apply` writes it (with `rule_plan` and
+//! `rule_index`), `loader` loads, pins and attaches the programs, and
+//! `daemon` runs the loop of signals, kernel events and sweeps. The CLI's
+//! commands (`commands`, `bans`, `intl`) work on the pinned `maps`.
 
-pub mod allow_index;
-pub mod allowlist;
 pub mod anomaly;
+pub mod apply;
 pub mod bans;
 pub mod cli;
 pub mod clock;
@@ -13,7 +18,11 @@ pub mod daemon;
 pub mod error;
 pub mod events;
 pub mod intl;
+pub mod kernel_config;
 pub mod loader;
 pub mod maps;
 pub mod metrics;
 pub mod pin;
+pub mod rule_index;
+pub mod rule_plan;
+pub mod rules;

@@ -1,7 +1,7 @@
 //! Loads the embedded eBPF object (reusing pinned maps), and attaches,
 //! adopts and detaches the XDP program on interfaces through pinned links.
 
-use std::{mem::size_of, path::Path};
+use std::{ffi::CString, path::Path};
 
 use anyhow::{anyhow, bail, Context as _};
 use aya::{
@@ -16,19 +16,11 @@ use aya::{
 };
 use log::{info, warn};
 use sip_xdp_common::{
-    allow_index::INDEX_MAP_WORDS,
-    counters::STATS_ENTRIES,
-    dialled::MAX_DIGITS,
-    fingerprint::{Fingerprint, MAX_FINGERPRINTS},
-    maps::{
-        AllowValue, AuthState, BanEntry, Counter, FilterConfig, FragKey, FragVerdict, RateProfile, SourceKey,
-        SourceStats, ALLOW_CAPACITY, ALLOW_INDEX_MAP, ALLOW_V4_MAP, ALLOW_V6_MAP, AUTH_CAPACITY, AUTH_MAP, BANS_CAPACITY,
-        BANS_MAP, CONFIG_MAP, COUNTS_ENTRIES, COUNTS_MAP, DEST_COUNTS_MAP, DEST_RULES_CAPACITY, DEST_RULES_MAP, DestRule, FINGERPRINTS_MAP, INTL_BLOCKS_CAPACITY, INTL_BLOCKS_MAP, FRAGS_CAPACITY, FRAGS_MAP, MAX_PROFILES, PINNED_MAPS, PROFILES_MAP, SOURCES_MAP,
-        STATS_MAP,
-    },
+    registry::{names, MapSpec, OnMismatch, PINNED_MAPS},
+    rules::RuleValue,
 };
 
-use crate::pin::PinDir;
+use crate::{error::user_error, pin::PinDir};
 
 /// The XDP program, compiled by build.rs from `sip-xdp-ebpf`.
 pub const OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sip-xdp"));
@@ -46,59 +38,41 @@ pub enum AttachMode {
     Skb,
 }
 
-/// How a map's pinned copy may differ from what this build expects.
-struct MapShape {
-    name: &'static str,
-    key_size: u32,
-    value_size: u32,
-    max_entries: u32,
-    /// Counters only: recreate on mismatch instead of refusing to start.
-    disposable: bool,
+/// The capacity this run gives a map: the registry's, or for the
+/// per-source table the config's.
+fn capacity(spec: &MapSpec, sources_table_size: u32) -> u32 {
+    if spec.name == names::SIP_SOURCES {
+        sources_table_size
+    } else {
+        spec.capacity
+    }
 }
 
-fn expected_shapes(sources_table_size: u32) -> [MapShape; 15] {
-    let lpm_key = |data: usize| (size_of::<u32>() + data) as u32;
-    let source_key = size_of::<SourceKey>() as u32;
-    [
-        // Rewritten from the config file at every start.
-        MapShape { name: CONFIG_MAP, key_size: 4, value_size: size_of::<FilterConfig>() as u32, max_entries: 1, disposable: true },
-        MapShape { name: PROFILES_MAP, key_size: 4, value_size: size_of::<RateProfile>() as u32, max_entries: MAX_PROFILES, disposable: true },
-        // Ban history and auth counts: losing them forgives, never blocks.
-        MapShape { name: BANS_MAP, key_size: source_key, value_size: size_of::<BanEntry>() as u32, max_entries: BANS_CAPACITY, disposable: true },
-        MapShape { name: AUTH_MAP, key_size: source_key, value_size: size_of::<AuthState>() as u32, max_entries: AUTH_CAPACITY, disposable: true },
-        MapShape { name: COUNTS_MAP, key_size: 4, value_size: 8, max_entries: COUNTS_ENTRIES, disposable: true },
-        // Rewritten from the config file at every start.
-        MapShape { name: DEST_RULES_MAP, key_size: lpm_key(MAX_DIGITS), value_size: size_of::<DestRule>() as u32, max_entries: DEST_RULES_CAPACITY, disposable: true },
-        MapShape { name: DEST_COUNTS_MAP, key_size: 4, value_size: 8, max_entries: DEST_RULES_CAPACITY, disposable: true },
-        // Losing these lifts international blocks early; never blocks more.
-        MapShape { name: INTL_BLOCKS_MAP, key_size: source_key, value_size: 8, max_entries: INTL_BLOCKS_CAPACITY, disposable: true },
-        MapShape { name: FINGERPRINTS_MAP, key_size: 4, value_size: size_of::<Fingerprint>() as u32, max_entries: MAX_FINGERPRINTS as u32, disposable: true },
-        MapShape { name: ALLOW_V4_MAP, key_size: lpm_key(4), value_size: size_of::<AllowValue>() as u32, max_entries: ALLOW_CAPACITY, disposable: false },
-        MapShape { name: ALLOW_V6_MAP, key_size: lpm_key(16), value_size: size_of::<AllowValue>() as u32, max_entries: ALLOW_CAPACITY, disposable: false },
-        // Rebuilt from the tries at every start.
-        MapShape { name: ALLOW_INDEX_MAP, key_size: 4, value_size: 8, max_entries: INDEX_MAP_WORDS, disposable: true },
-        MapShape { name: STATS_MAP, key_size: 4, value_size: size_of::<Counter>() as u32, max_entries: STATS_ENTRIES, disposable: true },
-        MapShape { name: SOURCES_MAP, key_size: size_of::<SourceKey>() as u32, value_size: size_of::<SourceStats>() as u32, max_entries: sources_table_size, disposable: true },
-        MapShape { name: FRAGS_MAP, key_size: size_of::<FragKey>() as u32, value_size: size_of::<FragVerdict>() as u32, max_entries: FRAGS_CAPACITY, disposable: true },
-    ]
-}
-
-/// Allowlist entries read from a pinned trie of another capacity, to be
-/// written into the new one.
+/// Rules read from a pinned trie of another capacity, to be written into
+/// the new one.
 #[derive(Default)]
 struct CarriedRules {
-    v4: Vec<(Key<[u8; 4]>, AllowValue)>,
-    v6: Vec<(Key<[u8; 16]>, AllowValue)>,
+    v4: Vec<(Key<[u8; 4]>, RuleValue)>,
+    v6: Vec<(Key<[u8; 16]>, RuleValue)>,
 }
 
-/// Checks maps pinned by an earlier run against this build. Counter maps
-/// that differ (a new `sources_table_size`, say) are unpinned so fresh ones
-/// are created; an allowlist trie of another capacity is read, unpinned and
-/// carried into the new one; any other difference stops the start.
+/// Checks maps pinned by an earlier run against this build. A map pinned
+/// under its former name is moved to its registry name first. Maps that
+/// may be recreated and differ (a new `sources_table_size`, say) are
+/// unpinned so fresh ones are created; a rule trie of another capacity is
+/// read, unpinned and carried into the new one; any other difference stops
+/// the start.
 fn reconcile_pinned_maps(pins: &PinDir, sources_table_size: u32) -> anyhow::Result<CarriedRules> {
     let mut carried = CarriedRules::default();
-    for shape in expected_shapes(sources_table_size) {
-        let path = pins.map_path(shape.name);
+    for spec in PINNED_MAPS {
+        let path = pins.map_path(spec.name);
+        if let Some(old) = spec.formerly.map(|old| pins.map_path(old)) {
+            if old.exists() && !path.exists() {
+                std::fs::rename(&old, &path)
+                    .with_context(|| format!("cannot move {} to {}", old.display(), path.display()))?;
+                info!("pinned map {} is now {}", old.display(), path.display());
+            }
+        }
         if !path.exists() {
             continue;
         }
@@ -106,18 +80,21 @@ fn reconcile_pinned_maps(pins: &PinDir, sources_table_size: u32) -> anyhow::Resu
             .and_then(|m| m.info())
             .with_context(|| format!("cannot inspect pinned map {}", path.display()))?;
         let found = (info.key_size(), info.value_size(), info.max_entries());
-        let wanted = (shape.key_size, shape.value_size, shape.max_entries);
+        let wanted = (spec.key_size, spec.value_size, capacity(spec, sources_table_size));
         if found == wanted {
             continue;
         }
         let resized = found.0 == wanted.0 && found.1 == wanted.1;
-        if resized && (shape.name == ALLOW_V4_MAP || shape.name == ALLOW_V6_MAP) {
+        if resized && (spec.name == names::SIP_RULES_V4 || spec.name == names::SIP_RULES_V6) {
             carry(&path, &mut carried).with_context(|| format!("cannot read the rules in {}", path.display()))?;
-            info!("allowlist {} resized from {} to {} entries; its rules are carried over", shape.name, found.2, wanted.2);
+            info!(
+                "rule trie {} resized from {} to {} entries; its rules are carried over",
+                spec.name, found.2, wanted.2
+            );
             std::fs::remove_file(&path).with_context(|| format!("cannot unpin {}", path.display()))?;
             continue;
         }
-        if !shape.disposable {
+        if spec.on_mismatch == OnMismatch::Keep {
             bail!(
                 "pinned map {} has key/value/entries {:?}, this build needs {:?}; it was made by an \
                  incompatible version. Stop sip-xdp and remove {} to start afresh",
@@ -127,10 +104,10 @@ fn reconcile_pinned_maps(pins: &PinDir, sources_table_size: u32) -> anyhow::Resu
                 pins.root().display()
             );
         }
-        if shape.name == SOURCES_MAP && found.0 == wanted.0 && found.1 == wanted.1 {
+        if spec.name == names::SIP_SOURCES && resized {
             info!("per-source table resized from {} to {} entries; its counters start afresh", found.2, wanted.2);
         } else {
-            warn!("pinned map {} is from another version; recreating it (its counters start afresh)", shape.name);
+            warn!("pinned map {} is from another version; recreating it (its counters start afresh)", spec.name);
         }
         std::fs::remove_file(&path).with_context(|| format!("cannot unpin {}", path.display()))?;
     }
@@ -139,11 +116,11 @@ fn reconcile_pinned_maps(pins: &PinDir, sources_table_size: u32) -> anyhow::Resu
 
 fn carry(path: &Path, carried: &mut CarriedRules) -> anyhow::Result<()> {
     let map = Map::from_map_data(MapData::from_pin(path)?)?;
-    if path.ends_with(ALLOW_V4_MAP) {
-        let trie: LpmTrie<MapData, [u8; 4], AllowValue> = map.try_into()?;
+    if path.ends_with(names::SIP_RULES_V4) {
+        let trie: LpmTrie<MapData, [u8; 4], RuleValue> = map.try_into()?;
         carried.v4 = trie.iter().collect::<Result<_, _>>()?;
     } else {
-        let trie: LpmTrie<MapData, [u8; 16], AllowValue> = map.try_into()?;
+        let trie: LpmTrie<MapData, [u8; 16], RuleValue> = map.try_into()?;
         carried.v6 = trie.iter().collect::<Result<_, _>>()?;
     }
     Ok(())
@@ -153,11 +130,13 @@ fn carry(path: &Path, carried: &mut CarriedRules) -> anyhow::Result<()> {
 /// follow when the config is applied, which rebuilds the index).
 fn restore(ebpf: &mut Ebpf, carried: CarriedRules) -> anyhow::Result<()> {
     if !carried.v4.is_empty() {
-        let mut trie: LpmTrie<_, [u8; 4], AllowValue> = LpmTrie::try_from(ebpf.map_mut(ALLOW_V4_MAP).context(ALLOW_V4_MAP)?)?;
+        let mut trie: LpmTrie<_, [u8; 4], RuleValue> =
+            LpmTrie::try_from(ebpf.map_mut(names::SIP_RULES_V4).context(names::SIP_RULES_V4)?)?;
         carried.v4.iter().try_for_each(|(k, v)| trie.insert(k, *v, 0))?;
     }
     if !carried.v6.is_empty() {
-        let mut trie: LpmTrie<_, [u8; 16], AllowValue> = LpmTrie::try_from(ebpf.map_mut(ALLOW_V6_MAP).context(ALLOW_V6_MAP)?)?;
+        let mut trie: LpmTrie<_, [u8; 16], RuleValue> =
+            LpmTrie::try_from(ebpf.map_mut(names::SIP_RULES_V6).context(names::SIP_RULES_V6)?)?;
         carried.v6.iter().try_for_each(|(k, v)| trie.insert(k, *v, 0))?;
     }
     Ok(())
@@ -168,12 +147,12 @@ fn restore(ebpf: &mut Ebpf, carried: CarriedRules) -> anyhow::Result<()> {
 /// directory; without, they are private to the returned object (tests).
 pub fn load(pins: Option<&PinDir>, sources_table_size: u32) -> anyhow::Result<Ebpf> {
     let mut loader = EbpfLoader::new();
-    loader.map_max_entries(SOURCES_MAP, sources_table_size);
+    loader.map_max_entries(names::SIP_SOURCES, sources_table_size);
     let mut carried = CarriedRules::default();
     if let Some(pins) = pins {
         carried = reconcile_pinned_maps(pins, sources_table_size)?;
-        for name in PINNED_MAPS {
-            loader.map_pin_path(name, pins.map_path(name));
+        for spec in PINNED_MAPS {
+            loader.map_pin_path(spec.name, pins.map_path(spec.name));
         }
     }
     let mut ebpf = loader.load(OBJECT).context("cannot load the eBPF object")?;
@@ -184,16 +163,14 @@ pub fn load(pins: Option<&PinDir>, sources_table_size: u32) -> anyhow::Result<Eb
 }
 
 pub fn egress(ebpf: &mut Ebpf) -> anyhow::Result<&mut SchedClassifier> {
-    let program = ebpf
-        .program_mut(EGRESS_PROGRAM)
-        .ok_or_else(|| anyhow!("the object has no program {EGRESS_PROGRAM}"))?;
+    let program =
+        ebpf.program_mut(EGRESS_PROGRAM).ok_or_else(|| anyhow!("the object has no program {EGRESS_PROGRAM}"))?;
     Ok(program.try_into()?)
 }
 
 pub fn ingress(ebpf: &mut Ebpf) -> anyhow::Result<&mut Xdp> {
-    let program = ebpf
-        .program_mut(INGRESS_PROGRAM)
-        .ok_or_else(|| anyhow!("the object has no program {INGRESS_PROGRAM}"))?;
+    let program =
+        ebpf.program_mut(INGRESS_PROGRAM).ok_or_else(|| anyhow!("the object has no program {INGRESS_PROGRAM}"))?;
     Ok(program.try_into()?)
 }
 
@@ -325,4 +302,19 @@ pub fn detach(pins: &PinDir, interfaces: &[String]) {
             }
         }
     }
+}
+
+/// Every interface exists: checked before the kernel is touched.
+pub fn check_interfaces(interfaces: &[String]) -> anyhow::Result<()> {
+    if interfaces.is_empty() {
+        return Err(user_error("no interface to attach to: list them in `interfaces` in the config or pass --iface"));
+    }
+    for name in interfaces {
+        let c = CString::new(name.as_str()).map_err(|_| user_error(format!("bad interface name {name:?}")))?;
+        // SAFETY: c is a valid NUL-terminated string.
+        if unsafe { libc::if_nametoindex(c.as_ptr()) } == 0 {
+            return Err(user_error(format!("no such interface: {name}")));
+        }
+    }
+    Ok(())
 }

@@ -15,12 +15,12 @@ use std::{
 use anyhow::Context as _;
 use aya::{maps::lpm_trie::Key, programs::loaded_programs};
 use log::warn;
-use prometheus::{
-    CounterVec, Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
-};
-use sip_xdp_common::maps::{
-    CLASS_BANNED, CLASS_TRUSTED, COUNT_EVENTS_LOST, COUNT_FINGERPRINT_BASE, DEST_BLOCK, COUNT_REQ_INVITE, COUNT_REQ_OPTIONS, COUNT_REQ_OTHER,
-    COUNT_REQ_REGISTER, COUNT_RESP_200, COUNT_RESP_401, COUNT_RESP_403, COUNT_RESP_407, COUNT_RESP_OTHER,
+use prometheus::{CounterVec, Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use sip_xdp_common::{
+    bans::BanReason,
+    counts::{MethodCount, ResponseCount, COUNT_EVENTS_LOST, COUNT_FINGERPRINT_BASE},
+    map_types::{DestAction, SourceKey},
+    rules::RuleClass,
 };
 
 use crate::{
@@ -29,21 +29,6 @@ use crate::{
     maps::{source_addr, Maps},
     pin::PinDir,
 };
-
-const REQUEST_SLOTS: [(&str, u32); 4] = [
-    ("REGISTER", COUNT_REQ_REGISTER),
-    ("INVITE", COUNT_REQ_INVITE),
-    ("OPTIONS", COUNT_REQ_OPTIONS),
-    ("other", COUNT_REQ_OTHER),
-];
-const RESPONSE_SLOTS: [(&str, u32); 5] = [
-    ("200", COUNT_RESP_200),
-    ("401", COUNT_RESP_401),
-    ("403", COUNT_RESP_403),
-    ("407", COUNT_RESP_407),
-    ("other", COUNT_RESP_OTHER),
-];
-pub const BAN_REASONS: [&str; 4] = ["rate_excess", "auth_failures", "manual", "scanner"];
 
 /// Every metric the exporter serves.
 pub struct Metrics {
@@ -88,27 +73,93 @@ impl Metrics {
             }};
         }
         let m = Metrics {
-            packets: reg!(IntCounterVec::new(opts("sipxdp_packets_total", "Packets seen by the XDP program, by action and reason."), &["action", "reason"])?),
-            bytes: reg!(IntCounterVec::new(opts("sipxdp_bytes_total", "Bytes seen by the XDP program, by action and reason."), &["action", "reason"])?),
-            sip_requests: reg!(IntCounterVec::new(opts("sipxdp_sip_requests_total", "SIP requests arriving at the SIP ports, by method (dropped ones included)."), &["method"])?),
-            sip_responses: reg!(IntCounterVec::new(opts("sipxdp_sip_responses_total", "SIP responses sent by the protected server, by code."), &["code"])?),
-            bans_active: reg!(IntGauge::with_opts(opts("sipxdp_bans_active", "Bans in force (addresses and prefixes)."))?),
-            bans_total: reg!(IntCounterVec::new(opts("sipxdp_bans_total", "Bans reported by this controller, by reason."), &["reason"])?),
+            packets: reg!(IntCounterVec::new(
+                opts("sipxdp_packets_total", "Packets seen by the XDP program, by action and reason."),
+                &["action", "reason"]
+            )?),
+            bytes: reg!(IntCounterVec::new(
+                opts("sipxdp_bytes_total", "Bytes seen by the XDP program, by action and reason."),
+                &["action", "reason"]
+            )?),
+            sip_requests: reg!(IntCounterVec::new(
+                opts(
+                    "sipxdp_sip_requests_total",
+                    "SIP requests arriving at the SIP ports, by method (dropped ones included)."
+                ),
+                &["method"]
+            )?),
+            sip_responses: reg!(IntCounterVec::new(
+                opts("sipxdp_sip_responses_total", "SIP responses sent by the protected server, by code."),
+                &["code"]
+            )?),
+            bans_active: reg!(IntGauge::with_opts(opts(
+                "sipxdp_bans_active",
+                "Bans in force (addresses and prefixes)."
+            ))?),
+            bans_total: reg!(IntCounterVec::new(
+                opts("sipxdp_bans_total", "Bans reported by this controller, by reason."),
+                &["reason"]
+            )?),
             ban_expirations: reg!(IntCounter::with_opts(opts("sipxdp_ban_expirations_total", "Bans that ran out."))?),
-            allowlist_entries: reg!(IntGaugeVec::new(opts("sipxdp_allowlist_entries", "Rules (allowlist, limited and deny prefixes) in the kernel, by address family."), &["family"])?),
+            allowlist_entries: reg!(IntGaugeVec::new(
+                opts(
+                    "sipxdp_allowlist_entries",
+                    "Rules (allowlist, limited and deny prefixes) in the kernel, by address family."
+                ),
+                &["family"]
+            )?),
             map_entries: reg!(IntGaugeVec::new(opts("sipxdp_map_entries", "Entries in a kernel map."), &["map"])?),
             map_capacity: reg!(IntGaugeVec::new(opts("sipxdp_map_capacity", "Capacity of a kernel map."), &["map"])?),
-            source_packets: reg!(IntCounterVec::new(opts("sipxdp_source_packets_total", "Packets to the SIP ports from each of the busiest sources."), &["source"])?),
-            source_registers: reg!(IntCounterVec::new(opts("sipxdp_source_registers_total", "REGISTERs from each of the busiest sources."), &["source"])?),
-            trusted_dropped: reg!(IntCounter::with_opts(opts("sipxdp_trusted_dropped_packets_total", "Packets from sources of the trusted class that were dropped (should stay zero)."))?),
-            program_run_seconds: reg!(CounterVec::new(opts("sipxdp_program_run_seconds_total", "Time the kernel spent in the program (needs [metrics] program_stats)."), &["program"])?),
-            program_runs: reg!(IntCounterVec::new(opts("sipxdp_program_runs_total", "Runs of the program (needs [metrics] program_stats)."), &["program"])?),
-            config_reloads: reg!(IntCounterVec::new(opts("sipxdp_config_reloads_total", "Config reloads (SIGHUP), by result."), &["result"])?),
-            events_lost: reg!(IntCounter::with_opts(opts("sipxdp_events_lost_total", "Ban events the kernel could not queue for the controller."))?),
-            destination_blocked: reg!(IntCounterVec::new(opts("sipxdp_destination_blocked_total", "INVITEs dropped by a destination block rule, by prefix."), &["prefix"])?),
-            intl_blocks_total: reg!(IntCounter::with_opts(opts("sipxdp_intl_blocks_total", "Sources whose international calls were blocked after a spending anomaly."))?),
-            intl_blocks_active: reg!(IntGauge::with_opts(opts("sipxdp_intl_blocks_active", "Sources whose international calls are blocked now."))?),
-            scanner_hits: reg!(IntCounterVec::new(opts("sipxdp_scanner_hits_total", "Requests whose User-Agent matched a scanner fingerprint, by fingerprint."), &["fingerprint"])?),
+            source_packets: reg!(IntCounterVec::new(
+                opts("sipxdp_source_packets_total", "Packets to the SIP ports from each of the busiest sources."),
+                &["source"]
+            )?),
+            source_registers: reg!(IntCounterVec::new(
+                opts("sipxdp_source_registers_total", "REGISTERs from each of the busiest sources."),
+                &["source"]
+            )?),
+            trusted_dropped: reg!(IntCounter::with_opts(opts(
+                "sipxdp_trusted_dropped_packets_total",
+                "Packets from sources of the trusted class that were dropped (should stay zero)."
+            ))?),
+            program_run_seconds: reg!(CounterVec::new(
+                opts(
+                    "sipxdp_program_run_seconds_total",
+                    "Time the kernel spent in the program (needs [metrics] program_stats)."
+                ),
+                &["program"]
+            )?),
+            program_runs: reg!(IntCounterVec::new(
+                opts("sipxdp_program_runs_total", "Runs of the program (needs [metrics] program_stats)."),
+                &["program"]
+            )?),
+            config_reloads: reg!(IntCounterVec::new(
+                opts("sipxdp_config_reloads_total", "Config reloads (SIGHUP), by result."),
+                &["result"]
+            )?),
+            events_lost: reg!(IntCounter::with_opts(opts(
+                "sipxdp_events_lost_total",
+                "Ban events the kernel could not queue for the controller."
+            ))?),
+            destination_blocked: reg!(IntCounterVec::new(
+                opts("sipxdp_destination_blocked_total", "INVITEs dropped by a destination block rule, by prefix."),
+                &["prefix"]
+            )?),
+            intl_blocks_total: reg!(IntCounter::with_opts(opts(
+                "sipxdp_intl_blocks_total",
+                "Sources whose international calls were blocked after a spending anomaly."
+            ))?),
+            intl_blocks_active: reg!(IntGauge::with_opts(opts(
+                "sipxdp_intl_blocks_active",
+                "Sources whose international calls are blocked now."
+            ))?),
+            scanner_hits: reg!(IntCounterVec::new(
+                opts(
+                    "sipxdp_scanner_hits_total",
+                    "Requests whose User-Agent matched a scanner fingerprint, by fingerprint."
+                ),
+                &["fingerprint"]
+            )?),
             top_sources: AtomicUsize::new(top_sources),
             registry,
         };
@@ -116,8 +167,8 @@ impl Metrics {
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         m.registry.register(Box::new(build))?;
         // Series that exist from the start, so queries over them have data.
-        for reason in BAN_REASONS {
-            m.bans_total.with_label_values(&[reason]);
+        for reason in BanReason::ALL {
+            m.bans_total.with_label_values(&[reason.name()]);
         }
         for result in ["success", "failure"] {
             m.config_reloads.with_label_values(&[result]);
@@ -154,11 +205,11 @@ impl Metrics {
             self.packets.with_label_values(&labels).inc_by(row.counter.packets);
             self.bytes.with_label_values(&labels).inc_by(row.counter.bytes);
         }
-        for (method, slot) in REQUEST_SLOTS {
-            set(&self.sip_requests.with_label_values(&[method]), maps.count(slot)?);
+        for &method in MethodCount::ALL {
+            set(&self.sip_requests.with_label_values(&[method.name()]), maps.count(method as u32)?);
         }
-        for (code, slot) in RESPONSE_SLOTS {
-            set(&self.sip_responses.with_label_values(&[code]), maps.count(slot)?);
+        for &code in ResponseCount::ALL {
+            set(&self.sip_responses.with_label_values(&[code.name()]), maps.count(code as u32)?);
         }
         set(&self.events_lost, maps.count(COUNT_EVENTS_LOST)?);
         let now = boottime_ns();
@@ -173,17 +224,19 @@ impl Metrics {
         }
         self.destination_blocked.reset();
         for (prefix, rule) in maps.dest_entries()? {
-            if rule.action == DEST_BLOCK {
+            if rule.is(DestAction::Block) {
                 self.destination_blocked.with_label_values(&[&prefix]).inc_by(maps.dest_count(rule.id)?);
             }
         }
 
         let now = boottime_ns();
-        let rules = maps.allow_entries()?;
-        let prefix_bans = rules.values().filter(|v| v.class == CLASS_BANNED).count();
+        let rules = maps.rule_entries()?;
+        let prefix_bans = rules.values().filter(|v| v.is(RuleClass::Banned)).count();
         let address_bans = maps.ban_entries()?.iter().filter(|(_, b)| b.in_force(now)).count();
         self.bans_active.set((prefix_bans + address_bans) as i64);
-        let family = |v4: bool| rules.iter().filter(|(n, v)| v.class != CLASS_BANNED && matches!(n, ipnet::IpNet::V4(_)) == v4).count();
+        let family = |v4: bool| {
+            rules.iter().filter(|(n, v)| !v.is(RuleClass::Banned) && matches!(n, ipnet::IpNet::V4(_)) == v4).count()
+        };
         self.allowlist_entries.with_label_values(&["ipv4"]).set(family(true) as i64);
         self.allowlist_entries.with_label_values(&["ipv6"]).set(family(false) as i64);
         for (map, entries, capacity) in maps.utilisation()? {
@@ -233,12 +286,12 @@ fn set(counter: &IntCounter, value: u64) {
 }
 
 /// Is the source's rule (longest prefix, as the kernel matches) trusted?
-fn is_trusted(maps: &Maps, key: &sip_xdp_common::maps::SourceKey) -> bool {
+fn is_trusted(maps: &Maps, key: &SourceKey) -> bool {
     let rule = match source_addr(key) {
-        std::net::IpAddr::V4(v4) => maps.allow_v4.get(&Key::new(32, v4.octets()), 0).ok(),
-        std::net::IpAddr::V6(v6) => maps.allow_v6.get(&Key::new(128, v6.octets()), 0).ok(),
+        std::net::IpAddr::V4(v4) => maps.rules_v4.get(&Key::new(32, v4.octets()), 0).ok(),
+        std::net::IpAddr::V6(v6) => maps.rules_v6.get(&Key::new(128, v6.octets()), 0).ok(),
     };
-    rule.is_some_and(|r| r.class == CLASS_TRUSTED)
+    rule.is_some_and(|r| r.is(RuleClass::Trusted))
 }
 
 /// Binds the metrics listener; done before anything else so a taken port
@@ -267,7 +320,9 @@ pub fn serve(server: tiny_http::Server, metrics: Arc<Metrics>, pins: PinDir, pro
             };
             let response = match body {
                 Ok(text) => tiny_http::Response::from_string(text).with_header(
-                    "Content-Type: text/plain; version=0.0.4; charset=utf-8".parse::<tiny_http::Header>().expect("static header"),
+                    "Content-Type: text/plain; version=0.0.4; charset=utf-8"
+                        .parse::<tiny_http::Header>()
+                        .expect("static header"),
                 ),
                 Err(err) => {
                     warn!("metrics: {err:#}");

@@ -12,7 +12,7 @@ use std::{
 };
 
 use anyhow::{bail, Context as _};
-use sip_xdp_common::maps::CONFIG_MAP;
+use sip_xdp_common::registry::names::SIP_CONFIG;
 
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/sip-xdp";
 /// Where bpffs is normally mounted.
@@ -73,7 +73,7 @@ impl PinDir {
     /// For CLI commands: fails with a clear message unless an instance's
     /// maps are pinned here.
     pub fn require_instance(&self) -> anyhow::Result<()> {
-        if self.map_path(CONFIG_MAP).exists() {
+        if self.map_path(SIP_CONFIG).exists() {
             return Ok(());
         }
         let mut msg = format!("no sip-xdp instance pinned at {}", self.root.display());
@@ -91,8 +91,7 @@ impl PinDir {
     /// /sys). Returns true if this call mounted it.
     pub fn prepare(&self) -> anyhow::Result<bool> {
         let existing = nearest_existing(&self.root).unwrap_or_else(|| PathBuf::from("/"));
-        let on_bpffs =
-            is_bpffs(&existing).with_context(|| format!("cannot stat {}", existing.display()))?;
+        let on_bpffs = is_bpffs(&existing).with_context(|| format!("cannot stat {}", existing.display()))?;
         let mut mounted = false;
         if !on_bpffs && existing == Path::new(STANDARD_BPFFS) {
             // Nothing can be created inside an unmounted /sys/fs/bpf (it is
@@ -103,8 +102,7 @@ impl PinDir {
         std::fs::create_dir_all(&self.root)
             .with_context(|| format!("cannot create pin directory {}", self.root.display()))?;
         if !on_bpffs && !mounted {
-            mount_bpffs(&self.root)
-                .with_context(|| format!("cannot mount bpffs on {}", self.root.display()))?;
+            mount_bpffs(&self.root).with_context(|| format!("cannot mount bpffs on {}", self.root.display()))?;
             mounted = true;
         }
         for sub in ["maps", "links", "egress"] {
@@ -117,8 +115,7 @@ impl PinDir {
     /// Takes an exclusive lock on the directory for the life of the
     /// returned file, so two controllers never manage the same maps.
     pub fn lock(&self) -> anyhow::Result<std::fs::File> {
-        let dir = std::fs::File::open(&self.root)
-            .with_context(|| format!("cannot open {}", self.root.display()))?;
+        let dir = std::fs::File::open(&self.root).with_context(|| format!("cannot open {}", self.root.display()))?;
         // SAFETY: flock on a valid fd we own.
         if unsafe { libc::flock(dir.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             let err = io::Error::last_os_error();
@@ -161,9 +158,7 @@ fn mount_bpffs(path: &Path) -> io::Result<()> {
     let fstype = c"bpf";
     let options = c"mode=0700";
     // SAFETY: all pointers are valid NUL-terminated strings.
-    let rc = unsafe {
-        libc::mount(source.as_ptr(), target.as_ptr(), fstype.as_ptr(), 0, options.as_ptr().cast())
-    };
+    let rc = unsafe { libc::mount(source.as_ptr(), target.as_ptr(), fstype.as_ptr(), 0, options.as_ptr().cast()) };
     if rc != 0 {
         return Err(io::Error::last_os_error());
     }

@@ -44,7 +44,15 @@ pub struct V4 {
 
 impl V4 {
     pub fn new(src: [u8; 4], protocol: u8) -> V4 {
-        V4 { src, dst: [198, 18, 0, 1], protocol, options: Vec::new(), id: 0x1234, more_fragments: false, frag_offset: 0 }
+        V4 {
+            src,
+            dst: [198, 18, 0, 1],
+            protocol,
+            options: Vec::new(),
+            id: 0x1234,
+            more_fragments: false,
+            frag_offset: 0,
+        }
     }
 
     pub fn header(&self, payload_len: usize) -> Vec<u8> {
@@ -177,4 +185,26 @@ pub fn v6_frame(vlans: &[u16], ip: &V6, l4: &[u8]) -> Vec<u8> {
 
 pub fn v6_addr(text: &str) -> [u8; 16] {
     text.parse::<std::net::Ipv6Addr>().expect("IPv6 literal").octets()
+}
+
+/// A UDP datagram from `src` to `port`, in an untagged IPv4 frame.
+pub fn udp4(src: [u8; 4], port: u16, payload: &[u8]) -> Vec<u8> {
+    v4_frame(&[], &V4::new(src, IPPROTO_UDP), &udp(port, payload))
+}
+
+/// A TCP segment from `src` to `port`, in an untagged IPv4 frame.
+pub fn tcp4(src: [u8; 4], port: u16, payload: &[u8]) -> Vec<u8> {
+    v4_frame(&[], &V4::new(src, IPPROTO_TCP), &tcp(port, 0, payload))
+}
+
+/// A UDP datagram from `src` to `port`, in an untagged IPv6 frame.
+pub fn udp6(src: [u8; 16], port: u16, payload: &[u8]) -> Vec<u8> {
+    v6_frame(&[], &V6::new(src, IPPROTO_UDP), &udp(port, payload))
+}
+
+/// `prefix` (an IPv6 literal) with its last byte set to `i`.
+pub fn v6_host(prefix: &str, i: u8) -> [u8; 16] {
+    let mut a = v6_addr(prefix);
+    a[15] = i;
+    a
 }

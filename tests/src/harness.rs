@@ -1,20 +1,27 @@
-//! A privately loaded copy of the XDP program (no pins, no attachment),
-//! driven through BPF_PROG_TEST_RUN.
+//! A privately loaded copy of the programs (no pins, no attachment),
+//! driven through BPF_PROG_TEST_RUN; and the test programs of
+//! `tests/ebpf`, which the shipped object does not carry.
 
-use std::collections::BTreeMap;
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    process::Command,
+};
 
 use aya::{
-    maps::{MapData, RingBuf},
-    programs::{TestRun, TestRunOptions},
+    maps::{Array, MapData, RingBuf},
+    programs::{TestRun, TestRunOptions, Xdp},
     Ebpf,
 };
-use sip_xdp::{allowlist::parse_cidr, loader, maps::Maps};
+use sip_xdp::{config::Config, loader, maps::Maps, pin::PinDir, rules::parse_cidr};
 use sip_xdp_common::{
+    bans::BanEntry,
+    events::Event,
     fingerprint::{Fingerprint, DEFAULT_USER_AGENTS},
-    maps::{
-        AllowValue, BanEntry, Counter, Event, FilterConfig, RateProfile, SourceKey, SourceStats,
-        DestRule, DEFAULT_SOURCES_CAPACITY, DEST_ALLOW, DEST_BLOCK, EVENTS_MAP, ORIGIN_CONFIG,
-    },
+    kernel_config::FilterConfig,
+    map_types::{Counter, DestAction, DestRule, RateProfile, SourceKey, SourceStats},
+    registry::{private_names::SIP_EVENTS, DEFAULT_SOURCES_CAPACITY},
+    rules::{RuleClass, RuleValue, ORIGIN_CONFIG},
     Action, Reason,
 };
 
@@ -27,13 +34,11 @@ pub struct Filter {
     events: Option<RingBuf<MapData>>,
 }
 
-/// The filter config most tests use: ports 5060 and 5061, drop, enforce.
+/// The filter config most tests use: the config file's defaults (ports
+/// 5060 and 5061, deny by default, drop, enforce) in the kernel's form.
 pub fn sip_config() -> FilterConfig {
-    let mut c = FilterConfig::EMPTY;
-    c.ports[0] = 5060;
-    c.ports[1] = 5061;
-    c.port_count = 2;
-    c
+    let defaults = Config::parse(Path::new("defaults.toml"), "").expect("the empty config is valid");
+    FilterConfig::from(&defaults)
 }
 
 impl Filter {
@@ -50,11 +55,11 @@ impl Filter {
 
     pub fn allow(&mut self, cidr: &str) {
         let net = parse_cidr(cidr).expect("test CIDR");
-        self.maps.allow_insert(net, AllowValue { origin: ORIGIN_CONFIG, ..Default::default() }).expect("allow");
+        self.maps.insert_rule(net, RuleValue::new(ORIGIN_CONFIG, RuleClass::Trusted, 0)).expect("allow");
     }
 
     pub fn disallow(&mut self, cidr: &str) {
-        self.maps.allow_remove(parse_cidr(cidr).expect("test CIDR")).expect("remove");
+        self.maps.remove_rule(parse_cidr(cidr).expect("test CIDR")).expect("remove");
     }
 
     /// Runs one frame and returns the XDP action code.
@@ -65,12 +70,7 @@ impl Filter {
     }
 
     pub fn counters(&self) -> BTreeMap<(u8, u8), Counter> {
-        self.maps
-            .stats()
-            .expect("stats")
-            .into_iter()
-            .map(|r| ((r.action as u8, r.reason as u8), r.counter))
-            .collect()
+        self.maps.stats().expect("stats").into_iter().map(|r| ((r.action as u8, r.reason as u8), r.counter)).collect()
     }
 
     /// Runs one frame and checks it was counted exactly once, with its
@@ -103,11 +103,10 @@ impl Filter {
 
 /// What the ban and rate tests need beyond the allowlist.
 impl Filter {
-    /// Adds a rule with a class (`CLASS_*`) and profile.
-    pub fn rule(&mut self, cidr: &str, class: u8, profile: u8) {
+    /// Adds a rule with a class and profile.
+    pub fn rule(&mut self, cidr: &str, class: RuleClass, profile: u8) {
         let net = parse_cidr(cidr).expect("test CIDR");
-        let value = AllowValue { origin: ORIGIN_CONFIG, class, profile, ..Default::default() };
-        self.maps.allow_insert(net, value).expect("rule");
+        self.maps.insert_rule(net, RuleValue::new(ORIGIN_CONFIG, class, profile)).expect("rule");
     }
 
     pub fn profile(&mut self, index: u32, profile: RateProfile) {
@@ -125,7 +124,7 @@ impl Filter {
     /// Events the program has written since the last call.
     pub fn events(&mut self) -> Vec<Event> {
         let ring = self.events.get_or_insert_with(|| {
-            let map = self.ebpf.take_map(EVENTS_MAP).expect("events map");
+            let map = self.ebpf.take_map(SIP_EVENTS).expect("events map");
             RingBuf::try_from(map).expect("ring buffer")
         });
         let mut out = Vec::new();
@@ -150,10 +149,12 @@ impl Filter {
 pub fn destination_rules(block: &[&str], allow: &[&str]) -> BTreeMap<String, DestRule> {
     block
         .iter()
-        .map(|p| (p, DEST_BLOCK))
-        .chain(allow.iter().map(|p| (p, DEST_ALLOW)))
+        .map(|p| (p, DestAction::Block))
+        .chain(allow.iter().map(|p| (p, DestAction::Allow)))
         .enumerate()
-        .map(|(id, (p, action))| (p.to_string(), DestRule { action, id: id as u16, ..DestRule::default() }))
+        .map(|(id, (p, action))| {
+            (p.to_string(), DestRule { action: action as u8, id: id as u16, ..DestRule::default() })
+        })
         .collect()
 }
 
@@ -175,17 +176,87 @@ pub fn now_ns() -> u64 {
     sip_xdp::clock::boottime_ns()
 }
 
-/// Timing for the benchmark.
+/// Kernel time per run of `program` on `frame`, over `repeat` runs
+/// (BPF_PROG_TEST_RUN's own average), in ns.
+fn time_ns(program: &mut Xdp, frame: &[u8], repeat: u32) -> f64 {
+    let opts = TestRunOptions { data_in: Some(frame), repeat, ..TestRunOptions::default() };
+    program.test_run(opts).expect("BPF_PROG_TEST_RUN").duration.as_nanos() as f64
+}
+
 impl Filter {
-    /// Kernel time per run of `program` on `frame`, over `repeat` runs
-    /// (BPF_PROG_TEST_RUN's own average), in ns. Loads the program first if
-    /// it is not (the baseline program is only ever loaded here).
-    pub fn time_ns(&mut self, program: &str, frame: &[u8], repeat: u32) -> f64 {
-        let prog: &mut aya::programs::Xdp = self.ebpf.program_mut(program).expect("program").try_into().expect("XDP");
-        if prog.fd().is_err() {
-            prog.load().expect("load");
+    /// Kernel time per run of the ingress program on `frame` (benchmark).
+    pub fn time_ns(&mut self, frame: &[u8], repeat: u32) -> f64 {
+        time_ns(loader::ingress(&mut self.ebpf).expect("program"), frame, repeat)
+    }
+}
+
+/// The test programs (`tests/ebpf`), compiled by this crate's build
+/// script: never part of the object the controller ships.
+pub const TEST_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sip-xdp-test"));
+/// Parses to L4 and checks the port, like the ingress program before any
+/// policy, then passes.
+pub const BASELINE: &str = "sip_xdp_baseline";
+/// Sends its frame back out with a random source in 198.19.0.0/16.
+pub const GENERATOR: &str = "sip_xdp_flood";
+/// Drops everything.
+pub const DROP_ALL: &str = "sip_xdp_drop_all";
+
+/// A loaded copy of the test programs.
+pub struct TestPrograms {
+    pub ebpf: Ebpf,
+}
+
+impl TestPrograms {
+    /// Loads the object and its programs; the baseline reads `config`.
+    pub fn load(config: FilterConfig) -> TestPrograms {
+        let mut ebpf = Ebpf::load(TEST_OBJECT).expect("load the test programs (needs root)");
+        let mut cfg: Array<_, FilterConfig> =
+            Array::try_from(ebpf.map_mut("SIP_CONFIG").expect("the baseline's config")).expect("array");
+        cfg.set(0, config, 0).expect("config");
+        for name in [BASELINE, GENERATOR, DROP_ALL] {
+            program(&mut ebpf, name).load().expect("load a test program");
         }
-        let opts = TestRunOptions { data_in: Some(frame), repeat, ..TestRunOptions::default() };
-        prog.test_run(opts).expect("BPF_PROG_TEST_RUN").duration.as_nanos() as f64
+        TestPrograms { ebpf }
+    }
+
+    pub fn program(&mut self, name: &str) -> &mut Xdp {
+        program(&mut self.ebpf, name)
+    }
+
+    /// Kernel time per run of the baseline on `frame`.
+    pub fn baseline_ns(&mut self, frame: &[u8], repeat: u32) -> f64 {
+        time_ns(self.program(BASELINE), frame, repeat)
+    }
+}
+
+fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> &'a mut Xdp {
+    ebpf.program_mut(name).unwrap_or_else(|| panic!("no program {name}")).try_into().expect("an XDP program")
+}
+
+/// A bpffs of the test's own for a pin directory, unmounted on drop (also
+/// when the test fails).
+pub struct TempBpffs {
+    pub dir: PathBuf,
+}
+
+impl TempBpffs {
+    pub fn new(name: &str) -> TempBpffs {
+        let dir = PathBuf::from(format!("/run/sip-xdp-tests/{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("pin dir");
+        TempBpffs { dir }
+    }
+
+    /// The pin directory, on a bpffs mounted for it.
+    pub fn pins(&self) -> PinDir {
+        let pins = PinDir::new(&self.dir);
+        pins.prepare().expect("bpffs for the pins");
+        pins
+    }
+}
+
+impl Drop for TempBpffs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.dir).status();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -2,6 +2,7 @@
 //! tables, a handle on a privately loaded copy of the program, and network
 //! namespace plumbing for the end-to-end tests.
 
+pub mod behaviour;
 pub mod frames;
 pub mod harness;
 pub mod netns;

@@ -29,7 +29,11 @@ pub fn sip_xdp_bin() -> PathBuf {
         return PathBuf::from(bin);
     }
     let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/sip-xdp");
-    assert!(bin.exists(), "{} is missing: build it with `cargo build -p sip-xdp` (cargo xtask test does)", bin.display());
+    assert!(
+        bin.exists(),
+        "{} is missing: build it with `cargo build -p sip-xdp` (cargo xtask test does)",
+        bin.display()
+    );
     bin
 }
 
@@ -40,7 +44,12 @@ pub fn fixture(name: &str) -> PathBuf {
 /// Runs a command to completion, panicking with its output if it fails.
 pub fn sh(cmd: &mut Command) -> Output {
     let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(out.status.success(), "{cmd:?} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     out
 }
 
@@ -95,7 +104,12 @@ impl Proc {
                 std::thread::sleep(Duration::from_millis(100)); // let the readers drain
                 panic!("{} exited ({status}) before logging {pattern:?}:\n{}", self.name, self.text());
             }
-            assert!(Instant::now() < deadline, "{} did not log {pattern:?} in {timeout:?}:\n{}", self.name, self.text());
+            assert!(
+                Instant::now() < deadline,
+                "{} did not log {pattern:?} in {timeout:?}:\n{}",
+                self.name,
+                self.text()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -219,7 +233,8 @@ impl Lab {
         let sock = self.udp_in(&self.edge, "127.0.0.1:0");
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let _ = sock.send_to(&options_request("127.0.0.1", sock.local_addr().expect("addr").port(), 0), "127.0.0.1:5060");
+            let _ = sock
+                .send_to(&options_request("127.0.0.1", sock.local_addr().expect("addr").port(), 0), "127.0.0.1:5060");
             if recv_within(&sock, Duration::from_millis(200)).is_some() {
                 break;
             }
@@ -325,7 +340,8 @@ requests_burst = 200
 
     /// A source's row from `sources --json`.
     pub fn source(&self, addr: &str) -> Option<serde_json::Value> {
-        let list: serde_json::Value = serde_json::from_str(&self.cli_ok(&["sources", "--top", "100000", "--json"])).expect("JSON");
+        let list: serde_json::Value =
+            serde_json::from_str(&self.cli_ok(&["sources", "--top", "100000", "--json"])).expect("JSON");
         list.as_array().expect("list").iter().find(|r| r["source"] == addr).cloned()
     }
 
@@ -429,7 +445,22 @@ requests_burst = 200
         let out = Command::new("ip")
             .args(["netns", "exec", ns, "sipp", &format!("{server_ip}:5060"), "-sf"])
             .arg(fixture("register.xml"))
-            .args(["-s", "alice", "-ap", password, "-i", local_ip, "-m", "1", "-nostdin", "-recv_timeout", "2000", "-timeout", "6s", "-timeout_error"])
+            .args([
+                "-s",
+                "alice",
+                "-ap",
+                password,
+                "-i",
+                local_ip,
+                "-m",
+                "1",
+                "-nostdin",
+                "-recv_timeout",
+                "2000",
+                "-timeout",
+                "6s",
+                "-timeout_error",
+            ])
             .current_dir(&self.dir)
             .output()
             .expect("run sipp");
@@ -495,7 +526,12 @@ pub fn recv_within(sock: &UdpSocket, wait: Duration) -> Option<Vec<u8>> {
 
 /// Sends `count` OPTIONS requests (unique Call-IDs) from `sock` to port
 /// 5060 of `server_ip`, one every `gap`, on another thread.
-pub fn send_options_in_background(sock: &UdpSocket, server_ip: &str, count: u32, gap: Duration) -> std::thread::JoinHandle<()> {
+pub fn send_options_in_background(
+    sock: &UdpSocket,
+    server_ip: &str,
+    count: u32,
+    gap: Duration,
+) -> std::thread::JoinHandle<()> {
     let sock = sock.try_clone().expect("clone socket");
     let local = sock.local_addr().expect("local address");
     let server = format!("{server_ip}:5060");

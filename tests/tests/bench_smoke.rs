@@ -20,7 +20,8 @@ fn quick_benchmark_writes_every_section() {
         .status()
         .expect("run sip-xdp-bench");
     assert!(status.success(), "sip-xdp-bench --quick failed: {status}");
-    let doc: Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).expect("report.json")).expect("JSON");
+    let doc: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).expect("report.json")).expect("JSON");
     let md = std::fs::read_to_string(out.join("report.md")).expect("report.md");
     let _ = std::fs::remove_dir_all(&out);
 
@@ -38,8 +39,19 @@ fn quick_benchmark_writes_every_section() {
     }
     let flood = &doc["flood_throughput"];
     let samples = flood["samples"].as_array().expect("section 3");
-    for variant in ["sip-xdp, native", "sip-xdp, skb", "nftables, netdev", "nftables, inet", "iptables raw", "no filter", "drop-everything"] {
-        let s = samples.iter().find(|s| s["variant"].as_str().unwrap().contains(variant)).unwrap_or_else(|| panic!("no {variant} sample"));
+    for variant in [
+        "sip-xdp, native",
+        "sip-xdp, skb",
+        "nftables, netdev",
+        "nftables, inet",
+        "iptables raw",
+        "no filter",
+        "drop-everything",
+    ] {
+        let s = samples
+            .iter()
+            .find(|s| s["variant"].as_str().unwrap().contains(variant))
+            .unwrap_or_else(|| panic!("no {variant} sample"));
         positive(&s["received_pps"], "received pps");
         positive(&s["sent_pps"], "sent pps");
     }

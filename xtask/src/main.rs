@@ -78,7 +78,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             setup::all()?;
             let bin = build(&root, true)?;
             step(&format!("running {} {}", bin.display(), args.join(" ")));
-            let status = Command::new(&bin).args(&args).status().with_context(|| format!("cannot run {}", bin.display()))?;
+            let status =
+                Command::new(&bin).args(&args).status().with_context(|| format!("cannot run {}", bin.display()))?;
             std::process::exit(status.code().unwrap_or(1));
         }
         Task::Test => test(&root),
@@ -87,7 +88,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let bin = build(&root, false)?;
             step("benchmarking");
             let mut cmd = cargo();
-            cmd.current_dir(&root).args(["run", "--quiet", "--release", "--package", "sip-xdp-tests", "--bin", "sip-xdp-bench", "--"]);
+            cmd.current_dir(&root).args([
+                "run",
+                "--quiet",
+                "--release",
+                "--package",
+                "sip-xdp-tests",
+                "--bin",
+                "sip-xdp-bench",
+                "--",
+            ]);
             if quick {
                 cmd.arg("--quick");
             }
@@ -132,6 +142,17 @@ fn cargo() -> Command {
     Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
 }
 
+/// Cargo of the nightly toolchain (the eBPF crates need it), without the
+/// stable toolchain's settings this process inherited from `cargo xtask`.
+fn nightly_cargo() -> Command {
+    let mut cmd = Command::new("rustup");
+    cmd.args(["run", "nightly", "cargo"]);
+    for var in ["CARGO", "RUSTC", "RUSTC_WORKSPACE_WRAPPER", "RUSTDOC"] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
 fn build(root: &Path, release: bool) -> anyhow::Result<PathBuf> {
     step(&format!("building sip-xdp ({}) with its XDP program", if release { "release" } else { "debug" }));
     let mut cmd = cargo();
@@ -145,27 +166,145 @@ fn build(root: &Path, release: bool) -> anyhow::Result<PathBuf> {
     Ok(bin)
 }
 
+/// The layers of the integration tests, in the order they run: every file
+/// in `tests/tests/` belongs to the layer its name starts with, so a new
+/// file runs by being there, and a file that fits no layer stops the run.
+const LAYERS: [(&str, &str); 4] = [
+    ("host_", "host checks of the shipped files: promtool on the alert rules, the dashboard's structure"),
+    ("verdict_", "verdict tables through BPF_PROG_TEST_RUN (XDP ingress, TC egress), golden CLI and metrics output"),
+    ("e2e_", "end to end in network namespaces (Kamailio, SIPp, sipvicious, Prometheus)"),
+    ("bench_", "benchmark smoke: `cargo xtask bench --quick` runs every section and writes a complete report"),
+];
+
+/// The integration test targets of each layer, from the files present.
+fn test_targets(root: &Path) -> anyhow::Result<Vec<Vec<String>>> {
+    let dir = root.join("tests").join("tests");
+    let mut layers = vec![Vec::new(); LAYERS.len()];
+    let entries = std::fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))?;
+    for entry in entries {
+        let path = entry?.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
+        // Cargo builds a test target of each `*.rs` file and of each
+        // directory with a `main.rs`.
+        let target = match name.strip_suffix(".rs") {
+            Some(stem) => stem,
+            None if path.join("main.rs").exists() => name,
+            None => continue,
+        };
+        match LAYERS.iter().position(|(prefix, _)| target.starts_with(prefix)) {
+            Some(layer) => layers[layer].push(target.to_string()),
+            None => bail!(
+                "{} belongs to no test layer: name it {}...",
+                path.display(),
+                LAYERS.iter().map(|(p, _)| *p).collect::<Vec<_>>().join("..., ")
+            ),
+        }
+    }
+    layers.iter_mut().for_each(|l| l.sort());
+    Ok(layers)
+}
+
 fn test(root: &Path) -> anyhow::Result<()> {
     setup::all()?;
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         bail!("the verdict and end-to-end layers load XDP programs and create namespaces: run as root");
     }
+    let layers = test_targets(root)?;
+    step("style: rustfmt and clippy (host crates, then the eBPF crates for the BPF target)");
+    run_cmd(cargo().current_dir(root).args(["fmt", "--all", "--check"]))?;
+    run_cmd(cargo().current_dir(root).args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--exclude",
+        "sip-xdp-ebpf",
+        "--exclude",
+        "sip-xdp-test-ebpf",
+        "--",
+        "--deny",
+        "warnings",
+    ]))?;
+    run_cmd(
+        nightly_cargo()
+            .current_dir(root)
+            .args(["clippy", "--release", "--target", "bpfel-unknown-none", "-Z", "build-std=core"])
+            .args(["--package", "sip-xdp-ebpf", "--package", "sip-xdp-test-ebpf", "--", "--deny", "warnings"]),
+    )?;
     let bin = build(root, false)?;
-    step("layer 1/3: host tests (classifier, verdict function, config, metrics, dashboard and alert rules)");
-    run_cmd(cargo().current_dir(root).args(["test", "--workspace", "--exclude", "sip-xdp-tests", "--exclude", "sip-xdp-ebpf"]))?;
-    run_cmd(cargo().current_dir(root).args(["test", "--package", "sip-xdp-tests", "--test", "observability"]))?;
-    step("layer 2/3: verdict tables through BPF_PROG_TEST_RUN (XDP ingress, TC egress)");
-    run_cmd(cargo().current_dir(root).args(["test", "--package", "sip-xdp-tests", "--test", "verdicts", "--test", "limits", "--test", "destinations"]))?;
-    step("layer 3/3: end to end in network namespaces (Kamailio, SIPp, sipvicious, Prometheus)");
+    step("unit tests of every crate (classifier, verdict function, config, metrics)");
     run_cmd(
         cargo()
             .current_dir(root)
-            .args(["test", "--package", "sip-xdp-tests", "--test", "end_to_end", "--test", "bans_end_to_end", "--test", "metrics_end_to_end", "--test", "toll_fraud_end_to_end"])
-            .env("SIP_XDP_BIN", &bin),
+            .args(["test", "--workspace"])
+            .args(["sip-xdp-tests", "sip-xdp-ebpf", "sip-xdp-test-ebpf"].iter().flat_map(|p| ["--exclude", p])),
     )?;
-    step("benchmark smoke: `cargo xtask bench --quick` runs every section and writes a complete report");
-    run_cmd(cargo().current_dir(root).args(["test", "--package", "sip-xdp-tests", "--test", "bench_smoke", "--", "--nocapture"]).env("SIP_XDP_BIN", &bin))?;
+    for ((prefix, what), targets) in LAYERS.iter().zip(&layers) {
+        step(&format!("{what}: {}", targets.join(", ")));
+        let mut cmd = cargo();
+        cmd.current_dir(root).args(["test", "--package", "sip-xdp-tests"]);
+        for target in targets {
+            cmd.args(["--test", target]);
+        }
+        if *prefix == "bench_" {
+            // Its progress lines say where a minute goes.
+            cmd.args(["--", "--nocapture"]);
+        }
+        run_cmd(cmd.env("SIP_XDP_BIN", &bin))?;
+    }
     step("all test layers passed");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layout(files: &[&str]) -> PathBuf {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let root = std::env::temp_dir().join(format!("xtask-layers-{}-{n}", std::process::id()));
+        let dir = root.join("tests").join("tests");
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in files {
+            if let Some(d) = f.strip_suffix('/') {
+                std::fs::create_dir_all(dir.join(d)).unwrap();
+                std::fs::write(dir.join(d).join("main.rs"), "").unwrap();
+            } else {
+                std::fs::write(dir.join(f), "").unwrap();
+            }
+        }
+        root
+    }
+
+    #[test]
+    fn every_test_file_lands_in_its_layer() {
+        let root = layout(&[
+            "verdict_b.rs",
+            "e2e_a.rs",
+            "verdict_a.rs",
+            "host_x.rs",
+            "bench_smoke.rs",
+            "e2e_dir/",
+            "notes.txt",
+        ]);
+        let layers = test_targets(&root).unwrap();
+        assert_eq!(
+            layers,
+            [vec!["host_x"], vec!["verdict_a", "verdict_b"], vec!["e2e_a", "e2e_dir"], vec!["bench_smoke"]]
+        );
+        std::fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn a_file_of_no_layer_stops_the_run() {
+        let root = layout(&["verdict_a.rs", "fleet.rs"]);
+        let err = test_targets(&root).unwrap_err().to_string();
+        assert!(
+            err.contains("fleet.rs belongs to no test layer: name it host_..., verdict_..., e2e_..., bench_..."),
+            "{err}"
+        );
+        std::fs::remove_dir_all(root).unwrap();
+    }
 }

@@ -17,7 +17,16 @@ use crate::{run_cmd, step};
 /// offloads, and what sip-xdp is compared with: nftables, iptables with
 /// ipset, and fail2ban.
 const DEBIAN_PACKAGES: &[&str] = &[
-    "kamailio", "sip-tester", "sipsak", "sipvicious", "prometheus", "iproute2", "ethtool", "nftables", "iptables", "ipset",
+    "kamailio",
+    "sip-tester",
+    "sipsak",
+    "sipvicious",
+    "prometheus",
+    "iproute2",
+    "ethtool",
+    "nftables",
+    "iptables",
+    "ipset",
     "fail2ban",
 ];
 /// The bpf-linker release known to build against the nightly's LLVM 22.
@@ -60,7 +69,8 @@ fn nightly() -> anyhow::Result<()> {
 }
 
 fn rust_src() -> anyhow::Result<()> {
-    let installed = output(Command::new("rustup").args(["component", "list", "--toolchain", "nightly", "--installed"]))?;
+    let installed =
+        output(Command::new("rustup").args(["component", "list", "--toolchain", "nightly", "--installed"]))?;
     if installed.lines().any(|l| l.starts_with("rust-src")) {
         eprintln!("    present");
         return Ok(());

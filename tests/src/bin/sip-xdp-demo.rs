@@ -70,7 +70,15 @@ fn main() {
     let mut lab = Lab::new();
     for addr in [SCANNER, FLOODER] {
         let peer_if = format!("{}ps", lab.tag);
-        sh(std::process::Command::new("ip").args(["-n", &lab.stranger, "addr", "add", &format!("{addr}/24"), "dev", &peer_if]));
+        sh(std::process::Command::new("ip").args([
+            "-n",
+            &lab.stranger,
+            "addr",
+            "add",
+            &format!("{addr}/24"),
+            "dev",
+            &peer_if,
+        ]));
     }
     lab.start_kamailio();
     lab.start_controller(&config(&lab));
@@ -79,7 +87,9 @@ fn main() {
     println!("    prometheus: ip netns exec {} curl -s '{prometheus}/api/v1/query?query=sipxdp_bans_active'", lab.edge);
     println!("    (both listen inside the edge namespace; the dashboard is grafana/dashboards/sip-xdp.json)");
     println!("    CLI:        sip-xdp --pin-dir {} stats | sources | ban list", lab.pins.display());
-    println!("==> running for {duration}s: trunk registers; the attacker scans, floods and guesses passwords (Ctrl-C stops)");
+    println!(
+        "==> running for {duration}s: trunk registers; the attacker scans, floods and guesses passwords (Ctrl-C stops)"
+    );
 
     let lab = Arc::new(lab);
     let end = Instant::now() + Duration::from_secs(duration);
@@ -106,7 +116,9 @@ fn main() {
                 .env("HOME", &lab.dir)
                 .current_dir(&lab.dir)
                 .output();
-            let found = out.map(|o| String::from_utf8_lossy(&o.stdout).lines().filter(|l| l.contains("198.18.2.1")).count()).unwrap_or(0);
+            let found = out
+                .map(|o| String::from_utf8_lossy(&o.stdout).lines().filter(|l| l.contains("198.18.2.1")).count())
+                .unwrap_or(0);
             format!("svmap scan from {SCANNER}: {found} SIP servers found")
         }));
     }
@@ -132,7 +144,19 @@ fn main() {
         workers.push(std::thread::spawn(move || {
             std::thread::sleep(Duration::from_secs(8));
             let _ = std::process::Command::new("timeout")
-                .args(["20", "ip", "netns", "exec", &lab.stranger, "svcrack", "-u", "alice", "-r", "1000-3000", EDGE_STRANGER_IP])
+                .args([
+                    "20",
+                    "ip",
+                    "netns",
+                    "exec",
+                    &lab.stranger,
+                    "svcrack",
+                    "-u",
+                    "alice",
+                    "-r",
+                    "1000-3000",
+                    EDGE_STRANGER_IP,
+                ])
                 .env("HOME", &lab.dir)
                 .current_dir(&lab.dir)
                 .output();

@@ -58,11 +58,7 @@ impl BanLab {
         let log = lab.dir.join("kamailio.log");
         lab.start_kamailio_logging_to(Some(&log));
         let attacker_if = format!("{}ps", lab.tag);
-        BanLab {
-            lab,
-            attacker_if,
-            next_host: 20,
-        }
+        BanLab { lab, attacker_if, next_host: 20 }
     }
 
     /// sip-xdp: `trials` attacks, each from a new address.
@@ -99,17 +95,12 @@ impl BanLab {
             );
         }
         drop(server);
-        let _ = Command::new("ip")
-            .args(["netns", "exec", &self.lab.edge, "nft", "flush", "ruleset"])
-            .output();
+        let _ = Command::new("ip").args(["netns", "exec", &self.lab.edge, "nft", "flush", "ruleset"]).output();
         out
     }
 
     fn run_trials(&mut self, trials: usize, limit: Duration, progress: &dyn Fn(usize)) -> Trials {
-        let mut out = Trials {
-            ms: Vec::new(),
-            unbanned: 0,
-        };
+        let mut out = Trials { ms: Vec::new(), unbanned: 0 };
         for i in 0..trials {
             let addr = format!("198.18.2.{}", self.next_host);
             self.next_host = self.next_host.checked_add(1).expect("at most 230 trials in all");
@@ -166,20 +157,14 @@ impl BanLab {
         );
         let mut server = Proc::spawn(
             "fail2ban-server",
-            Command::new("ip")
-                .args(["netns", "exec", &self.lab.edge, "fail2ban-server", "-f", "-x", "-c"])
-                .arg(&dir),
+            Command::new("ip").args(["netns", "exec", &self.lab.edge, "fail2ban-server", "-f", "-x", "-c"]).arg(&dir),
         );
         let deadline = Instant::now() + Duration::from_secs(30);
         while !std::fs::read_to_string(dir.join("server.log"))
             .unwrap_or_default()
             .contains("Jail 'kamailio-auth' started")
         {
-            assert!(
-                Instant::now() < deadline,
-                "fail2ban did not start its jail:\n{}",
-                server.text()
-            );
+            assert!(Instant::now() < deadline, "fail2ban did not start its jail:\n{}", server.text());
             if let Ok(Some(status)) = server.child.try_wait() {
                 panic!("fail2ban-server exited ({status}):\n{}", server.text());
             }
@@ -218,7 +203,8 @@ fn attack(lab: &Lab, addr: &str, limit: Duration) -> Option<f64> {
         let _ = sock.send_to(&register_request(addr, port, seq), &target);
         sent.push(Instant::now());
         let last_answer = answers.lock().expect("answers").values().max().copied();
-        let quiet = last_answer.is_some_and(|t| t.elapsed() > QUIET && answers.lock().expect("answers").len() >= THRESHOLD);
+        let quiet =
+            last_answer.is_some_and(|t| t.elapsed() > QUIET && answers.lock().expect("answers").len() >= THRESHOLD);
         if quiet || started.elapsed() > limit {
             break;
         }

@@ -12,9 +12,9 @@ use std::{
 };
 
 use aya::programs::{TestRun, TestRunAttrs, TestRunOptions, Xdp, XdpMode};
-use sip_xdp_common::maps::DEFAULT_SOURCES_CAPACITY;
 use sip_xdp_tests::{
     frames::*,
+    harness::{sip_config, TestPrograms, DROP_ALL, GENERATOR},
     netns::{sh, Lab, Proc, EDGE_STRANGER_IP},
 };
 
@@ -84,7 +84,7 @@ pub enum Installed {
 /// edge namespace the filter under test.
 pub struct FloodLab {
     pub lab: Lab,
-    ebpf: aya::Ebpf,
+    programs: TestPrograms,
     template: Vec<u8>,
     gen_ifindex: u32,
     /// CIDRs of the allowlist every filter variant is given.
@@ -110,30 +110,16 @@ impl FloodLab {
         ]));
         let edge_mac = read_in(&lab.edge, &format!("/sys/class/net/{edge_if}/address"));
         let gen_mac = read_in(&lab.stranger, &format!("/sys/class/net/{gen_if}/address"));
-        let gen_ifindex: u32 = read_in(&lab.stranger, &format!("/sys/class/net/{gen_if}/ifindex"))
-            .parse()
-            .expect("ifindex");
+        let gen_ifindex: u32 =
+            read_in(&lab.stranger, &format!("/sys/class/net/{gen_if}/ifindex")).parse().expect("ifindex");
         let dst: std::net::Ipv4Addr = EDGE_STRANGER_IP.parse().unwrap();
-        let ip = V4 {
-            dst: dst.octets(),
-            ..V4::new([198, 19, 0, 1], IPPROTO_UDP)
-        };
+        let ip = V4 { dst: dst.octets(), ..V4::new([198, 19, 0, 1], IPPROTO_UDP) };
         let mut template = v4_frame(&[], &ip, &udp(5060, REGISTER));
         template[..6].copy_from_slice(&mac(&edge_mac));
         template[6..12].copy_from_slice(&mac(&gen_mac));
-        let mut ebpf = sip_xdp::loader::load(None, DEFAULT_SOURCES_CAPACITY).expect("load the object");
-        for name in ["sip_xdp_flood", "sip_xdp_drop_all"] {
-            let p: &mut Xdp = ebpf.program_mut(name).expect("program").try_into().expect("XDP");
-            p.load().expect("load");
-        }
+        let programs = TestPrograms::load(sip_config());
         let allowlist = allowlist(allow_entries);
-        FloodLab {
-            lab,
-            ebpf,
-            template,
-            gen_ifindex,
-            allowlist,
-        }
+        FloodLab { lab, programs, template, gen_ifindex, allowlist }
     }
 
     /// The sip-xdp config of the flood: the edge's stranger-facing
@@ -172,10 +158,7 @@ impl FloodLab {
                 Installed::Rules
             }
             Variant::NftInetRaw => {
-                nft(
-                    &edge,
-                    &nft_ruleset("inet", "type filter hook prerouting priority raw;", &self.allowlist),
-                );
+                nft(&edge, &nft_ruleset("inet", "type filter hook prerouting priority raw;", &self.allowlist));
                 Installed::Rules
             }
             Variant::IptablesIpset => {
@@ -230,7 +213,7 @@ impl FloodLab {
     }
 
     fn drop_all(&mut self) -> &mut Xdp {
-        self.ebpf.program_mut("sip_xdp_drop_all").expect("program").try_into().expect("XDP")
+        self.programs.program(DROP_ALL)
     }
 
     /// Undoes [`FloodLab::install`], leaving the edge unfiltered.
@@ -245,9 +228,7 @@ impl FloodLab {
                 self.drop_all().detach(link).expect("detach drop-all");
             }
             Installed::Rules => {
-                let _ = Command::new("ip")
-                    .args(["netns", "exec", &edge, "nft", "flush", "ruleset"])
-                    .output();
+                let _ = Command::new("ip").args(["netns", "exec", &edge, "nft", "flush", "ruleset"]).output();
                 let _ = Command::new("ip")
                     .args(["netns", "exec", &edge, "iptables", "-t", "raw", "-F", "PREROUTING"])
                     .output();
@@ -276,18 +257,14 @@ impl FloodLab {
         std::thread::sleep(Duration::from_millis(200));
         let rx_after = self.edge_rx_packets();
         let busy = busy_share(cpu_before, cpu_after);
-        Sample {
-            sent_pps: sent as f64 / elapsed,
-            received_pps: (rx_after - rx_before) as f64 / elapsed,
-            busy,
-        }
+        Sample { sent_pps: sent as f64 / elapsed, received_pps: (rx_after - rx_before) as f64 / elapsed, busy }
     }
 
     /// Sends until `stop`, at `rate` frames per second or as fast as the
     /// generator core can; returns (frames sent, seconds).
     pub fn generate(&self, stop: &AtomicBool, rate: Option<f64>) -> (u64, f64) {
         let ns = self.lab.stranger.clone();
-        let prog: &Xdp = self.ebpf.program("sip_xdp_flood").expect("program").try_into().expect("XDP");
+        let prog: &Xdp = self.programs.ebpf.program(GENERATOR).expect("program").try_into().expect("XDP");
         let template = &self.template;
         // struct xdp_md: data, data_end (must be the frame's length),
         // data_meta, ingress_ifindex (where XDP_TX sends), ...
@@ -326,20 +303,11 @@ impl FloodLab {
     pub fn registrations_under_flood(&self, rate: Option<f64>, attempts: usize) -> usize {
         let stop = AtomicBool::new(false);
         std::thread::scope(|scope| {
-            let flood = scope.spawn(|| {
-                if rate != Some(0.0) {
-                    self.generate(&stop, rate)
-                } else {
-                    (0, 0.0)
-                }
-            });
+            let flood = scope.spawn(|| if rate != Some(0.0) { self.generate(&stop, rate) } else { (0, 0.0) });
             // Let the flood reach its rate first.
             std::thread::sleep(Duration::from_millis(300));
             let ok = (0..attempts)
-                .filter(|_| {
-                    self.lab
-                        .sipp_register(&self.lab.stranger, UNDER_FLOOD_TRUNK, EDGE_STRANGER_IP)
-                })
+                .filter(|_| self.lab.sipp_register(&self.lab.stranger, UNDER_FLOOD_TRUNK, EDGE_STRANGER_IP))
                 .count();
             stop.store(true, Ordering::Relaxed);
             flood.join().expect("flood");
@@ -361,12 +329,9 @@ impl FloodLab {
     }
 
     fn edge_rx_packets(&self) -> u64 {
-        read_in(
-            &self.lab.edge,
-            &format!("/sys/class/net/{}/statistics/rx_packets", self.lab.edge_stranger_if),
-        )
-        .parse()
-        .expect("rx_packets")
+        read_in(&self.lab.edge, &format!("/sys/class/net/{}/statistics/rx_packets", self.lab.edge_stranger_if))
+            .parse()
+            .expect("rx_packets")
     }
 }
 
@@ -405,11 +370,7 @@ fn pipe(ns: &str, args: &[&str], input: &str) {
         .unwrap_or_else(|e| panic!("cannot run {args:?}: {e}"));
     child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write");
     let out = child.wait_with_output().expect("wait");
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 fn allowlist(entries: usize) -> Vec<String> {
@@ -490,11 +451,7 @@ fn in_netns_pinned<T: Send>(ns: &str, cpu: usize, f: impl FnOnce() -> T + Send) 
                     assert_eq!(libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET), 0, "setns");
                     let mut set: libc::cpu_set_t = std::mem::zeroed();
                     libc::CPU_SET(cpu, &mut set);
-                    assert_eq!(
-                        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set),
-                        0,
-                        "affinity"
-                    );
+                    assert_eq!(libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set), 0, "affinity");
                 }
                 f()
             })

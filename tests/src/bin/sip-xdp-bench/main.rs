@@ -3,9 +3,11 @@
 //! Needs root; everything runs in namespaces it creates and removes.
 //!
 //! 1. cost per packet (BPF_PROG_TEST_RUN) beside a parse-only baseline;
-//! 2. allowlist scaling; 3. flood throughput over veth against nftables,
-//! iptables+ipset, no filter and a drop-everything ceiling; 4. time to ban
-//! against fail2ban; 5. a trusted trunk's registrations under the flood.
+//! 2. allowlist scaling;
+//! 3. flood throughput over veth against nftables, iptables+ipset, no
+//!    filter and a drop-everything ceiling;
+//! 4. time to ban against fail2ban;
+//! 5. a trusted trunk's registrations under the flood.
 
 mod ban_time;
 mod cost;
@@ -92,10 +94,9 @@ fn main() {
         fail("the benchmark loads BPF programs and builds network namespaces: run it as root");
     }
     let sections: Vec<u32> = match args.iter().position(|a| a == "--sections") {
-        Some(i) => args
-            .get(i + 1)
-            .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
-            .unwrap_or_default(),
+        Some(i) => {
+            args.get(i + 1).map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect()).unwrap_or_default()
+        }
         None => vec![1, 2, 3, 4, 5],
     };
     if sections.is_empty() || sections.iter().any(|n| !(1..=5).contains(n)) {
@@ -117,10 +118,7 @@ fn main() {
         r.costs = cost::cost_per_packet(&plan);
     }
     if on(2) {
-        section(
-            2,
-            &format!("allowlist scaling: a non-allowlisted drop at {:?} prefixes", plan.sizes),
-        );
+        section(2, &format!("allowlist scaling: a non-allowlisted drop at {:?} prefixes", plan.sizes));
         r.scaling = cost::scaling(&plan);
     }
     if on(3) || on(5) {
@@ -129,16 +127,12 @@ fn main() {
     if on(4) {
         section(
             4,
-            &format!(
-                "time to ban: {} trials each, {} REGISTER/s, ban at the 5th 401",
-                plan.ban_trials,
-                ban_time::RATE
-            ),
+            &format!("time to ban: {} trials each, {} REGISTER/s, ban at the 5th 401", plan.ban_trials, ban_time::RATE),
         );
         let mut bans = ban_time::BanLab::new();
         let progress = |what: &'static str| {
             move |n: usize| {
-                if n % 10 == 0 || n == plan.ban_trials {
+                if n.is_multiple_of(10) || n == plan.ban_trials {
                     println!("    {what}: {n}/{} trials", plan.ban_trials)
                 }
             }
@@ -190,13 +184,7 @@ fn flood_sections(plan: &Plan, r: &mut report::Report, with_registrations: bool)
     if !with_registrations {
         return;
     }
-    section(
-        5,
-        &format!(
-            "trusted trunk registrations under the flood ({} per rate)",
-            plan.registrations
-        ),
-    );
+    section(5, &format!("trusted trunk registrations under the flood ({} per rate)", plan.registrations));
     lab.add_trunk_address();
     lab.lab.start_kamailio();
     let installed = lab.install(Variant::SipXdpNative);

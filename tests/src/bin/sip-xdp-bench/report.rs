@@ -41,13 +41,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 impl Report {
     fn flood_median(&self, variant: Variant, field: fn(&Sample) -> f64) -> f64 {
-        median(
-            self.flood
-                .iter()
-                .filter(|(v, _)| *v == variant)
-                .map(|(_, s)| field(s))
-                .collect(),
-        )
+        median(self.flood.iter().filter(|(v, _)| *v == variant).map(|(_, s)| field(s)).collect())
     }
 
     /// The generator's own rate, over every flood sample.
@@ -62,11 +56,7 @@ impl Report {
         let _ = writeln!(
             w,
             "# sip-xdp benchmark{}\n",
-            if plan.quick {
-                " (quick: checks the machinery, not the figures)"
-            } else {
-                ""
-            }
+            if plan.quick { " (quick: checks the machinery, not the figures)" } else { "" }
         );
         let _ = writeln!(
             w,
@@ -94,14 +84,8 @@ impl Report {
                 "| class | sip-xdp (ns) | parse-only baseline (ns) | ratio |\n| --- | ---: | ---: | ---: |"
             );
             for c in &self.costs {
-                let _ = writeln!(
-                    w,
-                    "| {} | {:.1} | {:.1} | {:.2} |",
-                    c.class,
-                    c.ns,
-                    c.baseline_ns,
-                    c.ns / c.baseline_ns
-                );
+                let _ =
+                    writeln!(w, "| {} | {:.1} | {:.1} | {:.2} |", c.class, c.ns, c.baseline_ns, c.ns / c.baseline_ns);
             }
         }
 
@@ -156,10 +140,7 @@ impl Report {
                 w,
                 "| defender | trials | p50 (ms) | p99 (ms) | not banned in time |\n| --- | ---: | ---: | ---: | ---: |"
             );
-            for (name, t) in [
-                ("sip-xdp (kernel ban on egress 401s)", sx),
-                ("fail2ban (Kamailio log, nftables)", f2b),
-            ] {
+            for (name, t) in [("sip-xdp (kernel ban on egress 401s)", sx), ("fail2ban (Kamailio log, nftables)", f2b)] {
                 if let Some(t) = t {
                     let p = |q| t.percentile(q).map_or("-".into(), |v| format!("{v:.3}"));
                     let _ = writeln!(
@@ -270,16 +251,9 @@ impl Report {
         }
         if !self.under_attack.is_empty() {
             let all = self.under_attack.iter().all(|u| u.succeeded == u.attempts);
-            let got: Vec<String> = self
-                .under_attack
-                .iter()
-                .map(|u| format!("{}/{}", u.succeeded, u.attempts))
-                .collect();
-            out.push((
-                "trusted trunk registrations succeed 100% at every flood rate".into(),
-                got.join(", "),
-                all,
-            ));
+            let got: Vec<String> =
+                self.under_attack.iter().map(|u| format!("{}/{}", u.succeeded, u.attempts)).collect();
+            out.push(("trusted trunk registrations succeed 100% at every flood rate".into(), got.join(", "), all));
         }
         out
     }

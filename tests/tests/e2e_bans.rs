@@ -4,10 +4,7 @@
 
 use std::time::Duration;
 
-use sip_xdp::{
-    maps::Maps,
-    pin::PinDir,
-};
+use sip_xdp::{maps::Maps, pin::PinDir};
 use sip_xdp_tests::{harness::source_key, netns::*};
 
 /// Auth failures that ban, and the first ban's length in seconds.
@@ -33,7 +30,11 @@ fn start(duration_secs: u64, webhook: Option<&str>) -> Lab {
 }
 
 fn bans(lab: &Lab) -> Vec<serde_json::Value> {
-    serde_json::from_str::<serde_json::Value>(&lab.cli_ok(&["ban", "list", "--json"])).unwrap().as_array().unwrap().clone()
+    serde_json::from_str::<serde_json::Value>(&lab.cli_ok(&["ban", "list", "--json"]))
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
 }
 
 fn ban_of(lab: &Lab, source: &str) -> Option<serde_json::Value> {
@@ -71,7 +72,21 @@ fn a_password_cracker_is_banned_and_then_gets_no_answer_at_all() {
 
     // sipvicious' cracker, guessing alice's password from the customers' network.
     let out = std::process::Command::new("timeout")
-        .args(["20", "ip", "netns", "exec", &lab.stranger, "svcrack", "-u", "alice", "-r", "1000-1200", "-b", STRANGER_IP, EDGE_STRANGER_IP])
+        .args([
+            "20",
+            "ip",
+            "netns",
+            "exec",
+            &lab.stranger,
+            "svcrack",
+            "-u",
+            "alice",
+            "-r",
+            "1000-1200",
+            "-b",
+            STRANGER_IP,
+            EDGE_STRANGER_IP,
+        ])
         .current_dir(&lab.dir)
         .env("HOME", &lab.dir)
         .output()
@@ -87,7 +102,10 @@ fn a_password_cracker_is_banned_and_then_gets_no_answer_at_all() {
 
     // Reported in the log and to the webhook.
     let controller = lab.controller.as_mut().unwrap();
-    controller.wait_for(&format!("event=ban source={STRANGER_IP} reason=auth_failures duration=600s offenses=1"), Duration::from_secs(5));
+    controller.wait_for(
+        &format!("event=ban source={STRANGER_IP} reason=auth_failures duration=600s offenses=1"),
+        Duration::from_secs(5),
+    );
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         let bodies = posted.lock().unwrap().clone();
@@ -165,7 +183,10 @@ fn bans_expire_and_a_repeat_offender_waits_twice_as_long() {
     assert_eq!(first["offenses"], 1);
     assert!(first["remaining_secs"].as_u64().unwrap() <= 2);
     assert!(!stranger_is_answered(&lab));
-    lab.controller.as_mut().unwrap().wait_for(&format!("event=expire source={STRANGER_IP} reason=auth_failures"), Duration::from_secs(6));
+    lab.controller
+        .as_mut()
+        .unwrap()
+        .wait_for(&format!("event=expire source={STRANGER_IP} reason=auth_failures"), Duration::from_secs(6));
     assert!(stranger_is_answered(&lab), "answered again once the ban expired");
     assert!(ban_of(&lab, STRANGER_IP).is_none());
 
@@ -173,7 +194,10 @@ fn bans_expire_and_a_repeat_offender_waits_twice_as_long() {
     let second = ban_of(&lab, STRANGER_IP).expect("banned again");
     assert_eq!(second["offenses"], 2);
     assert!(second["remaining_secs"].as_u64().unwrap() > 2, "{second}");
-    lab.controller.as_mut().unwrap().wait_for(&format!("event=ban source={STRANGER_IP} reason=auth_failures duration=4s offenses=2"), Duration::from_secs(5));
+    lab.controller.as_mut().unwrap().wait_for(
+        &format!("event=ban source={STRANGER_IP} reason=auth_failures duration=4s offenses=2"),
+        Duration::from_secs(5),
+    );
 }
 
 #[test]
@@ -194,23 +218,35 @@ fn a_limited_client_flooding_requests_is_rate_limited_then_banned() {
     assert_eq!(ban_of(&lab, STRANGER_IP).expect("banned")["reason"], "rate_excess");
     assert_eq!(lab.counter("drop", "request_rate").0, 50, "dropped as over budget until the ban");
     assert!(lab.counter("drop", "banned").0 >= 340);
-    lab.controller.as_mut().unwrap().wait_for(&format!("event=ban source={STRANGER_IP} reason=rate_excess"), Duration::from_secs(5));
+    lab.controller
+        .as_mut()
+        .unwrap()
+        .wait_for(&format!("event=ban source={STRANGER_IP} reason=rate_excess"), Duration::from_secs(5));
 }
 
 #[test]
 fn ban_add_and_del_take_effect_at_once() {
     let mut lab = start(600, None);
     assert!(stranger_is_answered(&lab));
-    assert_eq!(lab.cli_ok(&["ban", "add", STRANGER_IP, "--duration", "300"]), format!("banned {STRANGER_IP}/32 for 300s\n"));
+    assert_eq!(
+        lab.cli_ok(&["ban", "add", STRANGER_IP, "--duration", "300"]),
+        format!("banned {STRANGER_IP}/32 for 300s\n")
+    );
     assert!(!stranger_is_answered(&lab), "banned at once");
     let row = ban_of(&lab, STRANGER_IP).unwrap();
     assert_eq!(row["reason"], "manual");
     assert!(row["remaining_secs"].as_u64().unwrap() > 290);
     assert!(row["dropped"].as_u64().unwrap() >= 1);
-    lab.controller.as_mut().unwrap().wait_for(&format!("event=ban source={STRANGER_IP} reason=manual duration=300s"), Duration::from_secs(5));
+    lab.controller
+        .as_mut()
+        .unwrap()
+        .wait_for(&format!("event=ban source={STRANGER_IP} reason=manual duration=300s"), Duration::from_secs(5));
     assert_eq!(lab.cli_ok(&["ban", "del", STRANGER_IP]), format!("unbanned {STRANGER_IP}/32\n"));
     assert!(stranger_is_answered(&lab), "lifted at once");
-    lab.controller.as_mut().unwrap().wait_for(&format!("event=unban source={STRANGER_IP} reason=manual"), Duration::from_secs(5));
+    lab.controller
+        .as_mut()
+        .unwrap()
+        .wait_for(&format!("event=unban source={STRANGER_IP} reason=manual"), Duration::from_secs(5));
 
     // A whole prefix.
     lab.cli_ok(&["ban", "add", "198.18.2.0/25"]);
@@ -227,8 +263,10 @@ fn ban_add_and_del_take_effect_at_once() {
     // A ban on an address that a reloaded config trusts is lifted.
     lab.cli_ok(&["ban", "add", STRANGER_IP]);
     assert!(!stranger_is_answered(&lab));
-    let trusting = ban_config(&lab, 600, None)
-        .replace(&format!("cidrs = [\"{TRUNK_IP}/32\"]"), &format!("cidrs = [\"{TRUNK_IP}/32\", \"{STRANGER_IP}/32\"]"));
+    let trusting = ban_config(&lab, 600, None).replace(
+        &format!("cidrs = [\"{TRUNK_IP}/32\"]"),
+        &format!("cidrs = [\"{TRUNK_IP}/32\", \"{STRANGER_IP}/32\"]"),
+    );
     std::fs::write(lab.dir.join("sip-xdp.toml"), trusting).unwrap();
     let controller = lab.controller.as_mut().unwrap();
     controller.signal(libc::SIGHUP);

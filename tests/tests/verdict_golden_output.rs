@@ -7,51 +7,15 @@
 //! To accept a deliberate change, run the test with `UPDATE_GOLDEN=1` and
 //! review the diff of `tests/golden/`. Needs root.
 
-use std::{
-    path::{Path, PathBuf},
-    process::Command,
-};
+use std::path::Path;
 
 use aya::{
     maps::RingBuf,
     programs::{TestRun, TestRunOptions},
 };
-use sip_xdp::{
-    commands,
-    config::Config,
-    daemon::apply,
-    events::Event,
-    loader,
-    maps::Maps,
-    metrics::Metrics,
-    pin::PinDir,
-};
-use sip_xdp_common::maps::{DEFAULT_SOURCES_CAPACITY, EVENTS_MAP};
-use sip_xdp_tests::{frames::*, netns::fixture};
-
-/// A bpffs of the test's own, unmounted on drop.
-struct TempPins {
-    dir: PathBuf,
-}
-
-impl TempPins {
-    fn new() -> TempPins {
-        let dir = PathBuf::from(format!("/run/sip-xdp-tests/golden-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("pin dir");
-        TempPins { dir }
-    }
-}
-
-impl Drop for TempPins {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.dir).status();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn udp4(src: [u8; 4], payload: &[u8]) -> Vec<u8> {
-    v4_frame(&[], &V4::new(src, IPPROTO_UDP), &udp(5060, payload))
-}
+use sip_xdp::{apply::apply, commands, config::Config, events::Event, loader, maps::Maps, metrics::Metrics};
+use sip_xdp_common::registry::{private_names::SIP_EVENTS, DEFAULT_SOURCES_CAPACITY};
+use sip_xdp_tests::{frames::*, harness::TempBpffs, netns::fixture};
 
 /// A response from the server (port 5060) to `dst`, for the egress program.
 fn response4(dst: [u8; 4], payload: &[u8]) -> Vec<u8> {
@@ -65,30 +29,31 @@ fn response4(dst: [u8; 4], payload: &[u8]) -> Vec<u8> {
 /// The fixed run: every kind of source the config distinguishes.
 fn ingress_frames() -> Vec<Vec<u8>> {
     let options = b"OPTIONS sip:100@198.18.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 203.0.113.1\r\n\r\n";
-    let scanner = b"OPTIONS sip:100@198.18.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 203.0.113.12\r\nUser-Agent: friendly-scanner\r\n\r\n";
+    let scanner =
+        b"OPTIONS sip:100@198.18.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 203.0.113.12\r\nUser-Agent: friendly-scanner\r\n\r\n";
     let invite = b"INVITE sip:+25261234567@198.18.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 203.0.113.11\r\n\r\n";
     let mut frames = Vec::new();
     for _ in 0..3 {
-        frames.push(udp4([198, 18, 1, 2], REGISTER));
+        frames.push(udp4([198, 18, 1, 2], 5060, REGISTER));
     }
     frames.push(v6_frame(&[], &V6::new(v6_addr("2001:db8:1::7"), IPPROTO_UDP), &udp(5060, REGISTER)));
     frames.push(v4_frame(&[], &V4::new([198, 18, 1, 3], IPPROTO_TCP), &tcp(5061, 0, INVITE)));
     for _ in 0..2 {
-        frames.push(udp4([198, 19, 7, 7], REGISTER));
+        frames.push(udp4([198, 19, 7, 7], 5060, REGISTER));
     }
-    frames.push(udp4([192, 0, 2, 9], REGISTER));
+    frames.push(udp4([192, 0, 2, 9], 5060, REGISTER));
     // Burst of 2, then 3 excess ban, then two dropped as banned.
     for _ in 0..7 {
-        frames.push(udp4([203, 0, 113, 10], REGISTER));
+        frames.push(udp4([203, 0, 113, 10], 5060, REGISTER));
     }
-    frames.push(udp4([203, 0, 113, 11], options));
-    frames.push(udp4([203, 0, 113, 11], invite));
-    frames.push(udp4([203, 0, 113, 12], scanner));
-    frames.push(udp4([203, 0, 113, 12], options));
-    frames.push(udp4([198, 19, 1, 1], b"not SIP, to port 5060 anyway"));
+    frames.push(udp4([203, 0, 113, 11], 5060, options));
+    frames.push(udp4([203, 0, 113, 11], 5060, invite));
+    frames.push(udp4([203, 0, 113, 12], 5060, scanner));
+    frames.push(udp4([203, 0, 113, 12], 5060, options));
+    frames.push(udp4([198, 19, 1, 1], 5060, b"not SIP, to port 5060 anyway"));
     frames.push(v4_frame(&[], &V4::new([198, 19, 1, 1], IPPROTO_UDP), &udp(53, b"dns")));
     frames.push(arp_request());
-    frames.push(udp4([198, 18, 1, 2], REGISTER)[..30].to_vec());
+    frames.push(udp4([198, 18, 1, 2], 5060, REGISTER)[..30].to_vec());
     frames
 }
 
@@ -97,17 +62,24 @@ fn ingress_frames() -> Vec<Vec<u8>> {
 fn mask_clock(text: &str) -> String {
     let mut out = String::new();
     for line in text.lines() {
-        let masked = if let Some(i) = line.find("\"remaining_secs\": ").or_else(|| line.find("\"last_seen_secs_ago\": ")) {
-            let colon = i + line[i..].find(": ").expect("colon") + 2;
-            let rest = &line[colon..];
-            let end = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
-            format!("{}N{}", &line[..colon], &rest[end..])
-        } else {
-            line.split(' ')
-                .map(|w| if w.len() > 1 && w.ends_with('s') && w[..w.len() - 1].bytes().all(|b| b.is_ascii_digit()) { "Ns" } else { w })
-                .collect::<Vec<_>>()
-                .join(" ")
-        };
+        let masked =
+            if let Some(i) = line.find("\"remaining_secs\": ").or_else(|| line.find("\"last_seen_secs_ago\": ")) {
+                let colon = i + line[i..].find(": ").expect("colon") + 2;
+                let rest = &line[colon..];
+                let end = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+                format!("{}N{}", &line[..colon], &rest[end..])
+            } else {
+                line.split(' ')
+                    .map(|w| {
+                        if w.len() > 1 && w.ends_with('s') && w[..w.len() - 1].bytes().all(|b| b.is_ascii_digit()) {
+                            "Ns"
+                        } else {
+                            w
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
         out.push_str(&masked);
         out.push('\n');
     }
@@ -121,17 +93,17 @@ fn compare(name: &str, actual: &str) -> Option<String> {
         return None;
     }
     let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    (expected != actual).then(|| format!("{name} differs from {}:\n--- expected\n{expected}\n--- actual\n{actual}", path.display()))
+    (expected != actual)
+        .then(|| format!("{name} differs from {}:\n--- expected\n{expected}\n--- actual\n{actual}", path.display()))
 }
 
 #[test]
 fn cli_metrics_and_events_are_byte_identical_for_a_fixed_run() {
-    let tmp = TempPins::new();
-    let pins = PinDir::new(&tmp.dir);
-    pins.prepare().expect("bpffs for the pins");
+    let tmp = TempBpffs::new("golden");
+    let pins = tmp.pins();
     let cfg = Config::load(&fixture("golden.toml")).expect("golden config");
     let mut ebpf = loader::load(Some(&pins), DEFAULT_SOURCES_CAPACITY).expect("load (needs root)");
-    let mut ring = RingBuf::try_from(ebpf.take_map(EVENTS_MAP).expect("events")).expect("ring buffer");
+    let mut ring = RingBuf::try_from(ebpf.take_map(SIP_EVENTS).expect("events")).expect("ring buffer");
     let mut maps = Maps::from_ebpf(&mut ebpf, Some(&pins)).expect("maps");
     apply(&mut maps, &cfg).expect("apply the config");
 

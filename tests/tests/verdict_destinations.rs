@@ -3,10 +3,10 @@
 
 use sip_xdp_common::{
     dialled::intl_prefixes,
-    maps::{
-        dest_applies_profile, DestRule, FilterConfig, RateProfile, CLASS_LIMITED, CLASS_TRUSTED, DEST_APPLIES_TRUSTED,
-        EVENT_DEST_BLOCK,
-    },
+    events::EventKind,
+    kernel_config::{dest_applies_profile, FilterConfig, DEST_APPLIES_TRUSTED},
+    map_types::{DestAction, DestRule, RateProfile},
+    rules::RuleClass,
     Action::*,
     Reason::{self, *},
 };
@@ -18,16 +18,27 @@ const TRUNK: [u8; 4] = [198, 18, 1, 2];
 /// Customers (limited, profile 0) are under the policy; the trunk
 /// (trusted) is not unless `trusted_too`.
 fn filter(allow_only: &[&str], trusted_too: bool) -> Filter {
-    let mut cfg = FilterConfig { intl: intl_prefixes(&["00", "011"]), dest_applies: dest_applies_profile(0), ..sip_config() };
+    let mut cfg =
+        FilterConfig { intl: intl_prefixes(&["00", "011"]), dest_applies: dest_applies_profile(0), ..sip_config() };
     if trusted_too {
         cfg.dest_applies |= DEST_APPLIES_TRUSTED;
     }
     cfg.dest_allow_only = (!allow_only.is_empty()) as u8;
     let mut f = Filter::load(cfg);
-    f.profile(0, RateProfile { register_per_sec: 100, register_burst: 100, requests_per_sec: 1000, requests_burst: 1000, invite_per_sec: 1000, invite_burst: 1000 });
-    f.rule("203.0.113.0/24", CLASS_LIMITED, 0);
-    f.rule("2001:db8:100::/48", CLASS_LIMITED, 0);
-    f.rule("198.18.1.2/32", CLASS_TRUSTED, 0);
+    f.profile(
+        0,
+        RateProfile {
+            register_per_sec: 100,
+            register_burst: 100,
+            requests_per_sec: 1000,
+            requests_burst: 1000,
+            invite_per_sec: 1000,
+            invite_burst: 1000,
+        },
+    );
+    f.rule("203.0.113.0/24", RuleClass::Limited, 0);
+    f.rule("2001:db8:100::/48", RuleClass::Limited, 0);
+    f.rule("198.18.1.2/32", RuleClass::Trusted, 0);
     f.maps.write_dest_rules(&destination_rules(&["252", "224", "881", "882"], allow_only)).unwrap();
     f
 }
@@ -67,7 +78,7 @@ fn blocked_prefixes_in_every_form_are_dropped() {
     let events = f.events();
     assert!(events.len() >= 10);
     let first = &events[0];
-    assert_eq!((first.kind, first.addr), (EVENT_DEST_BLOCK, source_key("203.0.113.10")));
+    assert_eq!((first.kind, first.addr), (EventKind::DestinationBlocked as u8, source_key("203.0.113.10")));
     assert_eq!(&first.number[..first.number_len as usize], b"25261234567");
 }
 
@@ -75,12 +86,12 @@ fn blocked_prefixes_in_every_form_are_dropped() {
 fn other_destinations_and_requests_pass() {
     let mut f = filter(&[], false);
     for line in [
-        "INVITE sip:+4930123456@198.18.0.1 SIP/2.0",       // an allowed country
+        "INVITE sip:+4930123456@198.18.0.1 SIP/2.0", // an allowed country
         "INVITE sip:004930123456@198.18.0.1 SIP/2.0",
-        "INVITE sip:0612345678@198.18.0.1 SIP/2.0",        // national
-        "INVITE sip:100@198.18.0.1 SIP/2.0",               // an extension
-        "INVITE sip:alice@198.18.0.1 SIP/2.0",             // a name
-        "INVITE sip:+25@pbx SIP/2.0",                      // shorter than any rule
+        "INVITE sip:0612345678@198.18.0.1 SIP/2.0", // national
+        "INVITE sip:100@198.18.0.1 SIP/2.0",        // an extension
+        "INVITE sip:alice@198.18.0.1 SIP/2.0",      // a name
+        "INVITE sip:+25@pbx SIP/2.0",               // shorter than any rule
     ] {
         assert_eq!(judge(&mut f, CUSTOMER, line), (XDP_PASS, Pass, Limited), "{line}");
     }
@@ -103,14 +114,26 @@ fn allow_only_blocks_every_other_country() {
     assert_eq!(judge(&mut f, CUSTOMER, "INVITE sip:+4930123@pbx SIP/2.0"), (XDP_PASS, Pass, Limited));
     assert_eq!(judge(&mut f, CUSTOMER, "INVITE sip:0033612345678@pbx SIP/2.0"), (XDP_PASS, Pass, Limited));
     assert_eq!(judge(&mut f, CUSTOMER, "INVITE sip:+4420123@pbx SIP/2.0"), (XDP_DROP, Drop, DestinationNotAllowed));
-    assert_eq!(judge(&mut f, CUSTOMER, "INVITE sip:+25261234567@pbx SIP/2.0"), (XDP_DROP, Drop, DestinationBlocked), "a block rule still says why");
-    assert_eq!(judge(&mut f, CUSTOMER, "INVITE sip:0612345678@pbx SIP/2.0"), (XDP_PASS, Pass, Limited), "national calls are not international");
+    assert_eq!(
+        judge(&mut f, CUSTOMER, "INVITE sip:+25261234567@pbx SIP/2.0"),
+        (XDP_DROP, Drop, DestinationBlocked),
+        "a block rule still says why"
+    );
+    assert_eq!(
+        judge(&mut f, CUSTOMER, "INVITE sip:0612345678@pbx SIP/2.0"),
+        (XDP_PASS, Pass, Limited),
+        "national calls are not international"
+    );
 }
 
 #[test]
 fn the_policy_applies_only_to_its_classes() {
     let mut f = filter(&[], false);
-    assert_eq!(judge(&mut f, TRUNK, "INVITE sip:+25261234567@pbx SIP/2.0"), (XDP_PASS, Pass, Allowlisted), "trusted is exempt unless listed");
+    assert_eq!(
+        judge(&mut f, TRUNK, "INVITE sip:+25261234567@pbx SIP/2.0"),
+        (XDP_PASS, Pass, Allowlisted),
+        "trusted is exempt unless listed"
+    );
     let mut f = filter(&[], true);
     assert_eq!(judge(&mut f, TRUNK, "INVITE sip:+25261234567@pbx SIP/2.0"), (XDP_DROP, Drop, DestinationBlocked));
     // IPv6 customers too.
@@ -118,13 +141,14 @@ fn the_policy_applies_only_to_its_classes() {
     let frame = v6_frame(&[], &V6::new(v6_addr("2001:db8:100::5"), IPPROTO_UDP), &udp(5061, payload));
     assert_eq!(f.judge(&frame), (XDP_DROP, Drop, DestinationBlocked));
     // Over TCP as well.
-    let tcp_frame = v4_frame(&[], &V4::new(CUSTOMER, IPPROTO_TCP), &tcp(5060, 0, b"INVITE sip:+88161234@pbx SIP/2.0\r\n\r\n"));
+    let tcp_frame =
+        v4_frame(&[], &V4::new(CUSTOMER, IPPROTO_TCP), &tcp(5060, 0, b"INVITE sip:+88161234@pbx SIP/2.0\r\n\r\n"));
     assert_eq!(f.judge(&tcp_frame), (XDP_DROP, Drop, DestinationBlocked));
 }
 
 mod fingerprints {
     use super::*;
-    use sip_xdp_common::maps::{BAN_REASON_SCANNER, COUNT_FINGERPRINT_BASE};
+    use sip_xdp_common::{bans::BanReason, counts::COUNT_FINGERPRINT_BASE};
 
     fn scanner_filter() -> Filter {
         let mut f = filter(&[], false);
@@ -143,7 +167,7 @@ mod fingerprints {
         let svmap = options_with(CUSTOMER, "From: \"sipvicious\"<sip:100@1.1.1.1>;tag=1\r\nUser-Agent: friendly-scanner\r\nAccept: application/sdp\r\n");
         assert_eq!(f.judge(&svmap), (XDP_DROP, Drop, Scanner));
         let ban = f.ban_of("203.0.113.10").expect("banned at once");
-        assert_eq!(ban.reason, BAN_REASON_SCANNER);
+        assert_eq!(ban.reason, BanReason::Scanner as u8);
         assert_eq!(f.judge(&options_with(CUSTOMER, "User-Agent: Zoiper\r\n")), (XDP_DROP, Drop, Banned));
         assert_eq!(f.maps.count(COUNT_FINGERPRINT_BASE).unwrap(), 1, "counted under friendly-scanner");
     }
@@ -163,7 +187,11 @@ mod fingerprints {
             assert_eq!(f.judge(&options_with(src, headers)), (XDP_DROP, Drop, Scanner), "{headers}");
         }
         // A REGISTER or an INVITE announces itself the same way.
-        let invite = v4_frame(&[], &V4::new([203, 0, 113, 120], IPPROTO_UDP), &udp(5060, b"INVITE sip:100@pbx SIP/2.0\r\nUser-Agent: pplsip\r\n\r\n"));
+        let invite = v4_frame(
+            &[],
+            &V4::new([203, 0, 113, 120], IPPROTO_UDP),
+            &udp(5060, b"INVITE sip:100@pbx SIP/2.0\r\nUser-Agent: pplsip\r\n\r\n"),
+        );
         assert_eq!(f.judge(&invite), (XDP_DROP, Drop, Scanner));
     }
 
@@ -174,7 +202,11 @@ mod fingerprints {
         let compact = "f: <sip:100@1.1.1.1>;tag=1\r\nt: <sip:100@1.1.1.1>\r\ni: 123@x\r\nm: <sip:100@1.1.1.1>\r\nUser-Agent: friendly-scanner\r\nl: 0\r\n";
         assert_eq!(f.judge(&options_with(CUSTOMER, compact)), (XDP_DROP, Drop, Scanner));
         let fake = "f: \"sipvicious\" <sip:100@1.1.1.1>;tag=1\r\nt: <sip:friendly-scanner@1.1.1.1>\r\n";
-        assert_eq!(f.judge(&options_with([203, 0, 113, 50], fake)), (XDP_PASS, Pass, Limited), "only User-Agent counts");
+        assert_eq!(
+            f.judge(&options_with([203, 0, 113, 50], fake)),
+            (XDP_PASS, Pass, Limited),
+            "only User-Agent counts"
+        );
     }
 
     #[test]
@@ -217,7 +249,7 @@ mod anomaly_blocks {
     fn admitted_international_calls_are_counted_with_their_cost_and_a_block_stops_them() {
         let mut f = filter(&[], false);
         let mut rules = f.maps.dest_entries().unwrap();
-        rules.insert("49".into(), DestRule { action: sip_xdp_common::maps::DEST_COST_ONLY, id: 9, cost_milli: 120, _pad: 0 });
+        rules.insert("49".into(), DestRule { action: DestAction::CostOnly as u8, id: 9, cost_milli: 120, _pad: 0 });
         f.maps.write_dest_rules(&rules).unwrap();
         for _ in 0..3 {
             assert_eq!(judge(&mut f, CUSTOMER, "INVITE sip:+4930123@pbx SIP/2.0"), (XDP_PASS, Pass, Limited));
@@ -230,8 +262,16 @@ mod anomaly_blocks {
         // The controller blocks the source's international calls.
         f.maps.intl_blocks.insert(source_key("203.0.113.10"), now_ns() + 60 * 1_000_000_000, 0).unwrap();
         assert_eq!(judge(&mut f, CUSTOMER, "INVITE sip:+4930123@pbx SIP/2.0"), (XDP_DROP, Drop, InternationalBlocked));
-        assert_eq!(judge(&mut f, CUSTOMER, "INVITE sip:0612345@pbx SIP/2.0"), (XDP_PASS, Pass, Limited), "national calls go on");
-        assert_eq!(judge(&mut f, [203, 0, 113, 11], "INVITE sip:+4930123@pbx SIP/2.0"), (XDP_PASS, Pass, Limited), "other sources too");
+        assert_eq!(
+            judge(&mut f, CUSTOMER, "INVITE sip:0612345@pbx SIP/2.0"),
+            (XDP_PASS, Pass, Limited),
+            "national calls go on"
+        );
+        assert_eq!(
+            judge(&mut f, [203, 0, 113, 11], "INVITE sip:+4930123@pbx SIP/2.0"),
+            (XDP_PASS, Pass, Limited),
+            "other sources too"
+        );
         // An ended block (0: lifted) no longer applies.
         f.maps.intl_blocks.insert(source_key("203.0.113.10"), 0, 0).unwrap();
         assert_eq!(judge(&mut f, CUSTOMER, "INVITE sip:+4930123@pbx SIP/2.0"), (XDP_PASS, Pass, Limited));

@@ -53,7 +53,10 @@ fn allowlisted_client_registers_stranger_gets_nothing_and_counters_match() {
     let stats = lab.cli_ok(&["stats"]);
     assert!(stats.contains(&lab.edge_trunk_if) && stats.contains("not_allowlisted"), "{stats}");
     let sources = lab.cli_ok(&["sources", "--top", "1"]);
-    assert!(sources.contains("SOURCE") && sources.contains(TRUNK_IP) && sources.contains("1 of 1 sources shown"), "{sources}");
+    assert!(
+        sources.contains("SOURCE") && sources.contains(TRUNK_IP) && sources.contains("1 of 1 sources shown"),
+        "{sources}"
+    );
 }
 
 #[test]
@@ -145,7 +148,8 @@ fn sighup_reloads_the_allowlist_without_dropping_kept_sources() {
         "interfaces = [\"{T}\", \"{S}\"]\n[allow]\ncidrs = [\"198.18.1.2\"]\n",
     ];
     for round in 0..12 {
-        let text = variants[round % variants.len()].replace("{T}", &lab.edge_trunk_if).replace("{S}", &lab.edge_stranger_if);
+        let text =
+            variants[round % variants.len()].replace("{T}", &lab.edge_trunk_if).replace("{S}", &lab.edge_stranger_if);
         std::fs::write(&config, text).unwrap();
         lab.controller.as_ref().unwrap().signal(libc::SIGHUP);
         std::thread::sleep(Duration::from_millis(120));
@@ -176,7 +180,10 @@ fn bad_config_or_interface_changes_nothing() {
         String::from_utf8_lossy(&out.stdout).contains("xdp")
     };
 
-    let bad = lab.write_config("bad.toml", &format!("interfaces = [\"{}\"]\n[filter]\nports = [5060, 99999]\n", lab.edge_trunk_if));
+    let bad = lab.write_config(
+        "bad.toml",
+        &format!("interfaces = [\"{}\"]\n[filter]\nports = [5060, 99999]\n", lab.edge_trunk_if),
+    );
     let mut run = lab.spawn_controller(&bad, &[]);
     assert_eq!(run.wait_exit(Duration::from_secs(10)), Some(2));
     let text = run.text();
@@ -197,7 +204,10 @@ fn bad_config_or_interface_changes_nothing() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("99999 is not a port"));
 
     // Commands against a directory with no instance say so.
-    let out = std::process::Command::new(sip_xdp_bin()).args(["--pin-dir", "/run/sip-xdp-tests/none", "stats"]).output().unwrap();
+    let out = std::process::Command::new(sip_xdp_bin())
+        .args(["--pin-dir", "/run/sip-xdp-tests/none", "stats"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no sip-xdp instance pinned at /run/sip-xdp-tests/none"));
 }

@@ -1,10 +1,10 @@
-//! The allowlist as a set of CIDR prefixes, parsed from config, files and
-//! the command line.
+//! Rules as the config gives them: CIDR prefixes with a class, parsed from
+//! the config, allowlist files and the command line.
 
 use std::{collections::BTreeMap, fmt, net::IpAddr, str::FromStr};
 
 use ipnet::IpNet;
-use sip_xdp_common::maps::{CLASS_DENY, CLASS_LIMITED, CLASS_TRUSTED};
+use sip_xdp_common::rules::RuleClass;
 
 /// The class a rule gives the sources it matches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -16,21 +16,12 @@ pub enum Class {
 }
 
 impl Class {
-    /// The `(class, profile)` bytes of a kernel rule.
-    pub fn kernel(self) -> (u8, u8) {
+    /// The class and profile of a kernel rule.
+    pub fn kernel(self) -> (RuleClass, u8) {
         match self {
-            Class::Trusted => (CLASS_TRUSTED, 0),
-            Class::Deny => (CLASS_DENY, 0),
-            Class::Limited(p) => (CLASS_LIMITED, p),
-        }
-    }
-
-    pub fn from_kernel(class: u8, profile: u8) -> Option<Class> {
-        match class {
-            CLASS_TRUSTED => Some(Class::Trusted),
-            CLASS_DENY => Some(Class::Deny),
-            CLASS_LIMITED => Some(Class::Limited(profile)),
-            _ => None,
+            Class::Trusted => (RuleClass::Trusted, 0),
+            Class::Deny => (RuleClass::Deny, 0),
+            Class::Limited(p) => (RuleClass::Limited, p),
         }
     }
 }
@@ -57,11 +48,7 @@ impl Rules {
 
     /// The class of the longest matching prefix, as the kernel decides.
     pub fn class_of(&self, addr: IpAddr) -> Option<(IpNet, Class)> {
-        self.nets
-            .iter()
-            .filter(|(n, _)| n.contains(&addr))
-            .max_by_key(|(n, _)| n.prefix_len())
-            .map(|(n, c)| (*n, *c))
+        self.nets.iter().filter(|(n, _)| n.contains(&addr)).max_by_key(|(n, _)| n.prefix_len()).map(|(n, c)| (*n, *c))
     }
 }
 

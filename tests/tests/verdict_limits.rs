@@ -3,11 +3,11 @@
 //! ingress and the TC egress program. Needs root.
 
 use sip_xdp_common::{
-    maps::{
-        BanEntry, FilterConfig, RateProfile, BAN_ACTIVE, BAN_EXPIRED, BAN_LIFTED, BAN_REASON_AUTH, BAN_REASON_MANUAL,
-        BAN_REASON_RATE, CLASS_BANNED, CLASS_DENY, CLASS_LIMITED, CLASS_TRUSTED, EVENT_BAN, EVENT_WOULD_BAN,
-        MODE_MONITOR, NS_PER_SEC,
-    },
+    bans::{BanEntry, BanReason, BanState},
+    events::EventKind,
+    kernel_config::{FilterConfig, Mode, NS_PER_SEC},
+    map_types::RateProfile,
+    rules::{RuleClass, RuleValue, ORIGIN_BAN},
     Action::*,
     Reason::*,
 };
@@ -31,9 +31,19 @@ fn limited_filter(mode: u8) -> Filter {
         ..sip_config()
     };
     let mut f = Filter::load(cfg);
-    f.profile(0, RateProfile { register_per_sec: 1, register_burst: 3, requests_per_sec: 1, requests_burst: 10, invite_per_sec: 1, invite_burst: 10 });
-    f.rule("203.0.113.0/24", CLASS_LIMITED, 0);
-    f.rule("2001:db8:100::/48", CLASS_LIMITED, 0);
+    f.profile(
+        0,
+        RateProfile {
+            register_per_sec: 1,
+            register_burst: 3,
+            requests_per_sec: 1,
+            requests_burst: 10,
+            invite_per_sec: 1,
+            invite_burst: 10,
+        },
+    );
+    f.rule("203.0.113.0/24", RuleClass::Limited, 0);
+    f.rule("2001:db8:100::/48", RuleClass::Limited, 0);
     f
 }
 
@@ -60,7 +70,7 @@ fn limited_source_gets_its_burst_then_is_dropped_then_banned() {
     let before = now_ns();
     assert_eq!(f.judge(&register_from(CUSTOMER)), (XDP_DROP, Drop, RegisterRate), "the fourth excess bans");
     let ban = f.ban_of("203.0.113.10").expect("banned in the kernel");
-    assert_eq!((ban.reason, ban.state, ban.offenses), (BAN_REASON_RATE, BAN_ACTIVE, 1));
+    assert_eq!((ban.reason, ban.state, ban.offenses), (BanReason::Rate as u8, BanState::Active as u8, 1));
     assert_eq!(ban.expires_ns - ban.banned_at_ns, 60 * NS_PER_SEC);
     assert!(ban.banned_at_ns >= before);
     // The very next packet, of any kind, is dropped as banned and counted.
@@ -69,7 +79,10 @@ fn limited_source_gets_its_burst_then_is_dropped_then_banned() {
     assert_eq!(f.ban_of("203.0.113.10").unwrap().dropped, 2);
     let events = f.events();
     assert_eq!(events.len(), 1, "{events:?}");
-    assert_eq!((events[0].kind, events[0].reason, events[0].offenses), (EVENT_BAN, BAN_REASON_RATE, 1));
+    assert_eq!(
+        (events[0].kind, events[0].reason, events[0].offenses),
+        (EventKind::Ban as u8, BanReason::Rate as u8, 1)
+    );
     assert_eq!(events[0].addr, source_key("203.0.113.10"));
     // Other customers are unaffected.
     assert_eq!(f.judge(&register_from([203, 0, 113, 11])), (XDP_PASS, Pass, Limited));
@@ -85,7 +98,7 @@ fn ipv6_sources_are_limited_and_banned_too() {
     for _ in 0..4 {
         assert_eq!(f.judge(&frame), (XDP_DROP, Drop, RegisterRate));
     }
-    assert_eq!(f.ban_of(CUSTOMER_V6).expect("v6 ban").reason, BAN_REASON_RATE);
+    assert_eq!(f.ban_of(CUSTOMER_V6).expect("v6 ban").reason, BanReason::Rate as u8);
     assert_eq!(f.judge(&frame), (XDP_DROP, Drop, Banned));
 }
 
@@ -93,24 +106,24 @@ fn ipv6_sources_are_limited_and_banned_too() {
 fn class_precedence_follows_the_longest_prefix() {
     let mut f = limited_filter(0);
     // A trusted host inside the limited /24 is never limited.
-    f.rule("203.0.113.77/32", CLASS_TRUSTED, 0);
+    f.rule("203.0.113.77/32", RuleClass::Trusted, 0);
     for _ in 0..50 {
         assert_eq!(f.judge(&register_from([203, 0, 113, 77])), (XDP_PASS, Pass, Allowlisted));
     }
     assert!(f.ban_of("203.0.113.77").is_none());
     // And the other way round: a limited /28 inside a trusted /16.
-    f.rule("198.51.0.0/16", CLASS_TRUSTED, 0);
-    f.rule("198.51.100.0/28", CLASS_LIMITED, 0);
+    f.rule("198.51.0.0/16", RuleClass::Trusted, 0);
+    f.rule("198.51.100.0/28", RuleClass::Limited, 0);
     assert_eq!(f.judge(&register_from([198, 51, 7, 7])), (XDP_PASS, Pass, Allowlisted));
     for _ in 0..3 {
         assert_eq!(f.judge(&register_from([198, 51, 100, 5])), (XDP_PASS, Pass, Limited));
     }
     assert_eq!(f.judge(&register_from([198, 51, 100, 5])), (XDP_DROP, Drop, RegisterRate));
     // A deny rule inside a limited range.
-    f.rule("203.0.113.128/25", CLASS_DENY, 0);
+    f.rule("203.0.113.128/25", RuleClass::Deny, 0);
     assert_eq!(f.judge(&register_from([203, 0, 113, 200])), (XDP_DROP, Drop, Denied));
     // IPv6: a trusted /64 inside the limited /48.
-    f.rule("2001:db8:100:1::/64", CLASS_TRUSTED, 0);
+    f.rule("2001:db8:100:1::/64", RuleClass::Trusted, 0);
     let trusted6 = v6_frame(&[], &V6::new(v6_addr("2001:db8:100:1::9"), IPPROTO_UDP), &udp(5060, REGISTER));
     for _ in 0..20 {
         assert_eq!(f.judge(&trusted6), (XDP_PASS, Pass, Allowlisted));
@@ -120,22 +133,33 @@ fn class_precedence_follows_the_longest_prefix() {
 #[test]
 fn a_limited_default_class_covers_sources_with_no_rule() {
     let mut cfg = sip_config();
-    cfg.default_class = CLASS_LIMITED;
+    cfg.default_class = RuleClass::Limited as u8;
     cfg.default_profile = 1;
     let mut f = Filter::load(cfg);
-    f.profile(1, RateProfile { register_per_sec: 1, register_burst: 1, requests_per_sec: 100, requests_burst: 100, invite_per_sec: 100, invite_burst: 100 });
+    f.profile(
+        1,
+        RateProfile {
+            register_per_sec: 1,
+            register_burst: 1,
+            requests_per_sec: 100,
+            requests_burst: 100,
+            invite_per_sec: 100,
+            invite_burst: 100,
+        },
+    );
     let anyone = [192, 0, 2, 44];
     assert_eq!(f.judge(&register_from(anyone)), (XDP_PASS, Pass, Limited));
     assert_eq!(f.judge(&register_from(anyone)), (XDP_DROP, Drop, RegisterRate));
     // Non-request traffic to the port (a stray response) is free.
-    let response = v4_frame(&[], &V4::new(anyone, IPPROTO_UDP), &udp(5060, b"SIP/2.0 200 OK\r\nCSeq: 1 OPTIONS\r\n\r\n"));
+    let response =
+        v4_frame(&[], &V4::new(anyone, IPPROTO_UDP), &udp(5060, b"SIP/2.0 200 OK\r\nCSeq: 1 OPTIONS\r\n\r\n"));
     assert_eq!(f.judge(&response), (XDP_PASS, Pass, Limited));
 }
 
 #[test]
 fn trusted_sources_are_never_limited_or_banned() {
     let mut f = limited_filter(0);
-    f.rule("198.18.1.2/32", CLASS_TRUSTED, 0);
+    f.rule("198.18.1.2/32", RuleClass::Trusted, 0);
     for _ in 0..500 {
         assert_eq!(f.run(&register_from([198, 18, 1, 2])), XDP_PASS);
     }
@@ -150,7 +174,7 @@ fn trusted_sources_are_never_limited_or_banned() {
 
 #[test]
 fn monitor_mode_reports_would_be_bans_without_dropping() {
-    let mut f = limited_filter(MODE_MONITOR);
+    let mut f = limited_filter(Mode::Monitor as u8);
     for _ in 0..3 {
         assert_eq!(f.judge(&register_from(CUSTOMER)), (XDP_PASS, Pass, Limited));
     }
@@ -160,7 +184,7 @@ fn monitor_mode_reports_would_be_bans_without_dropping() {
     assert!(f.ban_of("203.0.113.10").is_none(), "monitor mode writes no ban");
     let events = f.events();
     assert_eq!(events.len(), 1);
-    assert_eq!((events[0].kind, events[0].reason), (EVENT_WOULD_BAN, BAN_REASON_RATE));
+    assert_eq!((events[0].kind, events[0].reason), (EventKind::WouldBan as u8, BanReason::Rate as u8));
     assert_eq!(f.judge(&register_from(CUSTOMER)), (XDP_PASS, WouldDrop, RegisterRate), "not banned after");
 }
 
@@ -173,29 +197,29 @@ fn ban_entries_drop_only_while_active_and_unexpired() {
         banned_at_ns: now,
         dropped: 0,
         offenses: 1,
-        reason: BAN_REASON_MANUAL,
+        reason: BanReason::Manual as u8,
         state,
         announced: 0,
         _pad: 0,
     };
     let customer = [203, 0, 113, 77];
-    f.set_ban("203.0.113.77", ban(BAN_ACTIVE, now + 60 * NS_PER_SEC));
+    f.set_ban("203.0.113.77", ban(BanState::Active as u8, now + 60 * NS_PER_SEC));
     assert_eq!(f.judge(&register_from(customer)), (XDP_DROP, Drop, Banned), "a ban comes before the rule");
-    f.set_ban("203.0.113.77", ban(BAN_ACTIVE, now - NS_PER_SEC));
+    f.set_ban("203.0.113.77", ban(BanState::Active as u8, now - NS_PER_SEC));
     assert_eq!(f.judge(&register_from(customer)), (XDP_PASS, Pass, Limited), "expired");
-    f.set_ban("203.0.113.77", ban(BAN_LIFTED, now + 60 * NS_PER_SEC));
+    f.set_ban("203.0.113.77", ban(BanState::Lifted as u8, now + 60 * NS_PER_SEC));
     assert_eq!(f.judge(&register_from(customer)), (XDP_PASS, Pass, Limited), "lifted");
     // A source no rule covers is refused before the ban table is asked
     // (the flood path): dropped either way, counted as not allowlisted.
-    f.set_ban("198.19.5.5", ban(BAN_ACTIVE, now + 60 * NS_PER_SEC));
+    f.set_ban("198.19.5.5", ban(BanState::Active as u8, now + 60 * NS_PER_SEC));
     assert_eq!(f.judge(&register_from([198, 19, 5, 5])), (XDP_DROP, Drop, NotAllowlisted));
     // A prefix ban holds until its end second.
-    let mut value = sip_xdp_common::maps::AllowValue { origin: 4, class: CLASS_BANNED, ..Default::default() };
+    let mut value = RuleValue::new(ORIGIN_BAN, RuleClass::Banned, 0);
     value.ban_expires_secs = (now / NS_PER_SEC + 60) as u32;
-    f.maps.allow_insert("203.0.113.0/28".parse().unwrap(), value).unwrap();
+    f.maps.insert_rule("203.0.113.0/28".parse().unwrap(), value).unwrap();
     assert_eq!(f.judge(&register_from(CUSTOMER)), (XDP_DROP, Drop, Banned));
     // Removed (by the sweep, or `ban del`): the covering rule applies again.
-    f.maps.allow_remove("203.0.113.0/28".parse().unwrap()).unwrap();
+    f.maps.remove_rule("203.0.113.0/28".parse().unwrap()).unwrap();
     assert_eq!(f.judge(&register_from(CUSTOMER)), (XDP_PASS, Pass, Limited));
 }
 
@@ -206,13 +230,22 @@ fn repeat_offenders_get_longer_bans() {
     // History: banned once before, expired a moment ago.
     f.set_ban(
         "203.0.113.10",
-        BanEntry { expires_ns: now - NS_PER_SEC, banned_at_ns: now - 61 * NS_PER_SEC, dropped: 9, offenses: 1, reason: BAN_REASON_RATE, state: BAN_EXPIRED, announced: 1, _pad: 0 },
+        BanEntry {
+            expires_ns: now - NS_PER_SEC,
+            banned_at_ns: now - 61 * NS_PER_SEC,
+            dropped: 9,
+            offenses: 1,
+            reason: BanReason::Rate as u8,
+            state: BanState::Expired as u8,
+            announced: 1,
+            _pad: 0,
+        },
     );
     for _ in 0..7 {
         f.run(&register_from(CUSTOMER));
     }
     let ban = f.ban_of("203.0.113.10").unwrap();
-    assert_eq!((ban.state, ban.offenses), (BAN_ACTIVE, 2));
+    assert_eq!((ban.state, ban.offenses), (BanState::Active as u8, 2));
     assert_eq!(ban.expires_ns - ban.banned_at_ns, 120 * NS_PER_SEC, "doubled");
 }
 
@@ -230,7 +263,9 @@ const UNAUTHORIZED: &[u8] = b"SIP/2.0 401 Unauthorized\r\nVia: SIP/2.0/UDP 203.0
 fn register_ok() -> Vec<u8> {
     let mut r = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 203.0.113.10;branch=z9hG4bK-1\r\nFrom: <sip:alice@x>;tag=1\r\nTo: <sip:alice@x>;tag=2\r\nCall-ID: abc@203.0.113.10\r\n".to_vec();
     r.extend_from_slice(&b"X-Padding: 0123456789abcdef0123456789abcdef\r\n".repeat(4));
-    r.extend_from_slice(b"CSeq: 2 REGISTER\r\nContact: <sip:alice@203.0.113.10:5070>;expires=300\r\nContent-Length: 0\r\n\r\n");
+    r.extend_from_slice(
+        b"CSeq: 2 REGISTER\r\nContact: <sip:alice@203.0.113.10:5070>;expires=300\r\nContent-Length: 0\r\n\r\n",
+    );
     r
 }
 
@@ -247,10 +282,10 @@ fn auth_failures_on_egress_ban_the_remote_address() {
     let before = now_ns();
     f.run_egress(&response_to(client, b"SIP/2.0 403 Forbidden\r\nCSeq: 2 REGISTER\r\n\r\n"));
     let ban = f.ban_of("203.0.113.10").expect("the third failure bans");
-    assert_eq!((ban.reason, ban.offenses), (BAN_REASON_AUTH, 1));
+    assert_eq!((ban.reason, ban.offenses), (BanReason::Auth as u8, 1));
     assert!(ban.banned_at_ns >= before);
     let events = f.events();
-    assert_eq!((events.len(), events[0].kind, events[0].reason), (1, EVENT_BAN, BAN_REASON_AUTH));
+    assert_eq!((events.len(), events[0].kind, events[0].reason), (1, EventKind::Ban as u8, BanReason::Auth as u8));
     assert_eq!(f.judge(&register_from(client)), (XDP_DROP, Drop, Banned), "the next packet is dropped");
     // Responses still in flight after the ban do not make a second offense.
     for _ in 0..6 {
@@ -305,8 +340,18 @@ fn a_200_ok_to_register_clears_the_count() {
 #[test]
 fn invites_have_their_own_budget_and_count_toward_a_ban() {
     let mut f = limited_filter(0);
-    f.profile(2, RateProfile { register_per_sec: 100, register_burst: 100, requests_per_sec: 100, requests_burst: 100, invite_per_sec: 1, invite_burst: 2 });
-    f.rule("192.0.2.0/24", CLASS_LIMITED, 2);
+    f.profile(
+        2,
+        RateProfile {
+            register_per_sec: 100,
+            register_burst: 100,
+            requests_per_sec: 100,
+            requests_burst: 100,
+            invite_per_sec: 1,
+            invite_burst: 2,
+        },
+    );
+    f.rule("192.0.2.0/24", RuleClass::Limited, 2);
     let invite = v4_frame(&[], &V4::new([192, 0, 2, 9], IPPROTO_UDP), &udp(5060, INVITE));
     assert_eq!(f.judge(&invite), (XDP_PASS, Pass, Limited));
     assert_eq!(f.judge(&invite), (XDP_PASS, Pass, Limited));
@@ -316,5 +361,5 @@ fn invites_have_their_own_budget_and_count_toward_a_ban() {
         f.run(&invite);
     }
     let ban = f.ban_of("192.0.2.9").expect("four excess INVITEs ban");
-    assert_eq!(ban.reason, BAN_REASON_RATE);
+    assert_eq!(ban.reason, BanReason::Rate as u8);
 }

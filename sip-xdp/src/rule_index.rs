@@ -1,20 +1,15 @@
-//! Keeping the allowlist index (`sip_xdp_common::allow_index`) true to the
+//! Keeping the rule index (`sip_xdp_common::allow_index`) true to the
 //! tries: bits are set before a rule goes in, and cleared only by a
 //! rebuild from the tries' contents. Every writer (the controller and CLI
 //! commands) does both under one lock, so a rebuild never clears the bit
 //! of a rule another process is adding.
 
-use std::{
-    fs::File,
-    os::fd::AsRawFd,
-    path::{Path, PathBuf},
-};
+use std::{fs::File, os::fd::AsRawFd, path::Path};
 
 use anyhow::Context as _;
 use aya::maps::{Array, MapData};
 use ipnet::IpNet;
 use sip_xdp_common::allow_index::{position, v4_prefix_buckets, V6Buckets, INDEX_WORDS};
-
 
 /// Both families' index bits, word for word as the map holds them.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -29,7 +24,9 @@ impl IndexBits {
         let mut bits = IndexBits { v4: vec![0; INDEX_WORDS as usize], v6: vec![0; INDEX_WORDS as usize] };
         for net in nets {
             match net {
-                IpNet::V4(n) => v4_prefix_buckets(n.network().octets(), n.prefix_len()).for_each(|b| set(&mut bits.v4, b)),
+                IpNet::V4(n) => {
+                    v4_prefix_buckets(n.network().octets(), n.prefix_len()).for_each(|b| set(&mut bits.v4, b))
+                }
                 IpNet::V6(n) => match V6Buckets::of(&n.network().octets(), n.prefix_len()) {
                     V6Buckets::All => bits.v6.fill(u64::MAX),
                     each => each.for_each(|b| set(&mut bits.v6, b)),
@@ -50,42 +47,36 @@ fn set(words: &mut [u64], bucket: u32) {
     words[word as usize] |= bit;
 }
 
-/// The index map, and where its writers serialise.
-pub struct AllowIndex {
-    /// IPv4's words, then IPv6's.
-    pub words: Array<MapData, u64>,
-    /// A directory in the pin dir used as a lock (bpffs holds no regular
-    /// files); none for a private, unpinned load.
-    pub lock_dir: Option<PathBuf>,
+/// Sets the bits of `nets` in the index map `words` (adds to what is
+/// there), under the lock in `lock_dir`.
+pub fn mark(words: &mut Array<MapData, u64>, lock_dir: Option<&Path>, nets: &[IpNet]) -> anyhow::Result<()> {
+    let _lock = lock(lock_dir)?;
+    let wanted = IndexBits::of(nets);
+    for (i, bits) in wanted.words().filter(|(_, b)| *b != 0) {
+        let old = words.get(&i, 0)?;
+        if old | bits != old {
+            words.set(i, old | bits, 0)?;
+        }
+    }
+    Ok(())
 }
 
-impl AllowIndex {
-    /// Sets the bits of `nets` (adds to what is there).
-    pub fn mark(&mut self, nets: &[IpNet]) -> anyhow::Result<()> {
-        let _lock = lock(self.lock_dir.as_deref())?;
-        let wanted = IndexBits::of(nets);
-        for (i, bits) in wanted.words().filter(|(_, b)| *b != 0) {
-            let old = self.words.get(&i, 0)?;
-            if old | bits != old {
-                self.words.set(i, old | bits, 0)?;
-            }
+/// Makes the index exactly what the rules `current` reads need, clearing
+/// stale bits. `current` is called under the lock, so no rule can be added
+/// between the read and the writes.
+pub fn rebuild(
+    words: &mut Array<MapData, u64>,
+    lock_dir: Option<&Path>,
+    current: impl FnOnce() -> anyhow::Result<Vec<IpNet>>,
+) -> anyhow::Result<()> {
+    let _lock = lock(lock_dir)?;
+    let wanted = IndexBits::of(&current()?);
+    for (i, bits) in wanted.words() {
+        if words.get(&i, 0)? != bits {
+            words.set(i, bits, 0)?;
         }
-        Ok(())
     }
-
-    /// Makes the index exactly what the rules `current` reads need,
-    /// clearing stale bits. `current` is called under the lock, so no rule
-    /// can be added between the read and the writes.
-    pub fn rebuild(&mut self, current: impl FnOnce() -> anyhow::Result<Vec<IpNet>>) -> anyhow::Result<()> {
-        let _lock = lock(self.lock_dir.as_deref())?;
-        let wanted = IndexBits::of(&current()?);
-        for (i, bits) in wanted.words() {
-            if self.words.get(&i, 0)? != bits {
-                self.words.set(i, bits, 0)?;
-            }
-        }
-        Ok(())
-    }
+    Ok(())
 }
 
 /// An exclusive flock on `dir` (created if missing), held until the file

@@ -11,7 +11,11 @@ fn repo(path: &str) -> PathBuf {
 }
 
 fn promtool(args: &[&str]) -> String {
-    let out = Command::new("promtool").args(args).current_dir(repo("prometheus")).output().expect("promtool (Debian package prometheus)");
+    let out = Command::new("promtool")
+        .args(args)
+        .current_dir(repo("prometheus"))
+        .output()
+        .expect("promtool (Debian package prometheus)");
     let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "promtool {args:?} failed:\n{text}");
     text
@@ -31,7 +35,8 @@ fn alert_rules_pass_promtool_and_their_unit_tests() {
 }
 
 pub fn dashboard() -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(repo("grafana/dashboards/sip-xdp.json")).unwrap()).expect("valid JSON")
+    serde_json::from_str(&std::fs::read_to_string(repo("grafana/dashboards/sip-xdp.json")).unwrap())
+        .expect("valid JSON")
 }
 
 #[test]
@@ -51,7 +56,10 @@ fn the_dashboard_is_importable_and_uses_the_datasource_variable() {
         for key in ["h", "w", "x", "y"] {
             assert!(p["gridPos"][key].is_u64(), "{title}: gridPos.{key}");
         }
-        assert!(p["gridPos"]["x"].as_u64().unwrap() + p["gridPos"]["w"].as_u64().unwrap() <= 24, "{title} is wider than the grid");
+        assert!(
+            p["gridPos"]["x"].as_u64().unwrap() + p["gridPos"]["w"].as_u64().unwrap() <= 24,
+            "{title} is wider than the grid"
+        );
         assert_eq!(p["datasource"]["uid"], "${datasource}", "{title}");
         let targets = p["targets"].as_array().expect("targets");
         assert!(!targets.is_empty(), "{title} has no query");

@@ -20,7 +20,20 @@ fn sipp_invite(lab: &Lab, ns: &str, local_ip: &str, server_ip: &str, number: &st
     let out = std::process::Command::new("ip")
         .args(["netns", "exec", ns, "sipp", &format!("{server_ip}:5060"), "-sf"])
         .arg(fixture("invite.xml"))
-        .args(["-s", number, "-i", local_ip, "-m", "1", "-nostdin", "-recv_timeout", "2000", "-timeout", "6s", "-timeout_error"])
+        .args([
+            "-s",
+            number,
+            "-i",
+            local_ip,
+            "-m",
+            "1",
+            "-nostdin",
+            "-recv_timeout",
+            "2000",
+            "-timeout",
+            "6s",
+            "-timeout_error",
+        ])
         .current_dir(&lab.dir)
         .output()
         .unwrap();
@@ -42,7 +55,10 @@ fn invites_to_blocked_prefixes_get_no_answer_and_others_reach_the_server() {
         &format!("event=destination_blocked source={STRANGER_IP} number=+25261234567 reason=destination_blocked"),
         Duration::from_secs(5),
     );
-    controller.wait_for(&format!("event=destination_blocked source={STRANGER_IP} number=+22461234567"), Duration::from_secs(5));
+    controller.wait_for(
+        &format!("event=destination_blocked source={STRANGER_IP} number=+22461234567"),
+        Duration::from_secs(5),
+    );
     let metrics = lab.http_get("http://127.0.0.1:9560/metrics");
     assert!(metrics.contains("sipxdp_destination_blocked_total{prefix=\"252\"} "), "{metrics}");
     // SIPp retransmits an unanswered INVITE: every copy is dropped.
@@ -51,7 +67,11 @@ fn invites_to_blocked_prefixes_get_no_answer_and_others_reach_the_server() {
 }
 
 fn ban_list(lab: &Lab) -> Vec<serde_json::Value> {
-    serde_json::from_str::<serde_json::Value>(&lab.cli_ok(&["ban", "list", "--json"])).unwrap().as_array().unwrap().clone()
+    serde_json::from_str::<serde_json::Value>(&lab.cli_ok(&["ban", "list", "--json"]))
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
 }
 
 #[test]
@@ -66,10 +86,14 @@ fn svmap_is_banned_on_its_first_request_and_finds_nothing() {
     let said = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(!said.contains(EDGE_STRANGER_IP), "the scan must find nothing:\n{said}");
     let bans = ban_list(&lab);
-    let ban = bans.iter().find(|b| b["source"] == STRANGER_IP).unwrap_or_else(|| panic!("not banned: {bans:?}\n{said}"));
+    let ban =
+        bans.iter().find(|b| b["source"] == STRANGER_IP).unwrap_or_else(|| panic!("not banned: {bans:?}\n{said}"));
     assert_eq!(ban["reason"], "scanner");
     assert_eq!(lab.counter("drop", "scanner").0, 1, "dropped as a scanner once, then as banned");
-    lab.controller.as_mut().unwrap().wait_for(&format!("event=ban source={STRANGER_IP} reason=scanner"), Duration::from_secs(5));
+    lab.controller
+        .as_mut()
+        .unwrap()
+        .wait_for(&format!("event=ban source={STRANGER_IP} reason=scanner"), Duration::from_secs(5));
     let metrics = lab.http_get("http://127.0.0.1:9560/metrics");
     assert!(metrics.contains("sipxdp_scanner_hits_total{fingerprint=\"friendly-scanner\"} 1"), "{metrics}");
 }
@@ -93,16 +117,28 @@ fn a_burst_of_international_calls_over_the_baseline_blocks_them() {
     let calls: u64 = field(&line, "calls");
     assert!((6..=8).contains(&calls), "{line}");
     assert!(line.contains(" baseline=0.0 ") && line.contains(&format!(" cost={:.2}", calls as f64 * 0.30)), "{line}");
-    assert!(!sipp_invite(&lab, &lab.stranger, STRANGER_IP, EDGE_STRANGER_IP, "+4930123456"), "international calls are blocked");
+    assert!(
+        !sipp_invite(&lab, &lab.stranger, STRANGER_IP, EDGE_STRANGER_IP, "+4930123456"),
+        "international calls are blocked"
+    );
     assert!(sipp_invite(&lab, &lab.stranger, STRANGER_IP, EDGE_STRANGER_IP, "0612345678"), "national calls go on");
     assert!(lab.cli_ok(&["intl", "list"]).contains(STRANGER_IP));
     let metrics = lab.http_get("http://127.0.0.1:9560/metrics");
-    assert!(metrics.contains("sipxdp_intl_blocks_active 1") && metrics.contains("sipxdp_intl_blocks_total 1"), "{metrics}");
+    assert!(
+        metrics.contains("sipxdp_intl_blocks_active 1") && metrics.contains("sipxdp_intl_blocks_total 1"),
+        "{metrics}"
+    );
     assert!(lab.counter("drop", "international_blocked").0 >= 1);
 
-    assert_eq!(lab.cli_ok(&["intl", "unblock", STRANGER_IP]), format!("international calls unblocked for {STRANGER_IP}\n"));
+    assert_eq!(
+        lab.cli_ok(&["intl", "unblock", STRANGER_IP]),
+        format!("international calls unblocked for {STRANGER_IP}\n")
+    );
     assert!(sipp_invite(&lab, &lab.stranger, STRANGER_IP, EDGE_STRANGER_IP, "+4930123456"), "lifted at once");
-    lab.controller.as_mut().unwrap().wait_for(&format!("event=international_unblock source={STRANGER_IP} reason=manual"), Duration::from_secs(5));
+    lab.controller
+        .as_mut()
+        .unwrap()
+        .wait_for(&format!("event=international_unblock source={STRANGER_IP} reason=manual"), Duration::from_secs(5));
     assert_eq!(lab.cli(&["intl", "unblock", STRANGER_IP]).status.code(), Some(2), "nothing left to lift");
 }
 
@@ -110,7 +146,15 @@ fn a_burst_of_international_calls_over_the_baseline_blocks_them() {
 fn a_class_spending_spike_blocks_its_biggest_spender() {
     let mut lab = Lab::new();
     let second = "198.18.2.3";
-    sh(std::process::Command::new("ip").args(["-n", &lab.stranger, "addr", "add", &format!("{second}/24"), "dev", &format!("{}ps", lab.tag)]));
+    sh(std::process::Command::new("ip").args([
+        "-n",
+        &lab.stranger,
+        "addr",
+        "add",
+        &format!("{second}/24"),
+        "dev",
+        &format!("{}ps", lab.tag),
+    ]));
     lab.start_kamailio();
     lab.start_controller(&lab.customers_config(
         "[destinations]\nblock = [\"252\"]\napplies_to = [\"customers\"]\n\
@@ -123,11 +167,15 @@ fn a_class_spending_spike_blocks_its_biggest_spender() {
             assert!(sipp_invite(&lab, &lab.stranger, from, EDGE_STRANGER_IP, "+4930123456"));
         }
     }
-    let prefix = format!("event=international_block source={STRANGER_IP} reason=class_spend_anomaly duration=60s calls=");
+    let prefix =
+        format!("event=international_block source={STRANGER_IP} reason=class_spend_anomaly duration=60s calls=");
     lab.controller.as_mut().unwrap().wait_for(&prefix, Duration::from_secs(10));
     let calls: u64 = field(&block_line(&lab, &prefix), "calls");
     assert!((6..=7).contains(&calls), "the class's calls in the window: {calls}");
-    assert!(!lab.controller.as_ref().unwrap().text().contains(&format!("source={second} reason=")), "only the biggest spender");
+    assert!(
+        !lab.controller.as_ref().unwrap().text().contains(&format!("source={second} reason=")),
+        "only the biggest spender"
+    );
     assert!(!sipp_invite(&lab, &lab.stranger, STRANGER_IP, EDGE_STRANGER_IP, "+4930123456"));
     assert!(sipp_invite(&lab, &lab.stranger, second, EDGE_STRANGER_IP, "+4930123456"));
 }
@@ -141,6 +189,9 @@ fn block_line(lab: &Lab, prefix: &str) -> String {
 
 /// The value of `name=` in an event line.
 fn field<T: std::str::FromStr>(line: &str, name: &str) -> T {
-    let value = line.split(' ').find_map(|w| w.strip_prefix(&format!("{name}="))).unwrap_or_else(|| panic!("no {name} in {line}"));
+    let value = line
+        .split(' ')
+        .find_map(|w| w.strip_prefix(&format!("{name}=")))
+        .unwrap_or_else(|| panic!("no {name} in {line}"));
     value.parse().unwrap_or_else(|_| panic!("bad {name} in {line}"))
 }

@@ -40,7 +40,9 @@ fn left_of_comparison(expr: &str) -> &str {
             b'"' => quoted = !quoted,
             b'(' | b'{' | b'[' if !quoted => depth += 1,
             b')' | b'}' | b']' if !quoted => depth -= 1,
-            b'>' | b'<' | b'=' | b'!' if !quoted && depth == 0 && !(bytes[i] == b'=' && i > 0 && b"=!<>".contains(&bytes[i - 1])) => {
+            b'>' | b'<' | b'=' | b'!'
+                if !quoted && depth == 0 && !(bytes[i] == b'=' && i > 0 && b"=!<>".contains(&bytes[i - 1])) =>
+            {
                 return expr[..i].trim();
             }
             _ => {}
@@ -68,13 +70,20 @@ fn metrics_match_the_kernel_and_every_dashboard_and_alert_query_has_data() {
         customer.send_to(&register_request(STRANGER_IP, port, seq), format!("{EDGE_STRANGER_IP}:5060")).unwrap();
         let _ = recv_within(&customer, Duration::from_millis(500));
     }
-    lab.controller.as_mut().unwrap().wait_for("event=ban source=198.18.2.2 reason=auth_failures", Duration::from_secs(5));
+    lab.controller
+        .as_mut()
+        .unwrap()
+        .wait_for("event=ban source=198.18.2.2 reason=auth_failures", Duration::from_secs(5));
 
     // The exposition against the kernel counters.
     let text = lab.http_get("http://127.0.0.1:9560/metrics");
     let stats = lab.stats();
     for row in stats["counters"].as_array().unwrap() {
-        let series = format!("sipxdp_packets_total{{action=\"{}\",reason=\"{}\"}}", row["action"].as_str().unwrap(), row["reason"].as_str().unwrap());
+        let series = format!(
+            "sipxdp_packets_total{{action=\"{}\",reason=\"{}\"}}",
+            row["action"].as_str().unwrap(),
+            row["reason"].as_str().unwrap()
+        );
         // Counters only grow between the two reads; at rest they are equal.
         let exported = sample(&text, &series);
         assert!(exported <= row["packets"].as_u64().unwrap() as f64, "{series}");
@@ -82,7 +91,11 @@ fn metrics_match_the_kernel_and_every_dashboard_and_alert_query_has_data() {
     assert_eq!(sample(&text, "sipxdp_packets_total{action=\"pass\",reason=\"allowlisted\"}"), 30.0);
     assert_eq!(sample(&text, "sipxdp_source_packets_total{source=\"198.18.1.2\"}"), 30.0);
     assert_eq!(sample(&text, "sipxdp_sip_requests_total{method=\"OPTIONS\"}"), 30.0);
-    assert_eq!(sample(&text, "sipxdp_sip_requests_total{method=\"REGISTER\"}"), 5.0, "dropped requests are counted too");
+    assert_eq!(
+        sample(&text, "sipxdp_sip_requests_total{method=\"REGISTER\"}"),
+        5.0,
+        "dropped requests are counted too"
+    );
     assert_eq!(sample(&text, "sipxdp_source_registers_total{source=\"198.18.2.2\"}"), 5.0);
     assert_eq!(sample(&text, "sipxdp_sip_responses_total{code=\"401\"}"), 3.0, "three challenges, then the ban");
     assert_eq!(sample(&text, "sipxdp_sip_responses_total{code=\"200\"}"), 30.0);
@@ -110,8 +123,10 @@ fn metrics_match_the_kernel_and_every_dashboard_and_alert_query_has_data() {
     assert!(out.status.success() && said.trim().is_empty(), "promtool check metrics: {said}");
 
     // Every metric the dashboard and rules name is exported.
-    let dashboard: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../grafana/dashboards/sip-xdp.json")).unwrap()).unwrap();
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../grafana/dashboards/sip-xdp.json")).unwrap(),
+    )
+    .unwrap();
     let mut exprs: Vec<String> = dashboard["panels"]
         .as_array()
         .unwrap()
@@ -124,18 +139,30 @@ fn metrics_match_the_kernel_and_every_dashboard_and_alert_query_has_data() {
     };
     // Enough scrapes for rates over 15 s windows.
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while query("count_over_time(up{job=\"sip-xdp\"}[1m])")["data"]["result"][0]["value"][1].as_str().unwrap_or("0").parse::<u32>().unwrap() < 12 {
+    while query("count_over_time(up{job=\"sip-xdp\"}[1m])")["data"]["result"][0]["value"][1]
+        .as_str()
+        .unwrap_or("0")
+        .parse::<u32>()
+        .unwrap()
+        < 12
+    {
         assert!(std::time::Instant::now() < deadline, "Prometheus is not scraping the controller");
         std::thread::sleep(Duration::from_millis(500));
     }
     let rules: serde_json::Value = serde_json::from_str(&lab.http_get(&format!("{prometheus}/api/v1/rules"))).unwrap();
-    let rule_queries: Vec<String> = rules["data"]["groups"][0]["rules"].as_array().unwrap().iter().map(|r| r["query"].as_str().unwrap().to_string()).collect();
+    let rule_queries: Vec<String> = rules["data"]["groups"][0]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["query"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(rule_queries.len(), 8, "all alert rules loaded");
     for q in &rule_queries {
         exprs.push(left_of_comparison(q).to_string());
     }
     for expr in &exprs {
-        for name in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| w.starts_with("sipxdp_")) {
+        for name in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| w.starts_with("sipxdp_"))
+        {
             assert!(exported.contains(name), "{name} (in {expr}) is not exported");
         }
         let concrete = expr.replace("$__rate_interval", "15s").replace("$__range", "1m").replace("$instance", ".+");
@@ -144,4 +171,3 @@ fn metrics_match_the_kernel_and_every_dashboard_and_alert_query_has_data() {
         assert!(!result["data"]["result"].as_array().unwrap().is_empty(), "no data for {concrete}");
     }
 }
-

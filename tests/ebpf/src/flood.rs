@@ -1,6 +1,5 @@
-//! Programs for the benchmark's flood over veth, never attached by the
-//! controller: a traffic generator driven through BPF_PROG_TEST_RUN in
-//! live-frames mode, and the drop-everything ceiling.
+//! The benchmark's traffic generator for the flood over veth, driven
+//! through BPF_PROG_TEST_RUN in live-frames mode.
 
 use aya_ebpf::{bindings::xdp_action, helpers::bpf_get_prandom_u32, programs::XdpContext};
 

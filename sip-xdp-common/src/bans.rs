@@ -1,0 +1,82 @@
+//! Bans of single addresses, as the ban table holds them, and the
+//! auth-failure counts that lead to them.
+
+use crate::pod::impl_pod;
+
+crate::closed_set! {
+    /// Why a source was banned.
+    pub enum BanReason {
+        /// Sustained excess over its rate profile.
+        Rate = 1 => "rate_excess",
+        /// Too many 401/403/407 sent to it within the window.
+        Auth = 2 => "auth_failures",
+        /// `sip-xdp ban add`.
+        Manual = 3 => "manual",
+        /// Its User-Agent named an attack tool.
+        Scanner = 4 => "scanner",
+    }
+}
+
+crate::closed_set! {
+    /// The state of a ban entry: dropped while `Active` and unexpired; the
+    /// entry stays after expiry as the source's history, so a repeat
+    /// offender's ban doubles.
+    pub enum BanState {
+        Active = 1 => "active",
+        Expired = 2 => "expired",
+        /// Lifted with `sip-xdp ban del`; the controller reports and
+        /// removes it.
+        Lifted = 3 => "lifted",
+    }
+}
+
+/// A single address's ban.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct BanEntry {
+    /// CLOCK_BOOTTIME ns at which the ban ends.
+    pub expires_ns: u64,
+    pub banned_at_ns: u64,
+    /// Packets dropped since the ban began.
+    pub dropped: u64,
+    /// Bans of this source so far, this one included.
+    pub offenses: u32,
+    /// A [`BanReason`].
+    pub reason: u8,
+    /// A [`BanState`].
+    pub state: u8,
+    /// Set once the controller has reported the ban (kernel bans are
+    /// reported through the ring buffer at once; CLI bans by the sweep).
+    pub announced: u8,
+    pub _pad: u8,
+}
+
+impl_pod!(BanEntry, AuthState);
+
+impl BanEntry {
+    #[inline(always)]
+    pub fn in_force(&self, now_ns: u64) -> bool {
+        self.state == BanState::Active as u8 && self.expires_ns > now_ns
+    }
+}
+
+/// Authentication failures sent to one remote address.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct AuthState {
+    pub failures: u32,
+    pub _pad: u32,
+    pub window_start_ns: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::mem::size_of;
+
+    #[test]
+    fn layouts_have_no_implicit_padding() {
+        assert_eq!(size_of::<BanEntry>(), 32);
+        assert_eq!(size_of::<AuthState>(), 16);
+    }
+}

@@ -1,5 +1,5 @@
-//! Bans of single addresses, as the ban table holds them, and the
-//! auth-failure counts that lead to them.
+//! Bans of single sources (an IPv4 address, an IPv6 prefix), as the ban
+//! table holds them.
 
 use crate::pod::impl_pod;
 
@@ -14,6 +14,12 @@ crate::closed_set! {
         Manual = 3 => "manual",
         /// Its User-Agent named an attack tool.
         Scanner = 4 => "scanner",
+        /// Challenged again and again without ever answering with
+        /// credentials (extension enumeration, REGISTER floods).
+        Challenges = 5 => "unanswered_challenges",
+        /// One of the networks that keep attacking (`[ban] escalate_after`
+        /// banned sources inside it).
+        Escalated = 6 => "escalated",
     }
 }
 
@@ -51,22 +57,13 @@ pub struct BanEntry {
     pub _pad: u8,
 }
 
-impl_pod!(BanEntry, AuthState);
+impl_pod!(BanEntry);
 
 impl BanEntry {
     #[inline(always)]
     pub fn in_force(&self, now_ns: u64) -> bool {
         self.state == BanState::Active as u8 && self.expires_ns > now_ns
     }
-}
-
-/// Authentication failures sent to one remote address.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub struct AuthState {
-    pub failures: u32,
-    pub _pad: u32,
-    pub window_start_ns: u64,
 }
 
 #[cfg(test)]
@@ -77,6 +74,5 @@ mod tests {
     #[test]
     fn layouts_have_no_implicit_padding() {
         assert_eq!(size_of::<BanEntry>(), 32);
-        assert_eq!(size_of::<AuthState>(), 16);
     }
 }

@@ -27,6 +27,9 @@ crate::closed_set! {
 
 /// Events the ring buffer had no room for.
 pub const COUNT_EVENTS_LOST: u32 = 9;
+/// From here, responses by what they said of their source's
+/// authentication (`COUNT_AUTH_BASE + AuthOutcome`).
+pub const COUNT_AUTH_BASE: u32 = 10;
 /// From here, scanner fingerprint hits by fingerprint index.
 pub const COUNT_FINGERPRINT_BASE: u32 = 16;
 /// Slots in the map.
@@ -68,7 +71,8 @@ mod tests {
     fn slots_are_distinct_and_below_the_fingerprints() {
         let mut seen = [false; COUNTS_ENTRIES as usize];
         let slots = MethodCount::ALL.iter().map(|m| *m as u32).chain(ResponseCount::ALL.iter().map(|r| *r as u32));
-        for slot in slots.chain([COUNT_EVENTS_LOST]) {
+        let auth = crate::accounting::AuthOutcome::ALL.iter().map(|o| COUNT_AUTH_BASE + *o as u32);
+        for slot in slots.chain([COUNT_EVENTS_LOST]).chain(auth) {
             assert!(slot < COUNT_FINGERPRINT_BASE && !seen[slot as usize], "slot {slot}");
             seen[slot as usize] = true;
         }

@@ -45,11 +45,18 @@ pub struct FilterConfig {
     pub default_class: u8,
     /// Profile of the default class when it is limited.
     pub default_profile: u8,
-    pub _pad: [u8; 3],
+    /// IPv6 sources are accounted per prefix of this many bits (48-128).
+    pub ipv6_prefix: u8,
+    pub _pad: [u8; 2],
     /// Packets over budget within `ban_window_ns` that ban a source.
     pub ban_after_excess: u32,
-    /// Auth failures (401/403/407 sent) within `auth_window_ns` that ban.
+    /// Credentials rejected (401/403/407 to a request with credentials)
+    /// within `auth_window_ns` that ban.
     pub auth_max: u32,
+    /// Challenges never answered with credentials within `auth_window_ns`
+    /// that ban.
+    pub auth_challenges: u32,
+    pub _pad1: u32,
     pub ban_window_ns: u64,
     /// First ban's length; doubles for each repeat, up to the maximum.
     pub ban_duration_ns: u64,
@@ -85,9 +92,12 @@ impl FilterConfig {
         mode: Mode::Enforce as u8,
         default_class: RuleClass::Deny as u8,
         default_profile: 0,
-        _pad: [0; 3],
+        ipv6_prefix: 128,
+        _pad: [0; 2],
         ban_after_excess: 0,
         auth_max: 0,
+        auth_challenges: 0,
+        _pad1: 0,
         ban_window_ns: 0,
         ban_duration_ns: 0,
         ban_max_duration_ns: 0,
@@ -127,7 +137,7 @@ mod tests {
 
     #[test]
     fn layout_has_no_implicit_padding() {
-        assert_eq!(size_of::<FilterConfig>(), 2 * MAX_PORTS + 8 + 8 + 32 + 32);
+        assert_eq!(size_of::<FilterConfig>(), 2 * MAX_PORTS + 8 + 16 + 32 + 32);
     }
 
     #[test]

@@ -15,6 +15,7 @@
 mod closed_set;
 mod pod;
 
+pub mod accounting;
 pub mod allow_index;
 pub mod bans;
 pub mod counts;
@@ -24,6 +25,7 @@ pub mod fingerprint;
 pub mod kernel_config;
 pub mod limits;
 pub mod map_types;
+pub mod message;
 pub mod reasons;
 pub mod registry;
 pub mod rules;

@@ -6,7 +6,7 @@
 //! integer-only and exact.
 
 use crate::{
-    bans::{AuthState, BanEntry, BanReason, BanState},
+    bans::{BanEntry, BanReason, BanState},
     kernel_config::{FilterConfig, NS_PER_SEC},
     map_types::{RateProfile, SourceStats},
     sip::SipKind,
@@ -85,7 +85,7 @@ pub fn charge(stats: &mut SourceStats, profile: &RateProfile, kind: SipKind, now
 /// Counts one occurrence in a window that opens at the first one; true
 /// when `threshold` are reached within `window_ns` (the count restarts).
 #[inline(always)]
-fn count_in_window(count: &mut u32, since_ns: &mut u64, window_ns: u64, threshold: u32, now_ns: u64) -> bool {
+pub fn count_in_window(count: &mut u32, since_ns: &mut u64, window_ns: u64, threshold: u32, now_ns: u64) -> bool {
     if *count == 0 || now_ns.saturating_sub(*since_ns) > window_ns {
         *count = 0;
         *since_ns = now_ns;
@@ -103,13 +103,6 @@ fn count_in_window(count: &mut u32, since_ns: &mut u64, window_ns: u64, threshol
 #[inline(always)]
 pub fn count_excess(stats: &mut SourceStats, cfg: &FilterConfig, now_ns: u64) -> bool {
     count_in_window(&mut stats.excess, &mut stats.excess_since_ns, cfg.ban_window_ns, cfg.ban_after_excess, now_ns)
-}
-
-/// Counts one authentication failure sent to a remote address; true when
-/// the count reaches `auth_max` within `auth_window_ns`.
-#[inline(always)]
-pub fn count_auth_failure(state: &mut AuthState, cfg: &FilterConfig, now_ns: u64) -> bool {
-    count_in_window(&mut state.failures, &mut state.window_start_ns, cfg.auth_window_ns, cfg.auth_max, now_ns)
 }
 
 /// Should a source crossing a threshold be banned now? Not while a ban is
@@ -233,21 +226,6 @@ mod tests {
         assert!(!count_excess(&mut s, &cfg, 121 * S));
         assert!(count_excess(&mut s, &cfg, 122 * S));
         assert_eq!(s.excess, 0, "restarts after a ban");
-    }
-
-    #[test]
-    fn auth_failures_ban_at_max_within_the_window() {
-        let cfg = FilterConfig { auth_max: 5, auth_window_ns: 60 * S, ..FilterConfig::EMPTY };
-        let mut a = AuthState::default();
-        for i in 0..4 {
-            assert!(!count_auth_failure(&mut a, &cfg, (10 + i) * S));
-        }
-        assert!(count_auth_failure(&mut a, &cfg, 14 * S));
-        // Spread over more than the window, they never add up.
-        let mut b = AuthState::default();
-        for i in 0..20 {
-            assert!(!count_auth_failure(&mut b, &cfg, i * 20 * S), "failure {i}");
-        }
     }
 
     #[test]

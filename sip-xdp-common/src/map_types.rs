@@ -20,6 +20,34 @@ pub fn is_v4_mapped(a: &SourceKey) -> bool {
     a[0] | a[1] | a[2] | a[3] | a[4] | a[5] | a[6] | a[7] | a[8] | a[9] == 0 && a[10] == 0xff && a[11] == 0xff
 }
 
+/// The key a source's state is kept under: an IPv4 address as itself, an
+/// IPv6 address as its prefix of `v6_prefix` bits (48 to 128), host bits
+/// cleared. An attacker who owns a /64 gets one key for all of it.
+#[inline(always)]
+pub fn source_key(addr: &[u8; 16], v6_prefix: u8) -> SourceKey {
+    if is_v4_mapped(addr) || v6_prefix >= 128 {
+        return *addr;
+    }
+    // Two 64-bit halves and a few branches, not a branch per byte: the
+    // BPF verifier follows every combination of a loop's branches.
+    let (mut hi_bytes, mut lo_bytes) = ([0u8; 8], [0u8; 8]);
+    hi_bytes.copy_from_slice(&addr[..8]);
+    lo_bytes.copy_from_slice(&addr[8..]);
+    let (hi, lo) = (u64::from_be_bytes(hi_bytes), u64::from_be_bytes(lo_bytes));
+    let p = v6_prefix as u32;
+    let (hi, lo) = if p >= 64 {
+        (hi, if p == 64 { 0 } else { lo & (u64::MAX << (128 - p)) })
+    } else if p == 0 {
+        (0, 0)
+    } else {
+        (hi & (u64::MAX << (64 - p)), 0)
+    };
+    let mut key = [0u8; 16];
+    key[..8].copy_from_slice(&hi.to_be_bytes());
+    key[8..].copy_from_slice(&lo.to_be_bytes());
+    key
+}
+
 /// Per-source counters for traffic to SIP ports, and the token buckets and
 /// excess count of `limited` sources.
 #[repr(C)]
@@ -98,6 +126,24 @@ pub struct FragVerdict {
     pub _pad: [u8; 2],
 }
 
+/// What the ingress program's walk over a packet's messages needs, kept
+/// in per-CPU memory rather than on the 512-byte BPF stack.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct WalkState {
+    /// The source's address, and what its state is kept under.
+    pub src: SourceKey,
+    pub key: SourceKey,
+    /// For a first fragment, its key: its verdict is remembered for the
+    /// later fragments once its messages have been judged.
+    pub frag: FragKey,
+    pub payload_offset: u32,
+    pub payload_len: u32,
+    pub tcp: u8,
+    pub first_fragment: u8,
+    pub _pad: [u8; 6],
+}
+
 /// Token-bucket rates of a `limited` class.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -161,6 +207,27 @@ mod tests {
         assert_eq!(size_of::<Counter>(), 16);
         assert_eq!(size_of::<FragKey>(), 40);
         assert_eq!(size_of::<FragVerdict>(), 4);
+    }
+
+    #[test]
+    fn ipv6_sources_are_keyed_by_prefix() {
+        let a = [0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 2, 0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4];
+        let k64 = source_key(&a, 64);
+        assert_eq!(k64[..8], a[..8]);
+        assert_eq!(k64[8..], [0; 8]);
+        let k48 = source_key(&a, 48);
+        assert_eq!((&k48[..6], &k48[6..]), (&a[..6], &[0u8; 10][..]));
+        assert_eq!(source_key(&a, 128), a);
+        let k60 = source_key(&a, 60);
+        assert_eq!((k60[7], k60[8]), (0x00, 0), "a prefix inside a byte keeps its top bits");
+        let mut b = a;
+        b[7] = 0x0f;
+        assert_eq!(source_key(&b, 60)[7], 0x00);
+        b[7] = 0x1f;
+        assert_eq!(source_key(&b, 60)[7], 0x10);
+        // IPv4 stays per address.
+        let v4 = v4_mapped([198, 18, 2, 9]);
+        assert_eq!(source_key(&v4, 48), v4);
     }
 
     #[test]

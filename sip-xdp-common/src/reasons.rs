@@ -65,6 +65,10 @@ crate::closed_set! {
         /// An international INVITE from a source whose international calls
         /// are blocked after a spending anomaly.
         InternationalBlocked = 17 => "international_blocked",
+        /// From a source judged by what it sends, messages the filter
+        /// cannot read or tell apart (refused rather than let through
+        /// unjudged).
+        Unreadable = 18 => "unreadable",
     }
 }
 

@@ -23,6 +23,8 @@ pub const FRAGS_CAPACITY: u32 = 16_384;
 /// Addresses in the ban table and in the auth-failure table.
 pub const BANS_CAPACITY: u32 = 65_536;
 pub const AUTH_CAPACITY: u32 = 65_536;
+/// Requests awaiting a final response.
+pub const PENDING_CAPACITY: u32 = 65_536;
 /// Destination rules (and their counters).
 pub const DEST_RULES_CAPACITY: u32 = 16_384;
 /// Sources whose international calls can be blocked at once.
@@ -61,7 +63,10 @@ macro_rules! pinned_maps {
             bans: SIP_BANS = LruHashMap<$crate::map_types::SourceKey, $crate::bans::BanEntry>[$crate::registry::BANS_CAPACITY], Recreate;
             /// Authentication failures per remote address (LRU), counted on
             /// egress.
-            auth: SIP_AUTH = LruHashMap<$crate::map_types::SourceKey, $crate::bans::AuthState>[$crate::registry::AUTH_CAPACITY], Recreate;
+            auth: SIP_AUTH = LruHashMap<$crate::map_types::SourceKey, $crate::accounting::AuthState>[$crate::registry::AUTH_CAPACITY], Recreate;
+            /// Requests awaiting their final response, by peer, Call-ID and
+            /// CSeq (LRU): what the egress program links responses to.
+            pending: SIP_PENDING = LruHashMap<$crate::accounting::PendingKey, $crate::accounting::PendingRequest>[$crate::registry::PENDING_CAPACITY], Recreate;
             /// Per-CPU counters of SIP methods and response codes (`counts`).
             counts: SIP_COUNTS = PerCpuArray<u64>[$crate::counts::COUNTS_ENTRIES], Recreate;
             /// Destination rules: LPM trie over the ASCII digits of E.164
@@ -93,6 +98,20 @@ macro_rules! private_maps {
             /// stack): slot 0 for egress responses, slot 1 for ingress
             /// requests.
             scratch: SIP_SCRATCH = PerCpuArray<[u8; $crate::scan::RESPONSE_SCAN]>[2];
+            /// Per-CPU room for the message being read: slot 0 egress, slot
+            /// 1 ingress.
+            message: SIP_MESSAGE = PerCpuArray<[u8; $crate::message::MESSAGE_WINDOW]>[2];
+            /// Per-CPU state of the message reader, by the same slots. In
+            /// a map, not on the stack: the verifier does not follow values
+            /// in map memory, so the reading loop's step is checked once
+            /// instead of once per state the reader passes through.
+            reader: SIP_READER = PerCpuArray<$crate::message::MessageReader>[2];
+            /// Per-CPU room to build a pending request's key and value, by
+            /// the same slots.
+            pending_buf: SIP_PENDING_BUF = PerCpuArray<$crate::accounting::PendingEntry>[2];
+            /// Per-CPU state of the ingress program's walk over a packet's
+            /// messages.
+            walk: SIP_WALK = PerCpuArray<$crate::map_types::WalkState>[1];
         }
     };
 }

@@ -29,6 +29,9 @@ pub enum Source {
     Destination(DestVerdict),
     /// A request whose User-Agent names an attack tool.
     Scanner,
+    /// Messages the filter cannot tell apart, from a source it judges by
+    /// what it sends.
+    Unreadable,
 }
 
 /// What the destination policy says of an INVITE.
@@ -124,6 +127,7 @@ pub fn decide(packet: Packet, cfg: &FilterConfig) -> Verdict {
             Source::Limited(RateOutcome::RequestExceeded) => drop(cfg, Reason::RequestRate),
             Source::Limited(RateOutcome::InviteExceeded) => drop(cfg, Reason::InviteRate),
             Source::Scanner => drop(cfg, Reason::Scanner),
+            Source::Unreadable => drop(cfg, Reason::Unreadable),
             Source::Destination(DestVerdict::Blocked(_)) => drop(cfg, Reason::DestinationBlocked),
             Source::Destination(DestVerdict::NotAllowed) => drop(cfg, Reason::DestinationNotAllowed),
             Source::Destination(DestVerdict::AnomalyBlocked) => drop(cfg, Reason::InternationalBlocked),
@@ -152,7 +156,7 @@ mod tests {
         FilterConfig { default_action, mode, ..FilterConfig::EMPTY }
     }
 
-    const ALL_PACKETS: [Packet; 19] = [
+    const ALL_PACKETS: [Packet; 20] = [
         Packet::NonIp,
         Packet::Malformed,
         Packet::TooDeep,
@@ -169,6 +173,7 @@ mod tests {
         Packet::ToSipPort(Source::Limited(RateOutcome::RequestExceeded)),
         Packet::ToSipPort(Source::Limited(RateOutcome::InviteExceeded)),
         Packet::ToSipPort(Source::Scanner),
+        Packet::ToSipPort(Source::Unreadable),
         Packet::ToSipPort(Source::Destination(DestVerdict::Blocked(3))),
         Packet::ToSipPort(Source::Destination(DestVerdict::NotAllowed)),
         Packet::ToSipPort(Source::Destination(DestVerdict::AnomalyBlocked)),
@@ -200,6 +205,7 @@ mod tests {
                 Packet::ToSipPort(Source::Limited(RateOutcome::RequestExceeded)) => (dropped, RequestRate),
                 Packet::ToSipPort(Source::Limited(RateOutcome::InviteExceeded)) => (dropped, InviteRate),
                 Packet::ToSipPort(Source::Scanner) => (dropped, Scanner),
+                Packet::ToSipPort(Source::Unreadable) => (dropped, Unreadable),
                 Packet::ToSipPort(Source::Destination(DestVerdict::Blocked(_))) => (dropped, DestinationBlocked),
                 Packet::ToSipPort(Source::Destination(DestVerdict::NotAllowed)) => (dropped, DestinationNotAllowed),
                 Packet::ToSipPort(Source::Destination(DestVerdict::AnomalyBlocked)) => (dropped, InternationalBlocked),

@@ -1,30 +1,30 @@
-//! Egress (TC): watches the protected server's SIP responses. Each 401,
-//! 403 or 407 sent to a remote address counts against it; `auth_max` of
-//! them within the window ban it in the kernel. A 200 OK to a REGISTER
-//! clears the count, so a phone that mistyped its password once is not
-//! banned. Never drops or changes a packet.
+//! Egress (TC): watches the protected server's SIP responses, every one of
+//! a segment, wherever the skb keeps its bytes. Each response is linked to
+//! the request it answers (Call-ID and CSeq, remembered on ingress) and
+//! counted as the accounting says (`sip_xdp_common::accounting`): a
+//! challenge to a request without credentials is no failure; a rejection
+//! of credentials is; a success clears the source's strikes. Never drops
+//! or changes a packet.
 
-use aya_ebpf::programs::TcContext;
+use aya_ebpf::{bindings::__sk_buff, helpers::bpf_ktime_get_boot_ns, programs::TcContext};
 use sip_xdp_common::{
-    bans::{AuthState, BanReason},
-    counts::ResponseCount,
-    limits::count_auth_failure,
-    sip::{cseq_header_at, cseq_value_is_register, status_code, CSEQ_NAME_LEN, CSEQ_SCAN_POSITIONS, RESPONSE_SCAN},
+    accounting::{account, judge_response, AuthOutcome, PendingKey},
+    counts::{ResponseCount, COUNT_AUTH_BASE},
+    map_types::{source_key, SourceKey},
+    rules::RuleClass,
 };
 
 use crate::{
     bans::ban,
     eth,
     ip::{self, Frag, L3Info},
-    l4,
-    maps::{config, count, SIP_AUTH, SIP_SCRATCH},
-    sip,
+    l4::{self, IPPROTO_TCP},
+    maps::{config, count, SIP_PENDING, SIP_PENDING_BUF},
+    messages::{auth_state, MAX_MESSAGES},
+    reader::{self, EGRESS_SLOT},
+    rules::rule_for,
 };
-use aya_ebpf::helpers::{
-    bpf_ktime_get_boot_ns,
-    generated::{bpf_loop, bpf_skb_load_bytes},
-};
-use core::{ffi::c_void, mem::MaybeUninit};
+use core::mem::MaybeUninit;
 
 #[inline(always)]
 pub fn observe(ctx: &TcContext) {
@@ -39,76 +39,67 @@ pub fn observe(ctx: &TcContext) {
     if !cfg.is_sip_port(l4.sport) {
         return;
     }
-    let Some(window) = sip::window(ctx, l4.payload_offset) else { return };
-    let code = status_code(&window);
+    // Trusted peers are never banned: their responses are only counted.
+    let accounted = !rule_for(&ip.dst).is_some_and(|r| r.is(RuleClass::Trusted));
+    let mut at = l4.payload_offset as u32;
+    let mut i = 0;
+    while i < MAX_MESSAGES {
+        let end = sip_xdp_response(ctx.skb.skb, at as u64, &ip.dst, accounted as u64);
+        // A datagram holds one message; a segment's next one starts where
+        // this one ends.
+        if end == 0 || ip.protocol != IPPROTO_TCP {
+            break;
+        }
+        at += end as u32;
+        i += 1;
+    }
+}
+
+/// Reads the message at `at` and, for a response to `peer` that is
+/// `accounted`, counts it. Returns where the message ends from `at` (0:
+/// no message, or its end cannot be told). A global BPF function: verified
+/// once, however many messages its caller walks.
+#[no_mangle]
+#[inline(never)]
+pub extern "C" fn sip_xdp_response(skb: *mut __sk_buff, at: u64, peer: *const SourceKey, accounted: u64) -> u64 {
+    if skb.is_null() || peer.is_null() {
+        return 0;
+    }
+    let peer = unsafe { &*peer };
+    let Some(mut message) = reader::open(&skb, at as u32 & 0xffff, EGRESS_SLOT) else { return 0 };
+    let code = message.status(&skb);
+    message.read_headers();
+    let r = message.reader();
     if let Some(code) = code {
         count(ResponseCount::of(code) as u32);
-    }
-    match code {
-        Some(401 | 403 | 407) => {
-            let now_ns = unsafe { bpf_ktime_get_boot_ns() };
-            let state = match SIP_AUTH.get_ptr_mut(&ip.dst) {
-                Some(state) => state,
-                None => {
-                    let _ = SIP_AUTH.insert(&ip.dst, &AuthState::default(), 0);
-                    match SIP_AUTH.get_ptr_mut(&ip.dst) {
-                        Some(state) => state,
-                        None => return,
-                    }
-                }
+        if accounted != 0 && code >= 180 {
+            let Some(entry) = SIP_PENDING_BUF.get_ptr_mut(EGRESS_SLOT) else { return 0 };
+            let key: &PendingKey = unsafe {
+                (*entry).key = PendingKey::of(peer, r);
+                &(*entry).key
             };
-            if count_auth_failure(unsafe { &mut *state }, cfg, now_ns) {
-                ban(&ip.dst, BanReason::Auth, cfg, now_ns, false);
+            let request = unsafe { SIP_PENDING.get(key) }.copied();
+            let outcome = judge_response(code, r.cseq_method, request.as_ref());
+            if code >= 200 && request.is_some() {
+                let _ = SIP_PENDING.remove(key);
+            }
+            if outcome != AuthOutcome::Nothing {
+                count(COUNT_AUTH_BASE + outcome as u32);
+                charge(peer, outcome);
             }
         }
-        Some(200) if answers_register(ctx, l4.payload_offset) => {
-            let _ = SIP_AUTH.remove(&ip.dst);
-        }
-        _ => {}
     }
+    r.end().unwrap_or(0) as u64
 }
 
-/// Loads the start of the response (fixed sizes, largest that fits) into
-/// the per-CPU scratch buffer and checks its CSeq method.
+/// Counts an outcome against the peer's source; bans it past a threshold.
 #[inline(always)]
-fn answers_register(ctx: &TcContext, payload_offset: usize) -> bool {
-    let Some(buf) = SIP_SCRATCH.get_ptr_mut(0) else { return false };
-    let buf = unsafe { &mut *buf };
-    *buf = [0u8; RESPONSE_SCAN];
-    // min(payload, buffer) bytes in one copy; see `packet::copy_payload`
-    // (this is its skb twin) for why `black_box`.
-    let available = (unsafe { (*ctx.skb.skb).len } as usize).saturating_sub(payload_offset);
-    let len = core::hint::black_box(if available > RESPONSE_SCAN { RESPONSE_SCAN } else { available });
-    if len == 0 || len > RESPONSE_SCAN {
-        return false;
+fn charge(peer: &SourceKey, outcome: AuthOutcome) {
+    let cfg = config();
+    let now_ns = unsafe { bpf_ktime_get_boot_ns() };
+    let key = source_key(peer, cfg.ipv6_prefix);
+    let Some(state) = auth_state(&key) else { return };
+    if let Some(reason) = account(unsafe { &mut *state }, outcome, cfg, now_ns) {
+        ban(&key, reason, cfg, now_ns, true);
     }
-    let loaded = unsafe {
-        bpf_skb_load_bytes(ctx.skb.skb as *const c_void, payload_offset as u32, buf.as_mut_ptr().cast(), len as u32)
-            == 0
-    };
-    if !loaded {
-        return false;
-    }
-    // bpf_loop: the verifier checks the callback once instead of walking
-    // every offset, which a plain loop of this length would exhaust.
-    let mut found: u64 = 0;
-    unsafe { bpf_loop(CSEQ_SCAN_POSITIONS as u32, find_cseq as *mut c_void, (&raw mut found).cast(), 0) };
-    if found == 0 || found > CSEQ_SCAN_POSITIONS as u64 {
-        return false;
-    }
-    cseq_value_is_register(buf, found as usize - 1 + CSEQ_NAME_LEN)
-}
-
-/// `bpf_loop` callback: stops at the first `\nCSeq`, storing its offset + 1.
-extern "C" fn find_cseq(index: u64, found: *mut c_void) -> i64 {
-    let Some(buf) = SIP_SCRATCH.get_ptr(0) else { return 1 };
-    let i = index as usize;
-    if i >= CSEQ_SCAN_POSITIONS {
-        return 1;
-    }
-    if cseq_header_at(unsafe { &*buf }, i) {
-        unsafe { *found.cast::<u64>() = index + 1 };
-        return 1;
-    }
-    0
 }

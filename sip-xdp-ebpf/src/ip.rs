@@ -65,21 +65,16 @@ pub fn parse<'a>(
 /// stays small. Writes `out` whole on `Ok`, not at all on `Err`.
 #[inline(never)]
 fn parse_into(ctx: &impl Frame, l3: L3, offset: usize, out: &mut MaybeUninit<L3Info>) -> Result<(), Packet> {
-    let parsed = match l3 {
-        L3::V4 => parse_v4(ctx, offset),
-        L3::V6 => parse_v6(ctx, offset),
-    };
-    match parsed {
-        Ok(info) => {
-            out.write(info);
-            Ok(())
-        }
-        Err(e) => Err(e),
+    match l3 {
+        L3::V4 => parse_v4(ctx, offset, out),
+        L3::V6 => parse_v6(ctx, offset, out),
     }
 }
 
+/// Each parser writes its result in place: a returned struct would take
+/// a stack slot of its own per family.
 #[inline(always)]
-fn parse_v4(ctx: &impl Frame, offset: usize) -> Result<L3Info, Packet> {
+fn parse_v4(ctx: &impl Frame, offset: usize, out: &mut MaybeUninit<L3Info>) -> Result<(), Packet> {
     let h = header::<[u8; IPV4_MIN_HLEN]>(ctx, offset).ok_or(Packet::Malformed)?;
     let h = unsafe { &*h };
     if h[0] >> 4 != 4 {
@@ -98,26 +93,23 @@ fn parse_v4(ctx: &impl Frame, offset: usize) -> Result<L3Info, Packet> {
     } else {
         Frag::Whole
     };
-    Ok(L3Info {
+    out.write(L3Info {
         protocol: h[9],
         l4_offset: offset + hlen,
         src: v4_mapped([h[12], h[13], h[14], h[15]]),
         dst: v4_mapped([h[16], h[17], h[18], h[19]]),
         frag,
-    })
+    });
+    Ok(())
 }
 
 #[inline(always)]
-fn parse_v6(ctx: &impl Frame, offset: usize) -> Result<L3Info, Packet> {
+fn parse_v6(ctx: &impl Frame, offset: usize, out: &mut MaybeUninit<L3Info>) -> Result<(), Packet> {
     let h = header::<[u8; IPV6_HLEN]>(ctx, offset).ok_or(Packet::Malformed)?;
     let h = unsafe { &*h };
     if h[0] >> 4 != 6 {
         return Err(Packet::Malformed);
     }
-    let mut src = [0u8; 16];
-    let mut dst = [0u8; 16];
-    src.copy_from_slice(&h[8..24]);
-    dst.copy_from_slice(&h[24..40]);
     let mut next = h[6];
     let mut offset = offset + IPV6_HLEN;
     let mut frag = Frag::Whole;
@@ -151,7 +143,10 @@ fn parse_v6(ctx: &impl Frame, offset: usize) -> Result<L3Info, Packet> {
     if matches!(frag, Frag::Whole | Frag::First(_)) && is_walked_ext(next) {
         return Err(Packet::TooDeep);
     }
-    Ok(L3Info { protocol: next, l4_offset: offset, src, dst, frag })
+    let info = out.write(L3Info { protocol: next, l4_offset: offset, src: [0; 16], dst: [0; 16], frag });
+    info.src.copy_from_slice(&h[8..24]);
+    info.dst.copy_from_slice(&h[24..40]);
+    Ok(())
 }
 
 #[inline(always)]

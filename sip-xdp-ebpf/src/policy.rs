@@ -4,26 +4,30 @@
 
 use core::mem::MaybeUninit;
 
-use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_ktime_get_boot_ns, programs::XdpContext};
+use aya_ebpf::{
+    bindings::{xdp_md, BPF_NOEXIST},
+    helpers::{bpf_ktime_get_boot_ns, generated::bpf_loop},
+    programs::XdpContext,
+};
 use aya_log_ebpf::info;
+use core::ffi::c_void;
 use sip_xdp_common::{
-    bans::BanReason,
     counts::MethodCount,
     kernel_config::{dest_applies_profile, FilterConfig, DEST_APPLIES_TRUSTED},
-    limits::{charge, count_excess, RateOutcome},
-    map_types::{FragKey, SourceKey, SourceStats},
+    limits::RateOutcome,
+    map_types::{is_v4_mapped, source_key, FragKey, SourceKey, SourceStats, WalkState},
     reasons::{stats_index, Action, Reason},
     rules::RuleClass,
     sip::SipKind,
-    verdict::{decide, DestVerdict, Packet, Source, Verdict},
+    verdict::{decide, Packet, Source, Verdict},
 };
 
 use crate::{
-    bans::ban,
-    dest, eth,
+    eth,
     ip::{self, Frag, L3Info},
-    l4,
-    maps::{add, config, count, SIP_BANS, SIP_FRAGS, SIP_PROFILES, SIP_SOURCES, SIP_STATS},
+    l4::{self, IPPROTO_TCP},
+    maps::{add, config, count, SIP_BANS, SIP_FRAGS, SIP_SOURCES, SIP_STATS, SIP_WALK},
+    messages::{check_request, pack_refusal, read_message, unpack_refusal, Judged, MAX_MESSAGES},
     packet::frame_len,
     rules::{may_have_rule, rule_for},
     scanner, sip,
@@ -34,48 +38,85 @@ pub struct Outcome {
     pub verdict: Verdict,
     /// For traffic to a SIP port: the source's entry in the per-source table.
     pub source: Option<*mut SourceStats>,
+    /// The request to count by method at the exit (messages judged one by
+    /// one are counted as they are read).
     pub sip: SipKind,
+    /// REGISTERs the packet held.
+    pub registers: u64,
     pub now_ns: u64,
 }
 
 impl Outcome {
     #[inline(always)]
     fn of(verdict: Verdict) -> Outcome {
-        Outcome { verdict, source: None, sip: SipKind::NotSip, now_ns: 0 }
+        Outcome { verdict, source: None, sip: SipKind::NotSip, registers: 0, now_ns: 0 }
     }
 }
 
+/// The verdict of a packet. Its messages are walked from here, after
+/// `judge_ip` returns, so that frame (and the parsed headers it holds) is
+/// not on the stack under theirs: the BPF stack is 512 bytes for the
+/// whole chain of calls.
 #[inline(always)]
 pub fn judge(ctx: &XdpContext) -> Outcome {
+    let mut outcome = Outcome::of(Verdict::new(Action::Pass, Reason::NonSip));
+    let mut walk = Walk::NONE;
+    judge_ip(ctx, &mut outcome, &mut walk);
+    if walk.judged.is_some() {
+        if let Some(state) = SIP_WALK.get_ptr(0) {
+            let state = unsafe { &*state };
+            judge_messages(ctx, &walk, state, &mut outcome);
+            if state.first_fragment != 0 {
+                remember_fragment(&state.frag, &outcome.verdict);
+            }
+        }
+    }
+    outcome
+}
+
+/// Parses the headers and judges the source, into `out`; fills `walk` (and
+/// the per-CPU walk state) if the packet's messages are to be read.
+#[inline(never)]
+fn judge_ip(ctx: &XdpContext, out: &mut Outcome, walk: &mut Walk) {
     let cfg = config();
     let (l3, offset) = match eth::parse(ctx) {
         Ok(v) => v,
-        Err(packet) => return Outcome::of(decide(packet, cfg)),
+        Err(packet) => return *out = Outcome::of(decide(packet, cfg)),
     };
     let mut ip = MaybeUninit::<L3Info>::uninit();
     let ip = match ip::parse(ctx, l3, offset, &mut ip) {
         Ok(ip) => ip,
-        Err(packet) => return Outcome::of(decide(packet, cfg)),
+        Err(packet) => return *out = Outcome::of(decide(packet, cfg)),
     };
     if let Frag::Later(id) = ip.frag {
         let first = unsafe { SIP_FRAGS.get(&frag_key(ip, id)) }.copied();
-        return Outcome::of(decide(Packet::LaterFragment(first), cfg));
+        return *out = Outcome::of(decide(Packet::LaterFragment(first), cfg));
     }
-    let mut outcome = Outcome::of(Verdict::new(Action::Pass, Reason::NonSip));
-    judge_l4(ctx, ip, &mut outcome);
+    judge_l4(ctx, ip, out, walk);
     if let Frag::First(id) = ip.frag {
-        // Later fragments carry no ports: they follow this verdict. A failed
-        // insert only means they will pass as untracked.
-        let _ = SIP_FRAGS.insert(&frag_key(ip, id), &outcome.verdict.to_frag(), 0);
+        match (walk.judged.is_some(), SIP_WALK.get_ptr_mut(0)) {
+            // Remembered once its messages have been judged.
+            (true, Some(state)) => unsafe {
+                (*state).first_fragment = 1;
+                (*state).frag = frag_key(ip, id);
+            },
+            _ => remember_fragment(&frag_key(ip, id), &out.verdict),
+        }
     }
-    outcome
+}
+
+/// Later fragments carry no ports: they follow their first fragment's
+/// verdict. A failed insert only means they will pass as untracked.
+#[inline(always)]
+fn remember_fragment(key: &FragKey, verdict: &Verdict) {
+    let _ = SIP_FRAGS.insert(key, &verdict.to_frag(), 0);
 }
 
 /// Everything past the IP header, into `out`. Not inlined (and so not
 /// returning a struct, which BPF calls cannot): its own stack frame keeps
 /// each frame under the BPF limit.
 #[inline(never)]
-fn judge_l4(ctx: &XdpContext, ip: &L3Info, out: &mut Outcome) {
+fn judge_l4(ctx: &XdpContext, ip: &L3Info, out: &mut Outcome, walk: &mut Walk) {
     let cfg = config();
     let l4 = match l4::parse(ctx, ip.protocol, ip.l4_offset) {
         Ok(Some(l4)) => l4,
@@ -89,29 +130,133 @@ fn judge_l4(ctx: &XdpContext, ip: &L3Info, out: &mut Outcome) {
         return *out = Outcome::of(refused);
     }
     let now_ns = unsafe { bpf_ktime_get_boot_ns() };
-    let kind = sip::first_line(ctx, l4.payload_offset);
-    let stats = source_entry(&ip.src, now_ns);
-    let (mut source, class_bit) = judge_source(cfg, &ip.src, stats, kind, now_ns);
-    // The deeper checks run only on what would be let through (as the
-    // verdict so far says): a dropped packet needs no more work, and a flood
-    // of denied sources costs none.
-    let admitted = decide(Packet::ToSipPort(source), cfg).action == Action::Pass;
-    if admitted && kind.is_request() {
-        if let Some(stats) = stats {
-            if scanner::announced_by(ctx, l4.payload_offset, stats) && source != Source::Trusted {
-                // Dropped, and banned at once: the very next packet too.
-                ban(&ip.src, BanReason::Scanner, cfg, now_ns, true);
-                source = Source::Scanner;
-            }
+    let mut key: SourceKey = ip.src;
+    let at = l4.payload_offset as u64 | ((ip.protocol == IPPROTO_TCP) as u64) << 16;
+    let admitted = sip_xdp_admit(ctx.ctx, at, &ip.src, &mut key, now_ns);
+    let (source, judged) = unpack_source(admitted);
+    let stats = source_entry(&key, now_ns);
+    let kind = unpack_kind(admitted);
+    *out = Outcome {
+        verdict: decide(Packet::ToSipPort(source), cfg),
+        source: stats,
+        sip: kind,
+        registers: (kind == SipKind::Register) as u64,
+        now_ns,
+    };
+    if admitted & WALK != 0 {
+        *walk = Walk { stats, judged, admitted: source };
+    }
+}
+
+/// What walking a packet's messages needs to know that cannot live in
+/// the per-CPU walk state (`WalkState`): the pointer to the source's
+/// entry, and scalars the verifier should see exactly.
+struct Walk {
+    stats: Option<*mut SourceStats>,
+    /// None: no walk (the source is refused, or judged by its first line).
+    judged: Option<Judged>,
+    /// The source's verdict while no message refuses the packet.
+    admitted: Source,
+}
+
+impl Walk {
+    const NONE: Walk = Walk { stats: None, judged: None, admitted: Source::Unmatched };
+}
+
+/// Every message of the packet, each read, counted and charged (by the
+/// global function `sip_xdp_message`), then searched for scanner
+/// fingerprints and put to the destination policy (`sip_xdp_checks`); the
+/// first refused one refuses the packet (over TCP the stream's next bytes
+/// then come again, as the sender retransmits them). A segment whose
+/// messages cannot all be told apart is refused as `unreadable`: what the
+/// filter cannot read, it does not let through to be charged to nobody.
+#[inline(never)]
+fn judge_messages(ctx: &XdpContext, walk: &Walk, state: &WalkState, out: &mut Outcome) {
+    let cfg = config();
+    let Some(judged) = walk.judged else { return };
+    let mut w = WalkCtx {
+        md: ctx.ctx,
+        stats: walk.stats.unwrap_or(core::ptr::null_mut()),
+        state,
+        judged: judged.pack(),
+        at: state.payload_offset,
+        end: state.payload_offset + state.payload_len,
+        refusal: NO_REFUSAL,
+    };
+    // One more step than messages read: the last finds more and refuses.
+    unsafe { bpf_loop(MAX_MESSAGES as u32 + 1, walk_step as *mut c_void, (&raw mut w).cast(), 0) };
+    let source = match w.refusal {
+        NO_REFUSAL => walk.admitted,
+        UNREADABLE => Source::Unreadable,
+        refusal => unpack_refusal(refusal),
+    };
+    out.verdict = decide(Packet::ToSipPort(source), cfg);
+}
+
+/// The walk's state for its `bpf_loop` steps (the verifier checks one
+/// step, not one per message).
+#[repr(C)]
+struct WalkCtx {
+    md: *mut xdp_md,
+    stats: *mut SourceStats,
+    state: *const WalkState,
+    judged: u64,
+    at: u32,
+    end: u32,
+    /// Why the packet is refused ([`pack_refusal`]), or [`NO_REFUSAL`].
+    refusal: u64,
+}
+
+const NO_REFUSAL: u64 = 0;
+const UNREADABLE: u64 = 0xff;
+
+/// `bpf_loop` step: the message at `at`. Returns 1 to end the walk.
+extern "C" fn walk_step(index: u64, w: *mut c_void) -> i64 {
+    let w = unsafe { &mut *w.cast::<WalkCtx>() };
+    if w.md.is_null() || w.state.is_null() {
+        return 1;
+    }
+    if index >= MAX_MESSAGES as u64 {
+        // More messages than one packet is read for.
+        w.refusal = UNREADABLE;
+        return 1;
+    }
+    let ctx = XdpContext::new(w.md);
+    let state = unsafe { &*w.state };
+    let judged = Judged::unpack(w.judged);
+    let stats = (!w.stats.is_null()).then_some(w.stats);
+    let m = read_message(&ctx, w.at, &state.src, stats, judged);
+    if !m.found {
+        return 1;
+    }
+    if let Some(refusal) = m.refusal {
+        w.refusal = pack_refusal(refusal);
+        return 1;
+    }
+    if m.kind.is_request() {
+        if let Some(refusal) = check_request(&ctx, w.at + m.start, &state.key, stats, judged, m.kind) {
+            w.refusal = pack_refusal(refusal);
+            return 1;
         }
     }
-    if source != Source::Scanner && admitted && kind == SipKind::Invite && cfg.dest_applies & class_bit != 0 {
-        match dest::check(ctx, l4.payload_offset, &ip.src, now_ns, stats.unwrap_or(core::ptr::null_mut())) {
-            DestVerdict::Pass => {}
-            refused => source = Source::Destination(refused),
-        }
+    // A datagram holds one message; a segment's next one starts where this
+    // one ends.
+    if state.tcp == 0 {
+        return 1;
     }
-    *out = Outcome { verdict: decide(Packet::ToSipPort(source), cfg), source: stats, sip: kind, now_ns };
+    if m.end == 0 {
+        // Its end cannot be told (a length that lies, headers longer than
+        // the window): what follows cannot be found.
+        if m.unreadable {
+            w.refusal = UNREADABLE;
+        }
+        return 1;
+    }
+    w.at += m.end;
+    if w.at >= w.end {
+        return 1;
+    }
+    0
 }
 
 /// The flood path: a source no rule covers, when such sources are dropped,
@@ -131,21 +276,79 @@ fn refuse_uncovered(cfg: &FilterConfig, src: &SourceKey) -> Option<Verdict> {
     Some(verdict)
 }
 
-/// Ban first (a banned source costs one lookup), then the rule, then the
-/// rate limits of a limited source. Also returns the class's bit in
-/// `dest_applies` (0 for classes the destination policy never sees).
-#[inline(always)]
-fn judge_source(
-    cfg: &FilterConfig,
-    src: &SourceKey,
-    stats: Option<*mut SourceStats>,
-    kind: SipKind,
+/// Everything about an admitted packet that does not need the parsed
+/// headers' pointers, in a global BPF function: verified once, not once per
+/// packet shape its caller sees (IPv6 extension headers make many). Ban
+/// first (a banned source costs one lookup), then the rule: the verdict of
+/// a refused source, or how to judge what an admitted one sends. A trusted
+/// source outside the destination policy is judged by its first line
+/// (counted, its User-Agent searched: only counted, trusted sources are
+/// never banned); any other admitted source gets its messages walked, and
+/// the walk's state is written. Writes the key the source's state is kept
+/// under to `key`. `at` is the payload's offset, with bit 16 set for TCP.
+#[no_mangle]
+#[inline(never)]
+pub extern "C" fn sip_xdp_admit(
+    md: *mut xdp_md,
+    at: u64,
+    src: *const SourceKey,
+    key: *mut SourceKey,
     now_ns: u64,
-) -> (Source, u32) {
-    if let Some(entry) = SIP_BANS.get_ptr_mut(src) {
-        if unsafe { (*entry).in_force(now_ns) } {
+) -> u64 {
+    if md.is_null() || src.is_null() || key.is_null() {
+        return SOURCE_UNMATCHED;
+    }
+    let cfg = config();
+    let (src, key) = unsafe { (&*src, &mut *key) };
+    *key = source_key(src, cfg.ipv6_prefix);
+    let (source, judged) = judge_source(cfg, src, key, now_ns);
+    let ctx = XdpContext::new(md);
+    let payload_offset = at as usize & 0xffff;
+    // Read in place: the offset bounded well under the verifier's 64 KiB
+    // packet limit (a payload starting further in is not SIP).
+    let first_line = || {
+        if payload_offset > MAX_DIRECT_OFFSET {
+            SipKind::NotSip
+        } else {
+            sip::first_line(&ctx, payload_offset & MAX_DIRECT_OFFSET)
+        }
+    };
+    let Some(judged) = judged else {
+        // Refused: counted by its first line, dropped ones included.
+        return source | (first_line() as u64) << 8;
+    };
+    let packed = source | JUDGED | judged.pack() << 32;
+    if judged.limited.is_none() && !judged.policy && judged.trusted {
+        let kind = first_line();
+        if kind.is_request() {
+            if let Some(stats) = source_entry(key, now_ns) {
+                scanner::announced_by(&ctx, payload_offset, stats);
+            }
+        }
+        return packed | (kind as u64) << 8;
+    }
+    let Some(state) = SIP_WALK.get_ptr_mut(0) else { return packed };
+    let state = unsafe { &mut *state };
+    state.src = *src;
+    state.key = *key;
+    state.first_fragment = 0;
+    state.payload_offset = payload_offset as u32;
+    state.payload_len = (frame_len(&ctx) as u32).saturating_sub(payload_offset as u32);
+    state.tcp = (at >> 16 & 1) as u8;
+    packed | WALK
+}
+
+/// Ban first, then the rule: the source's code, and how to judge it if it
+/// is admitted.
+#[inline(always)]
+fn judge_source(cfg: &FilterConfig, src: &SourceKey, key: &SourceKey, now_ns: u64) -> (u64, Option<Judged>) {
+    if let Some(entry) = SIP_BANS.get_ptr_mut(key) {
+        // A ban of an IPv6 prefix never covers a trusted address inside it.
+        let prefixed = cfg.ipv6_prefix < 128 && !is_v4_mapped(src);
+        let trusted = || prefixed && rule_for(src).is_some_and(|r| r.is(RuleClass::Trusted));
+        if unsafe { (*entry).in_force(now_ns) } && !trusted() {
             unsafe { add(&raw mut (*entry).dropped, 1) };
-            return (Source::Banned, 0);
+            return (SOURCE_BANNED, None);
         }
     }
     let (class, profile, matched) = match rule_for(src) {
@@ -153,34 +356,65 @@ fn judge_source(
         None => (cfg.default_class, cfg.default_profile, false),
     };
     match RuleClass::from_u8(class) {
-        Some(RuleClass::Trusted) => (Source::Trusted, DEST_APPLIES_TRUSTED),
+        Some(RuleClass::Trusted) => {
+            let policy = cfg.dest_applies & DEST_APPLIES_TRUSTED != 0;
+            (SOURCE_TRUSTED, Some(Judged { limited: None, policy, trusted: true }))
+        }
         Some(RuleClass::Limited) => {
-            (limit(src, stats.unwrap_or(core::ptr::null_mut()), profile, kind, now_ns), dest_applies_profile(profile))
+            let policy = cfg.dest_applies & dest_applies_profile(profile) != 0;
+            (SOURCE_LIMITED, Some(Judged { limited: Some(profile), policy, trusted: false }))
         }
         // Prefix bans: until the controller's sweep removes them (an ended
         // one cannot fall back here to the shorter rule it shadows).
-        Some(RuleClass::Banned) => (Source::Banned, 0),
-        _ if matched => (Source::Denied, 0),
-        _ => (Source::Unmatched, 0),
+        Some(RuleClass::Banned) => (SOURCE_BANNED, None),
+        _ if matched => (SOURCE_DENIED, None),
+        // No rule, let through by `default_action = "pass"`: read (so its
+        // authentication is accounted), not charged.
+        _ if decide(Packet::ToSipPort(Source::Unmatched), cfg).action == Action::Pass => {
+            (SOURCE_UNMATCHED, Some(Judged { limited: None, policy: false, trusted: false }))
+        }
+        _ => (SOURCE_UNMATCHED, None),
     }
 }
 
-/// Not inlined, to keep the fast path's stack frame under the BPF limit
-/// (and a call takes at most five arguments, hence `config()` inside).
-#[inline(never)]
-fn limit(src: &SourceKey, stats: *mut SourceStats, profile: u8, kind: SipKind, now_ns: u64) -> Source {
-    let (false, Some(profile)) = (stats.is_null(), SIP_PROFILES.get(profile as u32)) else {
-        // No state to charge (table insert failed): let it through rather
-        // than drop a possibly legitimate client.
-        return Source::Limited(RateOutcome::Within);
+/// The furthest payload offset read in place (a power of two, less one).
+const MAX_DIRECT_OFFSET: usize = 0x3fff;
+
+// What `sip_xdp_admit` says: `source | kind << 8 | JUDGED | WALK | judged
+// << 32`.
+const SOURCE_BANNED: u64 = 0;
+const SOURCE_TRUSTED: u64 = 1;
+const SOURCE_LIMITED: u64 = 2;
+const SOURCE_DENIED: u64 = 3;
+const SOURCE_UNMATCHED: u64 = 4;
+/// The source is admitted, judged as the upper half says.
+const JUDGED: u64 = 1 << 16;
+/// Its messages are to be walked.
+const WALK: u64 = 1 << 17;
+
+#[inline(always)]
+fn unpack_source(v: u64) -> (Source, Option<Judged>) {
+    let source = match v & 0xff {
+        SOURCE_BANNED => Source::Banned,
+        SOURCE_TRUSTED => Source::Trusted,
+        SOURCE_LIMITED => Source::Limited(RateOutcome::Within),
+        SOURCE_DENIED => Source::Denied,
+        _ => Source::Unmatched,
     };
-    let cfg = config();
-    let stats = unsafe { &mut *stats };
-    let outcome = charge(stats, profile, kind, now_ns);
-    if outcome != RateOutcome::Within && count_excess(stats, cfg, now_ns) {
-        ban(src, BanReason::Rate, cfg, now_ns, true);
+    (source, (v & JUDGED != 0).then(|| Judged::unpack(v >> 32)))
+}
+
+/// The first line's kind, for a source judged by it.
+#[inline(always)]
+fn unpack_kind(v: u64) -> SipKind {
+    match (v >> 8) as u8 {
+        1 => SipKind::Register,
+        2 => SipKind::Invite,
+        3 => SipKind::Options,
+        4 => SipKind::OtherRequest,
+        5 => SipKind::Response,
+        _ => SipKind::NotSip,
     }
-    Source::Limited(outcome)
 }
 
 /// A new source's entry, from read-only data rather than the stack.
@@ -227,7 +461,7 @@ pub fn account(ctx: &XdpContext, outcome: &Outcome) {
         count(method as u32);
     }
     if let Some(stats) = outcome.source {
-        let register = (outcome.sip == SipKind::Register) as u64;
+        let register = outcome.registers;
         let dropped = (outcome.verdict.action != Action::Pass) as u64;
         // Shared between CPUs: atomic adds keep the counts exact.
         unsafe {

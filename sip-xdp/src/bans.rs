@@ -21,7 +21,7 @@ use crate::{
     clock::{boottime_ns, wall_clock_of, NS_PER_SEC},
     error::user_error,
     events::{reason_name, Event, Kind},
-    maps::{source_addr, Maps},
+    maps::{key_of, source_addr, source_label, Maps},
     rules::{Class, Rules},
 };
 
@@ -37,25 +37,26 @@ pub struct BanRow {
     pub offenses: u32,
 }
 
-fn key_of(addr: IpAddr) -> SourceKey {
-    match addr {
-        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
-        IpAddr::V6(v6) => v6.octets(),
+/// The ban-table key `net` is banned under, if it is one source: an IPv4
+/// address, or an IPv6 prefix at least as long as the ones sources are
+/// accounted by (banning an address bans its prefix). Wider prefixes are
+/// banned as rules.
+fn source_of(net: &IpNet, v6_prefix: u8) -> Option<SourceKey> {
+    match net {
+        IpNet::V4(n) if n.prefix_len() == 32 => Some(key_of(IpAddr::V4(n.addr()), v6_prefix)),
+        IpNet::V6(n) if n.prefix_len() >= v6_prefix => Some(key_of(IpAddr::V6(n.addr()), v6_prefix)),
+        _ => None,
     }
-}
-
-/// A single address (a /32 or /128) or a wider prefix.
-fn single(net: &IpNet) -> Option<IpAddr> {
-    (net.prefix_len() == net.max_prefix_len()).then_some(net.addr())
 }
 
 pub fn list(maps: &Maps) -> anyhow::Result<Vec<BanRow>> {
     let now = boottime_ns();
+    let v6_prefix = maps.v6_prefix();
     let mut rows = Vec::new();
     for (key, b) in maps.ban_entries()? {
         if b.in_force(now) {
             rows.push(BanRow {
-                source: source_addr(&key).to_string(),
+                source: source_label(&key, v6_prefix),
                 reason: reason_name(b.reason),
                 remaining_secs: Some((b.expires_ns - now).div_ceil(NS_PER_SEC)),
                 dropped: Some(b.dropped),
@@ -67,7 +68,7 @@ pub fn list(maps: &Maps) -> anyhow::Result<Vec<BanRow>> {
         if v.ban_in_force(now) {
             rows.push(BanRow {
                 source: net.to_string(),
-                reason: BanReason::Manual.name(),
+                reason: prefix_reason(&v),
                 remaining_secs: (v.ban_expires_secs != 0)
                     .then(|| (v.ban_expires_secs as u64).saturating_sub(now / NS_PER_SEC)),
                 dropped: None,
@@ -90,32 +91,34 @@ fn trusted_cover(maps: &Maps, net: &IpNet) -> anyhow::Result<Option<IpNet>> {
 }
 
 /// Bans `net` for `duration_secs` (default: the running config's first-ban
-/// duration).
-pub fn add(maps: &mut Maps, net: IpNet, duration_secs: Option<u64>) -> anyhow::Result<String> {
+/// duration), for `reason`.
+pub fn add(maps: &mut Maps, net: IpNet, duration_secs: Option<u64>, reason: BanReason) -> anyhow::Result<String> {
     if let Some(rule) = trusted_cover(maps, &net)? {
         return Err(user_error(format!("{net} overlaps the trusted rule {rule}; trusted sources are never banned")));
     }
     let now = boottime_ns();
+    let config = maps.read_config()?;
     let duration_ns = match duration_secs {
         Some(0) => return Err(user_error("--duration must be at least 1 second")),
         Some(s) => s.saturating_mul(NS_PER_SEC),
-        None => maps.read_config()?.ban_duration_ns,
+        None => config.ban_duration_ns,
     };
-    match single(&net) {
-        Some(addr) => {
-            let key = key_of(addr);
+    let banned = match source_of(&net, config.ipv6_prefix) {
+        Some(key) => {
             let previous = maps.bans.get(&key, 0).ok();
             let entry = BanEntry {
                 expires_ns: now + duration_ns,
                 banned_at_ns: now,
                 dropped: 0,
                 offenses: previous.map_or(0, |p| p.offenses) + 1,
-                reason: BanReason::Manual as u8,
+                reason: reason as u8,
                 state: BanState::Active as u8,
                 announced: 0,
                 _pad: 0,
             };
-            maps.bans.insert(key, entry, 0).with_context(|| format!("cannot ban {addr}"))?;
+            let label = source_label(&key, config.ipv6_prefix);
+            maps.bans.insert(key, entry, 0).with_context(|| format!("cannot ban {label}"))?;
+            label
         }
         None => {
             if maps.rule_entries()?.contains_key(&net) {
@@ -124,38 +127,50 @@ pub fn add(maps: &mut Maps, net: IpNet, duration_secs: Option<u64>) -> anyhow::R
                 )));
             }
             let expires = (now + duration_ns).div_ceil(NS_PER_SEC);
+            // A banned rule keeps its reason where a limited one keeps its
+            // profile.
             let value = RuleValue {
                 ban_state: PrefixBanState::New as u8,
                 ban_expires_secs: u32::try_from(expires).unwrap_or(u32::MAX),
-                ..RuleValue::new(ORIGIN_BAN, RuleClass::Banned, 0)
+                ..RuleValue::new(ORIGIN_BAN, RuleClass::Banned, reason as u8)
             };
             maps.insert_rule(net, value)?;
+            net.to_string()
         }
-    }
-    Ok(format!("banned {net} for {}s\n", duration_ns / NS_PER_SEC))
+    };
+    Ok(format!("banned {banned} for {}s\n", duration_ns / NS_PER_SEC))
 }
 
 /// Lifts a ban at once; the controller reports it.
 pub fn del(maps: &mut Maps, net: IpNet) -> anyhow::Result<String> {
     let now = boottime_ns();
-    match single(&net) {
-        Some(addr) => {
-            let key = key_of(addr);
+    let v6_prefix = maps.v6_prefix();
+    match source_of(&net, v6_prefix) {
+        Some(key) => {
+            let label = source_label(&key, v6_prefix);
             match maps.bans.get(&key, 0) {
                 Ok(mut b) if b.in_force(now) => {
                     b.state = BanState::Lifted as u8;
-                    maps.bans.insert(key, b, 0).with_context(|| format!("cannot unban {addr}"))?;
+                    maps.bans.insert(key, b, 0).with_context(|| format!("cannot unban {label}"))?;
                 }
-                _ => return Err(user_error(format!("{addr} is not banned (see `sip-xdp ban list`)"))),
+                _ => return Err(user_error(format!("{label} is not banned (see `sip-xdp ban list`)"))),
             }
+            Ok(format!("unbanned {label}\n"))
         }
         // Removed at once; the controller's sweep notices and reports it.
         None => match maps.rule_entries()?.get(&net) {
-            Some(v) if v.is(RuleClass::Banned) => maps.remove_rule(net)?,
-            _ => return Err(user_error(format!("{net} is not banned (see `sip-xdp ban list`)"))),
+            Some(v) if v.is(RuleClass::Banned) => {
+                maps.remove_rule(net)?;
+                Ok(format!("unbanned {net}\n"))
+            }
+            _ => Err(user_error(format!("{net} is not banned (see `sip-xdp ban list`)"))),
         },
     }
-    Ok(format!("unbanned {net}\n"))
+}
+
+/// The reason of a banned rule (kept in its profile byte).
+fn prefix_reason(v: &RuleValue) -> &'static str {
+    reason_name(v.profile)
 }
 
 /// Reports and tidies the ban tables: bans made with the CLI, expiries,
@@ -175,9 +190,10 @@ pub fn sweep(
         ..Event::new(kind, reason, source)
     };
     let mut events = Vec::new();
+    let v6_prefix = maps.v6_prefix();
     for (key, mut b) in maps.ban_entries()? {
         let addr = source_addr(&key);
-        let source = addr.to_string();
+        let source = source_label(&key, v6_prefix);
         let trusted = matches!(rules.class_of(addr), Some((_, Class::Trusted)));
         if b.state == BanState::Active as u8 && trusted {
             let _ = maps.bans.remove(&key);
@@ -211,12 +227,12 @@ pub fn sweep(
         if !v.ban_in_force(now) {
             maps.remove_rule(net)?;
             prefix_bans.remove(&net);
-            events.push(event(Kind::Expire, BanReason::Manual.name(), net.to_string(), None));
+            events.push(event(Kind::Expire, prefix_reason(&v), net.to_string(), None));
             continue;
         }
         if v.ban_state == PrefixBanState::New as u8 {
             maps.insert_rule(net, RuleValue { ban_state: PrefixBanState::Announced as u8, ..v })?;
-            events.push(event(Kind::Ban, BanReason::Manual.name(), net.to_string(), None));
+            events.push(event(Kind::Ban, prefix_reason(&v), net.to_string(), None));
         }
         seen.insert(net);
     }

@@ -5,7 +5,10 @@ use std::{fmt::Write as _, path::Path, time::Duration};
 
 use ipnet::IpNet;
 use serde_json::json;
-use sip_xdp_common::rules::{RuleValue, ORIGIN_CONFIG, ORIGIN_RUNTIME};
+use sip_xdp_common::{
+    bans::BanReason,
+    rules::{RuleValue, ORIGIN_CONFIG, ORIGIN_RUNTIME},
+};
 
 use crate::{
     bans,
@@ -13,7 +16,7 @@ use crate::{
     config::Config,
     error::user_error,
     intl,
-    maps::{source_addr, Maps},
+    maps::{source_label, Maps},
     pin::PinDir,
     rules::parse_cidr,
 };
@@ -129,7 +132,9 @@ pub fn stats(pins: &PinDir, as_json: bool) -> anyhow::Result<String> {
 }
 
 pub fn sources(pins: &PinDir, top: usize, as_json: bool) -> anyhow::Result<String> {
-    let mut sources = Maps::open(pins)?.sources()?;
+    let maps = Maps::open(pins)?;
+    let v6_prefix = maps.v6_prefix();
+    let mut sources = maps.sources()?;
     sources.sort_by(|a, b| b.1.packets.cmp(&a.1.packets).then(a.0.cmp(&b.0)));
     let total = sources.len();
     sources.truncate(top);
@@ -139,7 +144,7 @@ pub fn sources(pins: &PinDir, top: usize, as_json: bool) -> anyhow::Result<Strin
         let list: Vec<_> = sources
             .iter()
             .map(|(k, s)| {
-                json!({"source": source_addr(k).to_string(), "packets": s.packets, "bytes": s.bytes,
+                json!({"source": source_label(k, v6_prefix), "packets": s.packets, "bytes": s.bytes,
                        "registers": s.registers, "dropped": s.dropped, "last_seen_secs_ago": ago(s.last_seen_ns)})
             })
             .collect();
@@ -153,7 +158,7 @@ pub fn sources(pins: &PinDir, top: usize, as_json: bool) -> anyhow::Result<Strin
         writeln!(
             out,
             "{:<40} {:>12} {:>14} {:>10} {:>12} {:>9}s",
-            source_addr(k).to_string(),
+            source_label(k, v6_prefix),
             s.packets,
             s.bytes,
             s.registers,
@@ -167,7 +172,7 @@ pub fn sources(pins: &PinDir, top: usize, as_json: bool) -> anyhow::Result<Strin
 
 pub fn ban_add(pins: &PinDir, target: &str, duration: Option<u64>) -> anyhow::Result<String> {
     let net = parse_arg(target)?;
-    bans::add(&mut Maps::open(pins)?, net, duration)
+    bans::add(&mut Maps::open(pins)?, net, duration, BanReason::Manual)
 }
 
 pub fn ban_del(pins: &PinDir, target: &str) -> anyhow::Result<String> {

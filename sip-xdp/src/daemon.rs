@@ -2,12 +2,20 @@
 //! told to stop. The kernel keeps filtering if this process dies; a new run
 //! adopts what it left pinned.
 
-use std::{path::PathBuf, sync::Arc, time::Duration};
+use std::{
+    path::PathBuf,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use anyhow::Context as _;
 use aya::{maps::RingBuf, Ebpf};
 use log::{info, warn};
-use sip_xdp_common::{kernel_config::NS_PER_SEC, registry::private_names::SIP_EVENTS};
+use sip_xdp_common::{
+    bans::BanReason,
+    kernel_config::{Mode, NS_PER_SEC},
+    registry::private_names::SIP_EVENTS,
+};
 use tokio::{
     signal::unix::{signal, SignalKind},
     sync::mpsc::{unbounded_channel, UnboundedReceiver},
@@ -17,6 +25,7 @@ use crate::{
     apply::{apply, reload, summary},
     bans,
     config::Config,
+    escalation::{self, Escalation},
     events::{Event, EventSink},
     intl,
     loader::{self, AttachMode, Attached},
@@ -91,13 +100,13 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 async fn serve(
     maps: &mut Maps,
     mut cfg: Config,
-    mut kernel_events: UnboundedReceiver<Event>,
+    mut kernel_events: UnboundedReceiver<Vec<u8>>,
     metrics: &Metrics,
 ) -> anyhow::Result<()> {
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
     let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let mut hangup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
-    let mut sink = EventSink::new(&cfg.events);
+    let mut report = Report { sink: EventSink::new(&cfg.events), metrics, escalation: Escalation::default() };
     let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
     let mut prefix_bans = std::collections::BTreeSet::new();
     let mut detectors = intl::Detectors::default();
@@ -115,19 +124,17 @@ async fn serve(
                 metrics.reload(ok);
                 metrics.top_sources.store(cfg.metrics.top_sources, std::sync::atomic::Ordering::Relaxed);
                 if cfg.events != events {
-                    sink = EventSink::new(&cfg.events);
+                    report.sink = EventSink::new(&cfg.events);
                 }
             }
-            Some(event) = kernel_events.recv() => {
-                metrics.observe(&event);
-                sink.emit(&event);
+            Some(record) = kernel_events.recv() => {
+                if let Some(event) = Event::from_kernel(&record, cfg.filter.ipv6_prefix) {
+                    report.event(maps, &cfg, &event);
+                }
             }
             _ = anomaly_tick.tick() => {
                 match intl::check(maps, &mut detectors, &cfg) {
-                    Ok(events) => events.iter().for_each(|e| {
-                        metrics.observe(e);
-                        sink.emit(e);
-                    }),
+                    Ok(events) => events.iter().for_each(|e| report.event(maps, &cfg, e)),
                     Err(err) => warn!("spend-anomaly check failed: {err:#}"),
                 }
             }
@@ -138,13 +145,37 @@ async fn serve(
                         Ok(events)
                     });
                 match swept {
-                    Ok(events) => events.iter().for_each(|e| {
-                        metrics.observe(e);
-                        sink.emit(e);
-                    }),
+                    Ok(events) => events.iter().for_each(|e| report.event(maps, &cfg, e)),
                     Err(err) => warn!("ban sweep failed: {err:#}"),
                 }
+                report.escalation.prune(&cfg.ban, Instant::now());
             }
+        }
+    }
+}
+
+/// Where events go: the metrics, the log and webhook, and the escalation
+/// of bans to the networks that keep attacking.
+struct Report<'a> {
+    sink: EventSink,
+    metrics: &'a Metrics,
+    escalation: Escalation,
+}
+
+impl Report<'_> {
+    fn event(&mut self, maps: &mut Maps, cfg: &Config, event: &Event) {
+        self.metrics.observe(event);
+        self.sink.emit(event);
+        let Some(network) = self.escalation.observe(event, &cfg.ban, Instant::now()) else { return };
+        if cfg.filter.mode == Mode::Monitor {
+            let would = escalation::would_ban(network);
+            self.metrics.observe(&would);
+            self.sink.emit(&would);
+            return;
+        }
+        // Reported by the next sweep, like any ban made outside the kernel.
+        if let Err(err) = bans::add(maps, network, None, BanReason::Escalated) {
+            warn!("not banning {network} (escalation): {err:#}");
         }
     }
 }
@@ -164,8 +195,9 @@ fn program_stats(enable: bool) -> Option<std::os::fd::OwnedFd> {
     }
 }
 
-/// Reads the kernel's event ring buffer and forwards decoded events.
-fn start_event_forwarding(ebpf: &mut Ebpf) -> anyhow::Result<UnboundedReceiver<Event>> {
+/// Reads the kernel's event ring buffer and forwards its records (the run
+/// loop decodes them with the config in force).
+fn start_event_forwarding(ebpf: &mut Ebpf) -> anyhow::Result<UnboundedReceiver<Vec<u8>>> {
     let map = ebpf.take_map(SIP_EVENTS).with_context(|| format!("the program has no map {SIP_EVENTS}"))?;
     let ring = RingBuf::try_from(map).context("event ring buffer")?;
     // SAFETY: the ring buffer owns its fd and keeps it open, and the same,
@@ -178,10 +210,8 @@ fn start_event_forwarding(ebpf: &mut Ebpf) -> anyhow::Result<UnboundedReceiver<E
             let Ok(mut guard) = fd.readable_mut().await else { return };
             let ring = guard.get_inner_mut();
             while let Some(record) = ring.next() {
-                if let Some(event) = Event::from_kernel(&record) {
-                    if tx.send(event).is_err() {
-                        return;
-                    }
+                if tx.send(record.to_vec()).is_err() {
+                    return;
                 }
             }
             guard.clear_ready();

@@ -19,7 +19,7 @@ use sip_xdp_common::{
 use crate::{
     clock::{boottime_ns, wall_clock_of},
     config::{EventFormat, Events},
-    maps::source_addr,
+    maps::source_label,
 };
 
 /// Webhook POSTs waiting to be sent; past this, events are still logged
@@ -85,8 +85,9 @@ impl Event {
         }
     }
 
-    /// Decodes a ring-buffer record.
-    pub fn from_kernel(bytes: &[u8]) -> Option<Event> {
+    /// Decodes a ring-buffer record; IPv6 sources are shown as their
+    /// prefix of `v6_prefix` bits.
+    pub fn from_kernel(bytes: &[u8], v6_prefix: u8) -> Option<Event> {
         if bytes.len() < std::mem::size_of::<kernel::Event>() {
             return None;
         }
@@ -116,7 +117,7 @@ impl Event {
             duration_secs: (kind == Kind::Ban).then_some(e.duration_ns.div_ceil(1_000_000_000)),
             offenses: (kind == Kind::Ban).then_some(e.offenses),
             at: wall_clock_of(e.at_ns, boottime_ns()),
-            ..Event::new(kind, reason, source_addr(&e.addr).to_string())
+            ..Event::new(kind, reason, source_label(&e.addr, v6_prefix))
         })
     }
 
@@ -223,20 +224,20 @@ mod tests {
 
     #[test]
     fn kernel_bans_decode_to_lines_and_json() {
-        let ev = Event::from_kernel(&kernel_record(EventKind::Ban as u8, BanReason::Auth as u8)).unwrap();
+        let ev = Event::from_kernel(&kernel_record(EventKind::Ban as u8, BanReason::Auth as u8), 64).unwrap();
         assert_eq!(ev.to_text(), "event=ban source=198.18.2.2 reason=auth_failures duration=1200s offenses=2");
         let j = ev.to_json();
         assert_eq!(j["event"], "ban");
         assert_eq!(j["source"], "198.18.2.2");
         assert_eq!(j["duration_secs"], 1200);
         assert!(j["time"].as_str().unwrap().ends_with('Z'));
-        let would = Event::from_kernel(&kernel_record(EventKind::WouldBan as u8, BanReason::Rate as u8)).unwrap();
+        let would = Event::from_kernel(&kernel_record(EventKind::WouldBan as u8, BanReason::Rate as u8), 64).unwrap();
         assert_eq!(would.to_text(), "event=would_ban source=198.18.2.2 reason=rate_excess");
     }
 
     #[test]
     fn destination_blocks_carry_the_number() {
-        let ev = Event::from_kernel(&kernel_record(EventKind::DestinationBlocked as u8, 0)).unwrap();
+        let ev = Event::from_kernel(&kernel_record(EventKind::DestinationBlocked as u8, 0), 64).unwrap();
         assert_eq!(
             ev.to_text(),
             "event=destination_blocked source=198.18.2.2 number=+25261234567 reason=destination_blocked"
@@ -246,7 +247,7 @@ mod tests {
 
     #[test]
     fn garbage_records_are_ignored() {
-        assert!(Event::from_kernel(&[1, 2, 3]).is_none());
-        assert!(Event::from_kernel(&kernel_record(99, 1)).is_none());
+        assert!(Event::from_kernel(&[1, 2, 3], 64).is_none());
+        assert!(Event::from_kernel(&kernel_record(99, 1), 64).is_none());
     }
 }

@@ -14,7 +14,7 @@ use crate::{
     config::{Anomaly, Config},
     error::user_error,
     events::{Event, Kind},
-    maps::{source_addr, Maps},
+    maps::{key_of, source_addr, source_label, Maps},
 };
 
 /// The detectors' state: per source, and per class (whose totals are the
@@ -95,7 +95,7 @@ fn block(
         return Ok(None);
     }
     maps.intl_blocks.insert(key, now + a.block_secs * NS_PER_SEC, 0).context("cannot block international calls")?;
-    let mut e = Event::new(Kind::IntlBlock, reason, source_addr(key).to_string());
+    let mut e = Event::new(Kind::IntlBlock, reason, source_label(key, maps.v6_prefix()));
     e.duration_secs = Some(a.block_secs);
     Ok(Some(e))
 }
@@ -103,12 +103,13 @@ fn block(
 /// Ends blocks that ran out or were lifted with the CLI, and reports them.
 pub fn sweep(maps: &mut Maps) -> anyhow::Result<Vec<Event>> {
     let now = boottime_ns();
+    let v6_prefix = maps.v6_prefix();
     let mut events = Vec::new();
     for (key, until) in maps.intl_block_entries()? {
         if until <= now {
             let _ = maps.intl_blocks.remove(&key);
             let reason = if until == 0 { "manual" } else { "expired" };
-            events.push(Event::new(Kind::IntlUnblock, reason, source_addr(&key).to_string()));
+            events.push(Event::new(Kind::IntlUnblock, reason, source_label(&key, v6_prefix)));
         }
     }
     Ok(events)
@@ -117,11 +118,12 @@ pub fn sweep(maps: &mut Maps) -> anyhow::Result<Vec<Event>> {
 /// `sip-xdp intl list`: blocked sources and the seconds left.
 pub fn list(maps: &Maps) -> anyhow::Result<Vec<(String, u64)>> {
     let now = boottime_ns();
+    let v6_prefix = maps.v6_prefix();
     let mut rows: Vec<_> = maps
         .intl_block_entries()?
         .into_iter()
         .filter(|(_, until)| *until > now)
-        .map(|(k, until)| (source_addr(&k).to_string(), (until - now).div_ceil(NS_PER_SEC)))
+        .map(|(k, until)| (source_label(&k, v6_prefix), (until - now).div_ceil(NS_PER_SEC)))
         .collect();
     rows.sort();
     Ok(rows)
@@ -132,10 +134,7 @@ pub fn unblock(maps: &mut Maps, source: IpNet) -> anyhow::Result<String> {
     if source.prefix_len() != source.max_prefix_len() {
         return Err(user_error(format!("{source}: international blocks are per address, not per prefix")));
     }
-    let key = match source.addr() {
-        std::net::IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
-        std::net::IpAddr::V6(v6) => v6.octets(),
-    };
+    let key = key_of(source.addr(), maps.v6_prefix());
     match maps.intl_blocks.get(&key, 0) {
         Ok(until) if until > boottime_ns() => {
             maps.intl_blocks.insert(key, 0, 0).context("cannot lift the block")?;

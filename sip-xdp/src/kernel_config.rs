@@ -29,7 +29,9 @@ impl From<&Config> for FilterConfig {
         out.ban_window_ns = cfg.ban.window_secs * NS_PER_SEC;
         out.ban_duration_ns = cfg.ban.duration_secs * NS_PER_SEC;
         out.ban_max_duration_ns = cfg.ban.max_duration_secs * NS_PER_SEC;
+        out.ipv6_prefix = f.ipv6_prefix;
         out.auth_max = cfg.auth_failures.max;
+        out.auth_challenges = cfg.auth_failures.unanswered_challenges;
         out.auth_window_ns = cfg.auth_failures.window_secs * NS_PER_SEC;
         let prefixes: Vec<&str> = cfg.destinations.international_prefixes.iter().map(String::as_str).collect();
         out.intl = intl_prefixes(&prefixes);

@@ -16,6 +16,7 @@ pub mod commands;
 pub mod config;
 pub mod daemon;
 pub mod error;
+pub mod escalation;
 pub mod events;
 pub mod intl;
 pub mod kernel_config;

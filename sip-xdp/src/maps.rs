@@ -127,6 +127,11 @@ impl Maps {
         Ok(self.config.get(&0, 0)?)
     }
 
+    /// The prefix length IPv6 sources are keyed by in the running config.
+    pub fn v6_prefix(&self) -> u8 {
+        self.read_config().map_or(128, |c| c.ipv6_prefix)
+    }
+
     pub fn write_config(&mut self, cfg: &FilterConfig) -> anyhow::Result<()> {
         self.config.set(0, cfg, 0).context("cannot write the filter config")
     }
@@ -300,6 +305,25 @@ impl Maps {
     }
 }
 
+/// How a per-source key is shown: an IPv4 address, an IPv6 address, or
+/// the IPv6 prefix of `v6_prefix` bits it stands for (`2001:db8:1:2::/64`).
+pub fn source_label(key: &SourceKey, v6_prefix: u8) -> String {
+    match source_addr(key) {
+        std::net::IpAddr::V6(v6) if v6_prefix < 128 => format!("{v6}/{v6_prefix}"),
+        addr => addr.to_string(),
+    }
+}
+
+/// The key a source's state is kept under in the kernel (see
+/// `sip_xdp_common::map_types::source_key`).
+pub fn key_of(addr: std::net::IpAddr, v6_prefix: u8) -> SourceKey {
+    let octets = match addr {
+        std::net::IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+        std::net::IpAddr::V6(v6) => v6.octets(),
+    };
+    sip_xdp_common::map_types::source_key(&octets, v6_prefix)
+}
+
 /// The address a per-source key stands for, IPv4 unwrapped.
 pub fn source_addr(key: &SourceKey) -> std::net::IpAddr {
     let v6 = Ipv6Addr::from(*key);
@@ -312,6 +336,14 @@ pub fn source_addr(key: &SourceKey) -> std::net::IpAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ipv6_keys_show_as_their_prefix() {
+        let key = key_of("2001:db8:1:2:aaaa:bbbb:cccc:dddd".parse().unwrap(), 64);
+        assert_eq!(source_label(&key, 64), "2001:db8:1:2::/64");
+        assert_eq!(source_label(&key_of("2001:db8::5".parse().unwrap(), 128), 128), "2001:db8::5");
+        assert_eq!(source_label(&key_of("198.18.2.7".parse().unwrap(), 64), 64), "198.18.2.7");
+    }
 
     #[test]
     fn source_keys_unwrap_ipv4() {

@@ -17,8 +17,9 @@ use aya::{maps::lpm_trie::Key, programs::loaded_programs};
 use log::warn;
 use prometheus::{CounterVec, Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 use sip_xdp_common::{
+    accounting::AuthOutcome,
     bans::BanReason,
-    counts::{MethodCount, ResponseCount, COUNT_EVENTS_LOST, COUNT_FINGERPRINT_BASE},
+    counts::{MethodCount, ResponseCount, COUNT_AUTH_BASE, COUNT_EVENTS_LOST, COUNT_FINGERPRINT_BASE},
     map_types::{DestAction, SourceKey},
     rules::RuleClass,
 };
@@ -26,7 +27,7 @@ use sip_xdp_common::{
 use crate::{
     clock::boottime_ns,
     events::{Event, Kind},
-    maps::{source_addr, Maps},
+    maps::{source_addr, source_label, Maps},
     pin::PinDir,
 };
 
@@ -37,6 +38,7 @@ pub struct Metrics {
     bytes: IntCounterVec,
     sip_requests: IntCounterVec,
     sip_responses: IntCounterVec,
+    auth_responses: IntCounterVec,
     bans_active: IntGauge,
     bans_total: IntCounterVec,
     ban_expirations: IntCounter,
@@ -91,6 +93,13 @@ impl Metrics {
             sip_responses: reg!(IntCounterVec::new(
                 opts("sipxdp_sip_responses_total", "SIP responses sent by the protected server, by code."),
                 &["code"]
+            )?),
+            auth_responses: reg!(IntCounterVec::new(
+                opts(
+                    "sipxdp_auth_responses_total",
+                    "Responses by what they said of their source's authentication: a challenge to a request without credentials, a rejection of credentials (failure), or a success."
+                ),
+                &["outcome"]
             )?),
             bans_active: reg!(IntGauge::with_opts(opts(
                 "sipxdp_bans_active",
@@ -170,6 +179,9 @@ impl Metrics {
         for reason in BanReason::ALL {
             m.bans_total.with_label_values(&[reason.name()]);
         }
+        for outcome in AuthOutcome::ALL.iter().filter(|o| **o != AuthOutcome::Nothing) {
+            m.auth_responses.with_label_values(&[outcome.name()]);
+        }
         for result in ["success", "failure"] {
             m.config_reloads.with_label_values(&[result]);
         }
@@ -210,6 +222,10 @@ impl Metrics {
         }
         for &code in ResponseCount::ALL {
             set(&self.sip_responses.with_label_values(&[code.name()]), maps.count(code as u32)?);
+        }
+        for &outcome in AuthOutcome::ALL.iter().filter(|o| **o != AuthOutcome::Nothing) {
+            let counted = maps.count(COUNT_AUTH_BASE + outcome as u32)?;
+            set(&self.auth_responses.with_label_values(&[outcome.name()]), counted);
         }
         set(&self.events_lost, maps.count(COUNT_EVENTS_LOST)?);
         let now = boottime_ns();
@@ -255,8 +271,9 @@ impl Metrics {
         sources.sort_by_key(|s| std::cmp::Reverse(s.1.packets));
         self.source_packets.reset();
         self.source_registers.reset();
+        let v6_prefix = maps.v6_prefix();
         for (key, stats) in sources.iter().take(self.top_sources.load(Ordering::Relaxed)) {
-            let source = source_addr(key).to_string();
+            let source = source_label(key, v6_prefix);
             self.source_packets.with_label_values(&[&source]).inc_by(stats.packets);
             self.source_registers.with_label_values(&[&source]).inc_by(stats.registers);
         }

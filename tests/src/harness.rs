@@ -13,7 +13,13 @@ use aya::{
     programs::{TestRun, TestRunOptions, Xdp},
     Ebpf,
 };
-use sip_xdp::{config::Config, loader, maps::Maps, pin::PinDir, rules::parse_cidr};
+use sip_xdp::{
+    config::Config,
+    loader,
+    maps::{key_of, Maps},
+    pin::PinDir,
+    rules::parse_cidr,
+};
 use sip_xdp_common::{
     bans::BanEntry,
     events::Event,
@@ -95,9 +101,15 @@ impl Filter {
         (verdict, action, reason)
     }
 
+    /// The key an address's state is kept under, as the loaded config
+    /// keys sources (IPv6 by prefix).
+    pub fn key(&self, addr: &str) -> SourceKey {
+        key_of(addr.parse().expect("address"), self.maps.v6_prefix())
+    }
+
     /// Per-source counters for an address (IPv4 as `a.b.c.d`).
     pub fn source(&self, addr: &str) -> Option<SourceStats> {
-        self.maps.sources.get(&source_key(addr), 0).ok()
+        self.maps.sources.get(&self.key(addr), 0).ok()
     }
 }
 
@@ -114,11 +126,12 @@ impl Filter {
     }
 
     pub fn ban_of(&self, addr: &str) -> Option<BanEntry> {
-        self.maps.bans.get(&source_key(addr), 0).ok()
+        self.maps.bans.get(&self.key(addr), 0).ok()
     }
 
     pub fn set_ban(&mut self, addr: &str, entry: BanEntry) {
-        self.maps.bans.insert(source_key(addr), entry, 0).expect("ban");
+        let key = self.key(addr);
+        self.maps.bans.insert(key, entry, 0).expect("ban");
     }
 
     /// Events the program has written since the last call.

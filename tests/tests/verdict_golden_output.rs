@@ -26,6 +26,15 @@ fn response4(dst: [u8; 4], payload: &[u8]) -> Vec<u8> {
     v4_frame(&[], &ip, &l4)
 }
 
+/// A MESSAGE with (wrong) credentials.
+fn guess(i: u32) -> Vec<u8> {
+    format!(
+        "MESSAGE sip:100@198.18.0.1 SIP/2.0\r\nCall-ID: guess{i}\r\nCSeq: 1 MESSAGE\r\n\
+         Authorization: Digest username=\"100\"\r\nContent-Length: 0\r\n\r\n"
+    )
+    .into_bytes()
+}
+
 /// The fixed run: every kind of source the config distinguishes.
 fn ingress_frames() -> Vec<Vec<u8>> {
     let options = b"OPTIONS sip:100@198.18.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 203.0.113.1\r\n\r\n";
@@ -50,6 +59,10 @@ fn ingress_frames() -> Vec<Vec<u8>> {
     frames.push(udp4([203, 0, 113, 11], 5060, invite));
     frames.push(udp4([203, 0, 113, 12], 5060, scanner));
     frames.push(udp4([203, 0, 113, 12], 5060, options));
+    // Three password guesses, each answered with a 401 below.
+    for i in 1..=3 {
+        frames.push(udp4([203, 0, 113, 20], 5060, &guess(i)));
+    }
     frames.push(udp4([198, 19, 1, 1], 5060, b"not SIP, to port 5060 anyway"));
     frames.push(v4_frame(&[], &V4::new([198, 19, 1, 1], IPPROTO_UDP), &udp(53, b"dns")));
     frames.push(arp_request());
@@ -111,10 +124,13 @@ fn cli_metrics_and_events_are_byte_identical_for_a_fixed_run() {
         let opts = TestRunOptions { data_in: Some(&frame), ..TestRunOptions::default() };
         loader::ingress(&mut ebpf).unwrap().test_run(opts).expect("ingress test run");
     }
-    let challenge = b"SIP/2.0 401 Unauthorized\r\nCSeq: 1 REGISTER\r\nContent-Length: 0\r\n\r\n";
     let ok = b"SIP/2.0 200 OK\r\nCSeq: 2 REGISTER\r\nContent-Length: 0\r\n\r\n";
     let mut responses = vec![response4([198, 18, 1, 2], ok)];
-    responses.extend(std::iter::repeat_n(response4([203, 0, 113, 20], challenge), 3));
+    for i in 1..=3 {
+        let rejected =
+            format!("SIP/2.0 401 Unauthorized\r\nCall-ID: guess{i}\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n");
+        responses.push(response4([203, 0, 113, 20], rejected.as_bytes()));
+    }
     for frame in responses {
         let opts = TestRunOptions { data_in: Some(&frame), ..TestRunOptions::default() };
         loader::egress(&mut ebpf).unwrap().test_run(opts).expect("egress test run");
@@ -122,7 +138,7 @@ fn cli_metrics_and_events_are_byte_identical_for_a_fixed_run() {
 
     let mut events = String::new();
     while let Some(record) = ring.next() {
-        let event = Event::from_kernel(&record).expect("a known event");
+        let event = Event::from_kernel(&record, cfg.filter.ipv6_prefix).expect("a known event");
         events.push_str(&event.to_text());
         events.push('\n');
     }

@@ -12,11 +12,18 @@ pub struct BanConfig {
     pub window_secs: u64,
     pub duration_secs: u64,
     pub max_duration_secs: u64,
+    /// Distinct sources banned inside one IPv4 /24 or IPv6 /48 within
+    /// `escalate_window_secs` that ban the whole network; 0: never.
+    pub escalate_after: u32,
+    pub escalate_window_secs: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AuthFailures {
+    /// Rejected credentials that ban.
     pub max: u32,
+    /// Challenges never answered with credentials that ban.
+    pub unanswered_challenges: u32,
     pub window_secs: u64,
 }
 
@@ -27,6 +34,8 @@ pub struct RawBan {
     window_secs: Spanned<i64>,
     duration_secs: Spanned<i64>,
     max_duration_secs: Spanned<i64>,
+    escalate_after: Spanned<i64>,
+    escalate_window_secs: Spanned<i64>,
 }
 
 impl Default for RawBan {
@@ -36,6 +45,11 @@ impl Default for RawBan {
             window_secs: default(10),
             duration_secs: default(600),
             max_duration_secs: default(86_400),
+            // A single address, however busy (an office behind one NAT),
+            // is one source: five distinct ones banned within an hour is a
+            // network attacking.
+            escalate_after: default(5),
+            escalate_window_secs: default(3600),
         }
     }
 }
@@ -47,6 +61,11 @@ impl RawBan {
             window_secs: src.positive(&self.window_secs, "ban.window_secs", YEAR)?,
             duration_secs: src.positive(&self.duration_secs, "ban.duration_secs", YEAR)?,
             max_duration_secs: src.positive(&self.max_duration_secs, "ban.max_duration_secs", YEAR)?,
+            escalate_after: match *self.escalate_after.get_ref() {
+                0 => 0,
+                _ => src.positive(&self.escalate_after, "ban.escalate_after", 65_536)? as u32,
+            },
+            escalate_window_secs: src.positive(&self.escalate_window_secs, "ban.escalate_window_secs", YEAR)?,
         };
         if ban.max_duration_secs < ban.duration_secs {
             return Err(src.error(
@@ -63,12 +82,13 @@ impl RawBan {
 #[serde(deny_unknown_fields, default)]
 pub struct RawAuth {
     max: Spanned<i64>,
+    unanswered_challenges: Spanned<i64>,
     window_secs: Spanned<i64>,
 }
 
 impl Default for RawAuth {
     fn default() -> Self {
-        RawAuth { max: default(5), window_secs: default(60) }
+        RawAuth { max: default(5), unanswered_challenges: default(20), window_secs: default(60) }
     }
 }
 
@@ -76,6 +96,11 @@ impl RawAuth {
     pub fn validate(&self, src: &Source) -> anyhow::Result<AuthFailures> {
         Ok(AuthFailures {
             max: src.positive(&self.max, "auth_failures.max", 1_000_000)? as u32,
+            unanswered_challenges: src.positive(
+                &self.unanswered_challenges,
+                "auth_failures.unanswered_challenges",
+                1_000_000,
+            )? as u32,
             window_secs: src.positive(&self.window_secs, "auth_failures.window_secs", YEAR)?,
         })
     }

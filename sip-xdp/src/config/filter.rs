@@ -18,6 +18,8 @@ use crate::rules::Class;
 /// busy server; above it the LRU map costs more memory than it is worth.
 pub const MIN_SOURCES_TABLE: u32 = 1024;
 pub const MAX_SOURCES_TABLE: u32 = 16 * 1024 * 1024;
+/// The shortest IPv6 prefix sources are accounted by: a /48 is a site.
+pub const MIN_IPV6_PREFIX: i64 = 48;
 /// Linux interface names are at most 15 bytes.
 const IFNAMSIZ: usize = 16;
 
@@ -30,6 +32,8 @@ pub struct Filter {
     pub default_class: Class,
     pub mode: Mode,
     pub sources_table_size: u32,
+    /// IPv6 sources are accounted per prefix of this length.
+    pub ipv6_prefix: u8,
 }
 
 #[derive(Deserialize)]
@@ -40,6 +44,7 @@ pub struct RawFilter {
     default_class: Option<Spanned<String>>,
     mode: Named<Mode>,
     sources_table_size: Spanned<i64>,
+    ipv6_prefix: Spanned<i64>,
 }
 
 impl Default for RawFilter {
@@ -50,6 +55,7 @@ impl Default for RawFilter {
             default_class: None,
             mode: Named(Mode::Enforce),
             sources_table_size: default(DEFAULT_SOURCES_CAPACITY as i64),
+            ipv6_prefix: default(64),
         }
     }
 }
@@ -133,6 +139,21 @@ impl RawFilter {
                 action => action,
             },
         };
-        Ok(Filter { ports, default_action, default_class, mode: self.mode.0, sources_table_size })
+        let prefix = *self.ipv6_prefix.get_ref();
+        if !(MIN_IPV6_PREFIX..=128).contains(&prefix) {
+            return Err(src.error(
+                self.ipv6_prefix.span(),
+                "filter.ipv6_prefix",
+                format!("{prefix} is out of range ({MIN_IPV6_PREFIX}-128)"),
+            ));
+        }
+        Ok(Filter {
+            ports,
+            default_action,
+            default_class,
+            mode: self.mode.0,
+            sources_table_size,
+            ipv6_prefix: prefix as u8,
+        })
     }
 }

@@ -193,9 +193,22 @@ cidrs = ["198.51.100.0/24", "2001:db8::/32", "192.0.2.10"]
         assert_eq!(c.filter.default_class, Class::Deny);
         assert_eq!(
             c.ban,
-            BanConfig { after_excess: 50, window_secs: 10, duration_secs: 600, max_duration_secs: 86_400 }
+            BanConfig {
+                after_excess: 50,
+                window_secs: 10,
+                duration_secs: 600,
+                max_duration_secs: 86_400,
+                escalate_after: 5,
+                escalate_window_secs: 3600
+            }
         );
-        assert_eq!(c.auth_failures, AuthFailures { max: 5, window_secs: 60 });
+        assert_eq!(c.auth_failures, AuthFailures { max: 5, unanswered_challenges: 20, window_secs: 60 });
+        assert_eq!(c.filter.ipv6_prefix, 64);
+        assert_eq!(parse("[ban]\nescalate_after = 0\n").unwrap().ban.escalate_after, 0, "can be switched off");
+        let e = err("[filter]\nipv6_prefix = 40\n");
+        assert!(e.contains("test.toml:2:15: key `filter.ipv6_prefix`: 40 is out of range (48-128)"), "{e}");
+        let e = err("[auth_failures]\nunanswered_challenges = 0\n");
+        assert!(e.contains("key `auth_failures.unanswered_challenges`: 0 is out of range"), "{e}");
         assert_eq!(c.events, Events { format: EventFormat::Text, webhook: None });
         assert_eq!(c.metrics.listen.to_string(), "127.0.0.1:9560");
         assert_eq!((c.metrics.top_sources, c.metrics.program_stats), (20, false));

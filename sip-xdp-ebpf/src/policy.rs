@@ -36,8 +36,9 @@ use crate::{
 /// A verdict plus what the per-source table needs.
 pub struct Outcome {
     pub verdict: Verdict,
-    /// For traffic to a SIP port: the source's entry in the per-source table.
-    pub source: Option<*mut SourceStats>,
+    /// For traffic to a SIP port: the source's entry in the per-source
+    /// table (null: none).
+    pub source: *mut SourceStats,
     /// The request to count by method at the exit (messages judged one by
     /// one are counted as they are read).
     pub sip: SipKind,
@@ -49,14 +50,18 @@ pub struct Outcome {
 impl Outcome {
     #[inline(always)]
     fn of(verdict: Verdict) -> Outcome {
-        Outcome { verdict, source: None, sip: SipKind::NotSip, registers: 0, now_ns: 0 }
+        // An opaque zero: LLVM merges adjacent constant-zero stores into a
+        // call to a byte-at-a-time memset subprogram, which every packet
+        // would pay for.
+        let zero = core::hint::black_box(0u64);
+        Outcome { verdict, source: zero as *mut SourceStats, sip: SipKind::NotSip, registers: zero, now_ns: zero }
     }
 }
 
-/// The verdict of a packet. Its messages are walked from here, after
-/// `judge_ip` returns, so that frame (and the parsed headers it holds) is
-/// not on the stack under theirs: the BPF stack is 512 bytes for the
-/// whole chain of calls.
+/// The verdict of a packet. Everything here is inlined into the program:
+/// the flood path pays no call but the IP parser's. The stack is 512
+/// bytes for the whole chain of calls: what the messages' walk calls
+/// keeps its frames small for it.
 #[inline(always)]
 pub fn judge(ctx: &XdpContext) -> Outcome {
     let mut outcome = Outcome::of(Verdict::new(Action::Pass, Reason::NonSip));
@@ -76,7 +81,7 @@ pub fn judge(ctx: &XdpContext) -> Outcome {
 
 /// Parses the headers and judges the source, into `out`; fills `walk` (and
 /// the per-CPU walk state) if the packet's messages are to be read.
-#[inline(never)]
+#[inline(always)]
 fn judge_ip(ctx: &XdpContext, out: &mut Outcome, walk: &mut Walk) {
     let cfg = config();
     let (l3, offset) = match eth::parse(ctx) {
@@ -112,10 +117,9 @@ fn remember_fragment(key: &FragKey, verdict: &Verdict) {
     let _ = SIP_FRAGS.insert(key, &verdict.to_frag(), 0);
 }
 
-/// Everything past the IP header, into `out`. Not inlined (and so not
-/// returning a struct, which BPF calls cannot): its own stack frame keeps
-/// each frame under the BPF limit.
-#[inline(never)]
+/// Everything past the IP header, into `out` (and `walk`). Inlined: the
+/// flood path ends here, and a call costs it.
+#[inline(always)]
 fn judge_l4(ctx: &XdpContext, ip: &L3Info, out: &mut Outcome, walk: &mut Walk) {
     let cfg = config();
     let l4 = match l4::parse(ctx, ip.protocol, ip.l4_offset) {
@@ -138,7 +142,7 @@ fn judge_l4(ctx: &XdpContext, ip: &L3Info, out: &mut Outcome, walk: &mut Walk) {
     let kind = unpack_kind(admitted);
     *out = Outcome {
         verdict: decide(Packet::ToSipPort(source), cfg),
-        source: stats,
+        source: stats.unwrap_or(core::ptr::null_mut()),
         sip: kind,
         registers: (kind == SipKind::Register) as u64,
         now_ns,
@@ -170,7 +174,7 @@ impl Walk {
 /// then come again, as the sender retransmits them). A segment whose
 /// messages cannot all be told apart is refused as `unreadable`: what the
 /// filter cannot read, it does not let through to be charged to nobody.
-#[inline(never)]
+#[inline(always)]
 fn judge_messages(ctx: &XdpContext, walk: &Walk, state: &WalkState, out: &mut Outcome) {
     let cfg = config();
     let Some(judged) = walk.judged else { return };
@@ -460,7 +464,8 @@ pub fn account(ctx: &XdpContext, outcome: &Outcome) {
     if let Some(method) = MethodCount::of(outcome.sip) {
         count(method as u32);
     }
-    if let Some(stats) = outcome.source {
+    if !outcome.source.is_null() {
+        let stats = outcome.source;
         let register = outcome.registers;
         let dropped = (outcome.verdict.action != Action::Pass) as u64;
         // Shared between CPUs: atomic adds keep the counts exact.

@@ -324,6 +324,8 @@ pub fn rows() -> Vec<Row> {
         "dropped, not allowlisted, TCP", Edge, |i| tcp4([198, 19, 3, i], 5060, REGISTER) => Drop, NotAllowlisted, timed;
         "trusted REGISTER", Edge, |i| udp4(at(TRUNKS, i), 5060, REGISTER) => Pass, Allowlisted, timed;
         "limited REGISTER", Edge, |i| udp4(at(CUSTOMERS, i), 5060, REGISTER) => Pass, Limited, timed;
+        "limited REGISTER with credentials (read, remembered)", Edge, |i| udp4(at(CUSTOMERS, i), 5060, REGISTER_WITH_CREDENTIALS) => Pass, Limited, timed;
+        "limited TCP segment of 4 REGISTERs", Edge, |i| tcp4(at(CUSTOMERS, i), 5060, &REGISTER_WITH_CREDENTIALS.repeat(4)) => Pass, Limited, timed;
         "banned source (a customer)", Edge, |i| udp4(at(BANNED_CUSTOMERS, i), 5060, REGISTER) => Drop, Banned, timed;
         "INVITE with destination lookup", Edge, |i| udp4(at(CUSTOMERS, i), 5060, INVITE_49) => Pass, Limited, timed;
         "IPv6, trusted", Edge, |i| udp6(v6_host(TRUNKS_V6, i), 5060, REGISTER) => Pass, Allowlisted, timed;

@@ -17,6 +17,15 @@ pub const NEXTHDR_DEST: u8 = 60;
 
 pub const REGISTER: &[u8] = b"REGISTER sip:198.18.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 198.18.1.2:5060\r\n\r\n";
 pub const INVITE: &[u8] = b"INVITE sip:100@198.18.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 198.18.1.2:5060\r\n\r\n";
+/// A phone's REGISTER answering a challenge, as phones send them.
+pub const REGISTER_WITH_CREDENTIALS: &[u8] = b"REGISTER sip:198.18.0.1 SIP/2.0\r\n\
+Via: SIP/2.0/UDP 203.0.113.10:5060;branch=z9hG4bK-524287-1---8d3c4f0a\r\n\
+Max-Forwards: 70\r\nContact: <sip:100@203.0.113.10:5060;rinstance=1b2c3d>\r\n\
+To: <sip:100@198.18.0.1>\r\nFrom: <sip:100@198.18.0.1>;tag=5a1b2c3d\r\n\
+Call-ID: ZjNkYmM0MmQ5NzVmNTg2NjY0MjFiYzRlM2E2ZTE0ZjE\r\nCSeq: 2 REGISTER\r\nExpires: 300\r\n\
+Authorization: Digest username=\"100\",realm=\"198.18.0.1\",nonce=\"Y2l3f2Vvb3Z4\",uri=\"sip:198.18.0.1\",\
+response=\"5d41402abc4b2a76b9719d911017c592\",algorithm=MD5\r\n\
+User-Agent: Yealink SIP-T46S 66.86.0.15\r\nContent-Length: 0\r\n\r\n";
 
 /// Ethernet header with the given VLAN tags (outermost first) and ethertype.
 pub fn eth(vlan_tpids: &[u16], ethertype: u16) -> Vec<u8> {

@@ -201,6 +201,13 @@ impl Filter {
     pub fn time_ns(&mut self, frame: &[u8], repeat: u32) -> f64 {
         time_ns(loader::ingress(&mut self.ebpf).expect("program"), frame, repeat)
     }
+
+    /// Kernel time per run of the egress (TC) program on `frame`.
+    pub fn time_egress_ns(&mut self, frame: &[u8], repeat: u32) -> f64 {
+        let program = loader::egress(&mut self.ebpf).expect("egress program");
+        let opts = TestRunOptions { data_in: Some(frame), repeat, ..TestRunOptions::default() };
+        program.test_run(opts).expect("BPF_PROG_TEST_RUN (TC)").duration.as_nanos() as f64
+    }
 }
 
 /// The test programs (`tests/ebpf`), compiled by this crate's build

@@ -23,7 +23,7 @@ fn promtool(args: &[&str]) -> String {
 
 #[test]
 fn alert_rules_pass_promtool_and_their_unit_tests() {
-    assert!(promtool(&["check", "rules", "sip-xdp.rules.yml"]).contains("SUCCESS: 8 rules found"));
+    assert!(promtool(&["check", "rules", "sip-xdp.rules.yml"]).contains("SUCCESS: 10 rules found"));
     assert!(promtool(&["test", "rules", "sip-xdp.rules.test.yml"]).contains("SUCCESS"));
     assert!(promtool(&["check", "config", "prometheus.yml"]).contains("SUCCESS"));
     // Each alert has a unit test.
@@ -73,9 +73,9 @@ fn the_dashboard_is_importable_and_uses_the_datasource_variable() {
     for wanted in [
         "drop rate by reason",
         "requests by method",
-        "401",
+        "challenges, failures, successes",
         "active bans",
-        "bans per minute",
+        "bans per minute by reason",
         "top sources",
         "trusted-source drops",
         "map utilisation",

@@ -47,7 +47,46 @@ pub fn cost_per_packet(plan: &Plan) -> Vec<Cost> {
         println!("    {:<34} {ns:>7.1} ns   baseline {baseline_ns:>6.1} ns   x{:.2}", row.name, ns / baseline_ns);
         out.push(Cost { class: row.name, ns, baseline_ns });
     }
+    // The egress program, on responses the server sends; its baseline is
+    // the parse-only program on the same bytes (the cost of reaching L4).
+    for (class, frames) in egress_classes(plan.sources) {
+        let ns = measure(|fr, n| f.time_egress_ns(fr, n), &frames, plan);
+        let baseline_ns = measure(|fr, n| baseline.baseline_ns(fr, n), &frames, plan);
+        println!("    {class:<34} {ns:>7.1} ns   baseline {baseline_ns:>6.1} ns   x{:.2}", ns / baseline_ns);
+        out.push(Cost { class, ns, baseline_ns });
+    }
     out
+}
+
+/// Responses from the server's SIP port, one frame per client.
+fn egress_classes(sources: usize) -> Vec<(&'static str, Vec<Vec<u8>>)> {
+    let response = |dst: [u8; 4], tcp: bool, payload: &[u8]| {
+        let ip = V4 { dst, ..V4::new([198, 18, 0, 1], if tcp { IPPROTO_TCP } else { IPPROTO_UDP }) };
+        let mut l4 = if tcp { frames_tcp(payload) } else { udp(40000, payload) };
+        l4[0..2].copy_from_slice(&5060u16.to_be_bytes());
+        v4_frame(&[], &ip, &l4)
+    };
+    let ok = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 198.18.1.2;branch=z9hG4bK1\r\nCall-ID: trunk-1\r\nCSeq: 2 REGISTER\r\nContent-Length: 0\r\n\r\n";
+    let challenge = b"SIP/2.0 401 Unauthorized\r\nVia: SIP/2.0/UDP 203.0.113.1;branch=z9hG4bK1\r\nCall-ID: guess-1\r\nCSeq: 1 REGISTER\r\nWWW-Authenticate: Digest realm=\"x\", nonce=\"y\"\r\nContent-Length: 0\r\n\r\n";
+    let n = |i: usize| (i % 256) as u8;
+    vec![
+        (
+            "egress: 200 OK to a trunk (counted)",
+            (0..sources).map(|i| response([198, 18, 1, n(i)], false, ok)).collect(),
+        ),
+        (
+            "egress: 401 to a customer (accounted)",
+            (0..sources).map(|i| response([203, 0, 113, n(i)], false, challenge)).collect(),
+        ),
+        (
+            "egress: TCP segment of 4 401s",
+            (0..sources).map(|i| response([203, 0, 113, n(i)], true, &challenge.repeat(4))).collect(),
+        ),
+    ]
+}
+
+fn frames_tcp(payload: &[u8]) -> Vec<u8> {
+    tcp(40000, 0, payload)
 }
 
 pub struct Scale {

@@ -1,13 +1,15 @@
 //! End-to-end lab: an edge namespace (Kamailio and sip-xdp) joined by veth
 //! pairs to a trunk namespace (allowlisted in the tests' configs) and a
-//! stranger namespace. Addresses are from 198.18.0.0/15; traffic never
-//! leaves the namespaces. Everything is torn down in `Drop`, so a failing
-//! test leaves nothing behind.
+//! stranger namespace, over IPv4 and IPv6. Addresses are from
+//! 198.18.0.0/15 and 2001:2::/48 only; traffic never leaves the
+//! namespaces. Everything is torn down in `Drop`, so a failing test leaves
+//! nothing behind.
 
 use std::{
+    collections::BTreeMap,
     fs::File,
-    io::{BufRead, BufReader},
-    net::{SocketAddr, UdpSocket},
+    io::{BufRead, BufReader, Read, Write},
+    net::{IpAddr, SocketAddr, TcpStream, UdpSocket},
     os::{fd::AsRawFd, unix::process::CommandExt},
     path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
@@ -22,6 +24,14 @@ pub const EDGE_TRUNK_IP: &str = "198.18.1.1";
 pub const TRUNK_IP: &str = "198.18.1.2";
 pub const EDGE_STRANGER_IP: &str = "198.18.2.1";
 pub const STRANGER_IP: &str = "198.18.2.2";
+/// The same links over IPv6: one /64 per link, inside 2001:2::/48.
+pub const EDGE_TRUNK_IP6: &str = "2001:2:0:1::1";
+pub const TRUNK_IP6: &str = "2001:2:0:1::2";
+pub const EDGE_STRANGER_IP6: &str = "2001:2:0:2::1";
+pub const STRANGER_IP6: &str = "2001:2:0:2::2";
+/// The largest MTU a veth takes while a native XDP program without frags
+/// is attached to its peer (a page, less headroom and the skb's tail).
+pub const MAX_XDP_VETH_MTU: u32 = 3500;
 
 /// The controller binary, built by `cargo xtask test` before the tests run.
 pub fn sip_xdp_bin() -> PathBuf {
@@ -152,6 +162,9 @@ pub struct Lab {
     /// Edge-side interfaces facing the trunk and the stranger.
     pub edge_trunk_if: String,
     pub edge_stranger_if: String,
+    /// Their peers, in the trunk and stranger namespaces.
+    pub trunk_if: String,
+    pub stranger_if: String,
     /// A bpffs mounted in the test's own mount namespace, so the
     /// controller (under `ip netns exec`) and the CLI see the same pins.
     pub pins: PathBuf,
@@ -178,6 +191,8 @@ impl Lab {
             stranger: format!("{tag}-str"),
             edge_trunk_if: format!("{tag}et"),
             edge_stranger_if: format!("{tag}es"),
+            trunk_if: format!("{tag}pt"),
+            stranger_if: format!("{tag}ps"),
             pins,
             dir,
             tag,
@@ -193,19 +208,64 @@ impl Lab {
             ip(&["netns", "add", ns]);
             ip(&["-n", ns, "link", "set", "lo", "up"]);
         }
-        lab.wire(&lab.trunk, &lab.edge_trunk_if, EDGE_TRUNK_IP, TRUNK_IP, "t");
-        lab.wire(&lab.stranger, &lab.edge_stranger_if, EDGE_STRANGER_IP, STRANGER_IP, "s");
+        lab.wire(&lab.trunk, &lab.edge_trunk_if, &lab.trunk_if, [EDGE_TRUNK_IP, TRUNK_IP], [EDGE_TRUNK_IP6, TRUNK_IP6]);
+        lab.wire(
+            &lab.stranger,
+            &lab.edge_stranger_if,
+            &lab.stranger_if,
+            [EDGE_STRANGER_IP, STRANGER_IP],
+            [EDGE_STRANGER_IP6, STRANGER_IP6],
+        );
         lab
     }
 
-    /// A veth pair from the edge to `peer_ns`, on a /24.
-    fn wire(&self, peer_ns: &str, edge_if: &str, edge_ip: &str, peer_ip: &str, suffix: &str) {
-        let peer_if = format!("{}p{suffix}", self.tag);
-        ip(&["link", "add", edge_if, "netns", &self.edge, "type", "veth", "peer", "name", &peer_if, "netns", peer_ns]);
-        ip(&["-n", &self.edge, "addr", "add", &format!("{edge_ip}/24"), "dev", edge_if]);
-        ip(&["-n", peer_ns, "addr", "add", &format!("{peer_ip}/24"), "dev", &peer_if]);
+    /// A veth pair from the edge to `peer_ns`, on an IPv4 /24 and an IPv6
+    /// /64 (`[edge, peer]` addresses; no duplicate address detection, so
+    /// the IPv6 addresses are usable at once).
+    fn wire(&self, peer_ns: &str, edge_if: &str, peer_if: &str, v4: [&str; 2], v6: [&str; 2]) {
+        ip(&["link", "add", edge_if, "netns", &self.edge, "type", "veth", "peer", "name", peer_if, "netns", peer_ns]);
+        ip(&["-n", &self.edge, "addr", "add", &format!("{}/24", v4[0]), "dev", edge_if]);
+        ip(&["-n", peer_ns, "addr", "add", &format!("{}/24", v4[1]), "dev", peer_if]);
+        ip(&["-n", &self.edge, "addr", "add", &format!("{}/64", v6[0]), "dev", edge_if, "nodad"]);
+        ip(&["-n", peer_ns, "addr", "add", &format!("{}/64", v6[1]), "dev", peer_if, "nodad"]);
         ip(&["-n", &self.edge, "link", "set", edge_if, "up"]);
-        ip(&["-n", peer_ns, "link", "set", &peer_if, "up"]);
+        ip(&["-n", peer_ns, "link", "set", peer_if, "up"]);
+    }
+
+    /// Gives the stranger namespace another address on its link to the
+    /// edge, and the edge an on-link route to it: an IPv4 address outside
+    /// 198.18.2.0/24 (198.18.3.0/24, say) gets a route for its /24, an
+    /// IPv6 address outside 2001:2:0:2::/64 one for its /64. Only
+    /// 198.18.0.0/15 and 2001:2::/48 are accepted.
+    pub fn add_stranger_addr(&self, addr: &str) {
+        match addr.parse::<IpAddr>().unwrap_or_else(|_| panic!("not an address: {addr}")) {
+            IpAddr::V4(v4) => {
+                let o = v4.octets();
+                assert!(o[0] == 198 && (o[1] & 0xfe) == 18, "{addr} is outside 198.18.0.0/15");
+                ip(&["-n", &self.stranger, "addr", "add", &format!("{addr}/32"), "dev", &self.stranger_if]);
+                if (o[1], o[2]) != (18, 2) {
+                    let net = format!("{}.{}.{}.0/24", o[0], o[1], o[2]);
+                    ip(&["-n", &self.edge, "route", "replace", &net, "dev", &self.edge_stranger_if]);
+                }
+            }
+            IpAddr::V6(v6) => {
+                let s = v6.segments();
+                assert!(s[0] == 0x2001 && s[1] == 2 && s[2] == 0, "{addr} is outside 2001:2::/48");
+                ip(&["-n", &self.stranger, "addr", "add", &format!("{addr}/128"), "dev", &self.stranger_if, "nodad"]);
+                if s[3] != 2 {
+                    let net = format!("2001:2:0:{:x}::/64", s[3]);
+                    ip(&["-n", &self.edge, "route", "replace", &net, "dev", &self.edge_stranger_if]);
+                }
+            }
+        }
+    }
+
+    /// Sets the MTU of both ends of the stranger's link (at most
+    /// [`MAX_XDP_VETH_MTU`] while the filter is attached in native mode).
+    pub fn set_stranger_mtu(&self, mtu: u32) {
+        let mtu = mtu.to_string();
+        ip(&["-n", &self.edge, "link", "set", "dev", &self.edge_stranger_if, "mtu", &mtu]);
+        ip(&["-n", &self.stranger, "link", "set", "dev", &self.stranger_if, "mtu", &mtu]);
     }
 
     pub fn start_kamailio(&mut self) {
@@ -442,8 +502,21 @@ requests_burst = 200
     /// The same with a given password: a wrong one draws two 401s (the
     /// challenge and the refusal) and fails.
     pub fn sipp_register_with(&self, ns: &str, local_ip: &str, server_ip: &str, password: &str) -> bool {
+        self.sipp_register_over(ns, local_ip, server_ip, password, "u1")
+    }
+
+    /// The same over SIPp transport `transport` (`u1`: UDP, `t1`: TCP),
+    /// IPv4 or IPv6.
+    pub fn sipp_register_over(
+        &self,
+        ns: &str,
+        local_ip: &str,
+        server_ip: &str,
+        password: &str,
+        transport: &str,
+    ) -> bool {
         let out = Command::new("ip")
-            .args(["netns", "exec", ns, "sipp", &format!("{server_ip}:5060"), "-sf"])
+            .args(["netns", "exec", ns, "sipp", &host_port(server_ip, 5060), "-sf"])
             .arg(fixture("register.xml"))
             .args([
                 "-s",
@@ -452,6 +525,8 @@ requests_burst = 200
                 password,
                 "-i",
                 local_ip,
+                "-t",
+                transport,
                 "-m",
                 "1",
                 "-nostdin",
@@ -465,6 +540,85 @@ requests_burst = 200
             .output()
             .expect("run sipp");
         out.status.code() == Some(0)
+    }
+
+    /// Starts SIPp in namespace `ns` from `local_ip` against port 5060 of
+    /// `server_ip` with the fixture `scenario` and `args`; `name` names its
+    /// files in the lab's directory (statistics, errors, final screen).
+    /// SIPp's own limits (`-m`, `-timeout`) should end it;
+    /// [`Sipp::wait`] bounds the wait.
+    pub fn spawn_sipp(
+        &self,
+        name: &str,
+        ns: &str,
+        local_ip: &str,
+        server_ip: &str,
+        scenario: &str,
+        args: &[&str],
+    ) -> Sipp {
+        let files = self.dir.join(format!("sipp-{name}"));
+        std::fs::create_dir_all(&files).expect("sipp dir");
+        let stat_file = files.join("stats.csv");
+        let error_file = files.join("errors.log");
+        let screen_file = files.join("screen.log");
+        let proc = Proc::spawn(
+            &format!("sipp {name}"),
+            Command::new("ip")
+                .args(["netns", "exec", ns, "sipp", &host_port(server_ip, 5060), "-sf"])
+                .arg(fixture(scenario))
+                .args(["-i", local_ip, "-nostdin", "-trace_stat", "-fd", "5", "-stf"])
+                .arg(&stat_file)
+                .args(["-trace_err", "-error_file"])
+                .arg(&error_file)
+                .args(["-trace_screen", "-screen_file"])
+                .arg(&screen_file)
+                .args(args)
+                .current_dir(&files),
+        );
+        Sipp { proc, stat_file, error_file, screen_file }
+    }
+
+    /// Active bans, from `ban list --json`.
+    pub fn bans(&self) -> Vec<serde_json::Value> {
+        let list: serde_json::Value = serde_json::from_str(&self.cli_ok(&["ban", "list", "--json"])).expect("JSON");
+        list.as_array().expect("list").clone()
+    }
+
+    /// The ban of `source` (as `ban list` names it), if any.
+    pub fn ban_of(&self, source: &str) -> Option<serde_json::Value> {
+        self.bans().into_iter().find(|b| b["source"] == source)
+    }
+
+    /// One sample of the controller's metrics (listening on its default
+    /// 127.0.0.1:9560 in the edge namespace): `series` with its labels as
+    /// exported, e.g. `sipxdp_auth_responses_total{outcome="failure"}`.
+    pub fn metric(&self, series: &str) -> f64 {
+        let text = self.http_get("http://127.0.0.1:9560/metrics");
+        text.lines()
+            .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+            .unwrap_or_else(|| panic!("no sample {series} in:\n{text}"))
+            .rsplit(' ')
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("bad sample {series}"))
+    }
+
+    /// A TCP connection to port 5060 of `server_ip`, made inside `ns` from
+    /// `local_ip` (any free port).
+    pub fn tcp_in(&self, ns: &str, local_ip: &str, server_ip: &str) -> SipStream {
+        self.try_tcp_in(ns, local_ip, server_ip, Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("connect {local_ip} -> {server_ip}: {e}"))
+    }
+
+    /// The same, or the error if it is not up within `wait`.
+    pub fn try_tcp_in(&self, ns: &str, local_ip: &str, server_ip: &str, wait: Duration) -> std::io::Result<SipStream> {
+        let local: IpAddr = local_ip.parse().expect("local address");
+        let server = SocketAddr::new(server_ip.parse().expect("server address"), 5060);
+        self.in_netns(ns, move || {
+            let stream = tcp_connect(local, server, wait)?;
+            stream.set_nodelay(true)?;
+            Ok(SipStream { stream, buf: Vec::new() })
+        })
     }
 
     /// Detaches XDP from the edge interfaces, whatever state they are in.
@@ -502,6 +656,7 @@ pub fn register_request(from_ip: &str, from_port: u16, seq: u32) -> Vec<u8> {
 }
 
 fn sip_request(method: &str, from_ip: &str, from_port: u16, seq: u32) -> Vec<u8> {
+    let from_ip = sip_host(from_ip);
     format!(
         "{method} sip:198.18.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {from_ip}:{from_port};branch=z9hG4bK-{seq}\r\n\
          Max-Forwards: 70\r\nFrom: <sip:probe@{from_ip}>;tag={seq}\r\nTo: <sip:probe@{from_ip}>\r\n\
@@ -561,4 +716,245 @@ pub fn drain(sock: &UdpSocket, wait: Duration) -> usize {
         }
     }
     n
+}
+
+/// `ip` as the host part of a SIP URI or Via: an IPv6 address in brackets.
+pub fn sip_host(ip: &str) -> String {
+    if ip.contains(':') {
+        format!("[{ip}]")
+    } else {
+        ip.to_string()
+    }
+}
+
+/// `ip:port`, an IPv6 address in brackets (a socket address, SIPp's
+/// remote host).
+pub fn host_port(ip: &str, port: u16) -> String {
+    format!("{}:{port}", sip_host(ip))
+}
+
+/// A REGISTER for `user` carrying digest credentials that are wrong (a
+/// guessed password, an invented nonce): the server refuses them with a
+/// 401. `transport` is `UDP` or `TCP`; the Call-ID is unique per `seq`.
+pub fn register_with_credentials(
+    transport: &str,
+    from_ip: &str,
+    from_port: u16,
+    server_ip: &str,
+    user: &str,
+    seq: u32,
+) -> Vec<u8> {
+    let (from, server) = (sip_host(from_ip), sip_host(server_ip));
+    format!(
+        "REGISTER sip:{server} SIP/2.0\r\nVia: SIP/2.0/{transport} {from}:{from_port};branch=z9hG4bK-g{seq}\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:{user}@{server}>;tag=g{seq}\r\nTo: <sip:{user}@{server}>\r\n\
+         Call-ID: guess-{seq}-{from_port}@{from}\r\nCSeq: 2 REGISTER\r\nContact: <sip:{user}@{from}:{from_port}>\r\n\
+         Authorization: Digest username=\"{user}\", realm=\"{server}\", nonce=\"6a1b2c3d{seq:08x}\", \
+         uri=\"sip:{server}\", response=\"{:032x}\", algorithm=MD5\r\n\
+         Expires: 300\r\nContent-Length: 0\r\n\r\n",
+        0x5eed_u128.wrapping_mul(u128::from(seq) + 1)
+    )
+    .into_bytes()
+}
+
+/// The shortest REGISTER with digest credentials (for extension 1000)
+/// that Kamailio reads and refuses with a 401: compact headers, empty
+/// digest fields, 170 bytes, so that twenty fit one TCP segment at an MTU
+/// of [`MAX_XDP_VETH_MTU`]. The Call-ID is unique per `seq` (< 100).
+pub fn compact_register_with_credentials(seq: u32) -> Vec<u8> {
+    format!(
+        "REGISTER sip:d SIP/2.0\r\nv:SIP/2.0/TCP a\r\nf:sip:d\r\nt:sip:1000@d\r\ni:{seq:02}\r\nCSeq:1 REGISTER\r\n\
+         Authorization:Digest username=\"1000\",realm=\"d\",nonce=\"\",uri=\"\",response=\"\"\r\nl:0\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+/// A TCP connection to a SIP server, reading whole messages (they are
+/// delimited by Content-Length, several may come in one read).
+pub struct SipStream {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl SipStream {
+    /// The connection's maximum segment size (payload bytes per segment).
+    pub fn mss(&self) -> usize {
+        use std::os::fd::AsRawFd;
+        let mut mss: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: getsockopt(2) on our own socket, into a c_int of that size.
+        let rc = unsafe {
+            libc::getsockopt(
+                self.stream.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_MAXSEG,
+                (&raw mut mss).cast(),
+                &mut len,
+            )
+        };
+        assert_eq!(rc, 0, "TCP_MAXSEG: {}", std::io::Error::last_os_error());
+        mss as usize
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("send over TCP");
+    }
+
+    /// The next whole message, if one arrives within `wait`.
+    pub fn recv(&mut self, wait: Duration) -> Option<String> {
+        let deadline = Instant::now() + wait;
+        loop {
+            if let Some(message) = take_message(&mut self.buf) {
+                return Some(message);
+            }
+            let left = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero())?;
+            self.stream.set_read_timeout(Some(left.min(Duration::from_millis(100)))).expect("timeout");
+            let mut chunk = [0u8; 8192];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                Err(_) => return None,
+            }
+        }
+    }
+}
+
+/// Removes and returns the first whole message of `buf` (leading CRLF
+/// keep-alives skipped).
+fn take_message(buf: &mut Vec<u8>) -> Option<String> {
+    let skip = buf.iter().take_while(|&&c| c == b'\r' || c == b'\n').count();
+    buf.drain(..skip);
+    let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+    let length = head
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(name, _)| name.trim().eq_ignore_ascii_case("content-length") || name.trim().eq_ignore_ascii_case("l"))
+        .and_then(|(_, v)| v.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    if buf.len() < head_end + length {
+        return None;
+    }
+    let message = String::from_utf8_lossy(&buf[..head_end + length]).to_string();
+    buf.drain(..head_end + length);
+    Some(message)
+}
+
+/// A TCP connection from `local` (any port) to `server`, in the calling
+/// thread's network namespace (std cannot bind before connecting); an
+/// error if it is not up within `wait` (a banned source's SYN is dropped).
+fn tcp_connect(local: IpAddr, server: SocketAddr, wait: Duration) -> std::io::Result<TcpStream> {
+    use std::os::fd::FromRawFd;
+    let sockaddr = |addr: SocketAddr| {
+        // SAFETY: an all-zero sockaddr_storage is valid; it is then filled
+        // as the family's own structure, which it is large enough for.
+        let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        let len = match addr {
+            SocketAddr::V4(a) => {
+                let sin = unsafe { &mut *(&raw mut storage).cast::<libc::sockaddr_in>() };
+                sin.sin_family = libc::AF_INET as libc::sa_family_t;
+                sin.sin_port = a.port().to_be();
+                sin.sin_addr.s_addr = u32::from_ne_bytes(a.ip().octets());
+                std::mem::size_of::<libc::sockaddr_in>()
+            }
+            SocketAddr::V6(a) => {
+                let sin6 = unsafe { &mut *(&raw mut storage).cast::<libc::sockaddr_in6>() };
+                sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+                sin6.sin6_port = a.port().to_be();
+                sin6.sin6_addr.s6_addr = a.ip().octets();
+                std::mem::size_of::<libc::sockaddr_in6>()
+            }
+        };
+        (storage, len as libc::socklen_t)
+    };
+    let check = |rc: libc::c_int| if rc < 0 { Err(std::io::Error::last_os_error()) } else { Ok(rc) };
+    let family = if local.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
+    // SAFETY: socket(2), bind(2), connect(2), poll(2) and getsockopt(2) on
+    // a fresh descriptor that the TcpStream owns from the start (so it is
+    // closed on every path), with initialised structures and their sizes.
+    unsafe {
+        let fd = check(libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK, 0))?;
+        let stream = TcpStream::from_raw_fd(fd);
+        let (addr, len) = sockaddr(SocketAddr::new(local, 0));
+        check(libc::bind(fd, (&raw const addr).cast(), len))?;
+        let (addr, len) = sockaddr(server);
+        if libc::connect(fd, (&raw const addr).cast(), len) < 0 {
+            let err = std::io::Error::last_os_error();
+            if err.raw_os_error() != Some(libc::EINPROGRESS) {
+                return Err(err);
+            }
+            let mut pfd = libc::pollfd { fd, events: libc::POLLOUT, revents: 0 };
+            if check(libc::poll(&mut pfd, 1, wait.as_millis() as libc::c_int))? == 0 {
+                return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"));
+            }
+            let mut so_error: libc::c_int = 0;
+            let mut optlen = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+            check(libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_ERROR, (&raw mut so_error).cast(), &mut optlen))?;
+            if so_error != 0 {
+                return Err(std::io::Error::from_raw_os_error(so_error));
+            }
+        }
+        stream.set_nonblocking(false)?;
+        Ok(stream)
+    }
+}
+
+/// A running SIPp (see [`Lab::spawn_sipp`]).
+pub struct Sipp {
+    pub proc: Proc,
+    stat_file: PathBuf,
+    error_file: PathBuf,
+    screen_file: PathBuf,
+}
+
+/// How a SIPp run ended: its exit status (0: every call succeeded) and
+/// the last line of its statistics file, by column.
+pub struct SippRun {
+    pub code: Option<i32>,
+    pub stats: BTreeMap<String, String>,
+    /// Its final screen and error log, for messages.
+    pub report: String,
+}
+
+impl Sipp {
+    /// Waits for SIPp to exit (killing it after `timeout`).
+    pub fn wait(mut self, timeout: Duration) -> SippRun {
+        let deadline = Instant::now() + timeout;
+        while self.proc.child.try_wait().expect("wait").is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if self.proc.child.try_wait().expect("wait").is_none() {
+            // A stuck run is killed; what it wrote so far is reported.
+            self.proc.signal(libc::SIGKILL);
+        }
+        let code = self.proc.wait_exit(Duration::from_secs(10));
+        let stats = std::fs::read_to_string(&self.stat_file).unwrap_or_default();
+        let mut lines = stats.lines().filter(|l| !l.trim().is_empty());
+        let header: Vec<&str> = lines.next().unwrap_or_default().split(';').collect();
+        let last: Vec<&str> = lines.next_back().unwrap_or_default().split(';').collect();
+        let stats = header.iter().zip(last).map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let report = format!(
+            "{}\n-- errors:\n{}\n-- output:\n{}",
+            std::fs::read_to_string(&self.screen_file).unwrap_or_default(),
+            std::fs::read_to_string(&self.error_file)
+                .unwrap_or_default()
+                .lines()
+                .take(40)
+                .collect::<Vec<_>>()
+                .join("\n"),
+            self.proc.text().lines().rev().take(40).collect::<Vec<_>>().join("\n")
+        );
+        SippRun { code, stats, report }
+    }
+}
+
+impl SippRun {
+    /// A cumulative count from the statistics (`SuccessfulCall(C)`, ...).
+    pub fn count(&self, column: &str) -> u64 {
+        self.stats
+            .get(column)
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {column} in SIPp's statistics:\n{}", self.report))
+    }
 }

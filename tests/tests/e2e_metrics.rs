@@ -59,7 +59,7 @@ fn metrics_match_the_kernel_and_every_dashboard_and_alert_query_has_data() {
     let prometheus = lab.start_prometheus();
 
     // Traffic: 30 OPTIONS from the trunk, a stranger outside every rule, and
-    // a customer whose failed logins get it banned.
+    // a customer whose failed logins (wrong credentials) get it banned.
     let trunk = lab.udp_in(&lab.trunk, &format!("{TRUNK_IP}:0"));
     let answered = count_in_background(&trunk, Duration::from_secs(2));
     send_options_in_background(&trunk, EDGE_TRUNK_IP, 30, Duration::from_millis(2)).join().unwrap();
@@ -67,7 +67,8 @@ fn metrics_match_the_kernel_and_every_dashboard_and_alert_query_has_data() {
     let customer = lab.udp_in(&lab.stranger, &format!("{STRANGER_IP}:0"));
     let port = customer.local_addr().unwrap().port();
     for seq in 0..5 {
-        customer.send_to(&register_request(STRANGER_IP, port, seq), format!("{EDGE_STRANGER_IP}:5060")).unwrap();
+        let guess = register_with_credentials("UDP", STRANGER_IP, port, EDGE_STRANGER_IP, "alice", seq);
+        customer.send_to(&guess, format!("{EDGE_STRANGER_IP}:5060")).unwrap();
         let _ = recv_within(&customer, Duration::from_millis(500));
     }
     lab.controller
@@ -97,7 +98,9 @@ fn metrics_match_the_kernel_and_every_dashboard_and_alert_query_has_data() {
         "dropped requests are counted too"
     );
     assert_eq!(sample(&text, "sipxdp_source_registers_total{source=\"198.18.2.2\"}"), 5.0);
-    assert_eq!(sample(&text, "sipxdp_sip_responses_total{code=\"401\"}"), 3.0, "three challenges, then the ban");
+    assert_eq!(sample(&text, "sipxdp_sip_responses_total{code=\"401\"}"), 3.0, "three refusals, then the ban");
+    assert_eq!(sample(&text, "sipxdp_auth_responses_total{outcome=\"failure\"}"), 3.0, "each a failure");
+    assert_eq!(sample(&text, "sipxdp_auth_responses_total{outcome=\"challenge\"}"), 0.0);
     assert_eq!(sample(&text, "sipxdp_sip_responses_total{code=\"200\"}"), 30.0);
     assert_eq!(sample(&text, "sipxdp_packets_total{action=\"drop\",reason=\"banned\"}"), 2.0);
     assert_eq!(sample(&text, "sipxdp_bans_total{reason=\"auth_failures\"}"), 1.0);
@@ -156,7 +159,10 @@ fn metrics_match_the_kernel_and_every_dashboard_and_alert_query_has_data() {
         .iter()
         .map(|r| r["query"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(rule_queries.len(), 8, "all alert rules loaded");
+    let rules_file =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../prometheus/sip-xdp.rules.yml")).unwrap();
+    let alerts = rules_file.lines().filter(|l| l.trim_start().starts_with("- alert:")).count();
+    assert_eq!(rule_queries.len(), alerts, "all alert rules loaded");
     for q in &rule_queries {
         exprs.push(left_of_comparison(q).to_string());
     }

@@ -69,16 +69,7 @@ fn main() {
     println!("==> building the lab: edge (Kamailio, sip-xdp, Prometheus), trunk, attacker network");
     let mut lab = Lab::new();
     for addr in [SCANNER, FLOODER] {
-        let peer_if = format!("{}ps", lab.tag);
-        sh(std::process::Command::new("ip").args([
-            "-n",
-            &lab.stranger,
-            "addr",
-            "add",
-            &format!("{addr}/24"),
-            "dev",
-            &peer_if,
-        ]));
+        lab.add_stranger_addr(addr);
     }
     lab.start_kamailio();
     lab.start_controller(&config(&lab));

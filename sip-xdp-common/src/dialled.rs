@@ -1,42 +1,27 @@
 //! The number dialled in an INVITE: the user part of its Request-URI,
-//! normalised to E.164 digits when it is international.
+//! unescaped and normalised to E.164 digits when it is international.
 //!
-//! `sip:+25261234567@host`, `sips:00252...@host`, `sip:011252...@host` and
-//! `tel:+252-61-234-567` all dial 25261234567 internationally; `sip:0612345@`
-//! is national; `sip:alice@` is no number. The scan is a small state machine
-//! fed one byte at a time, so the kernel can drive it with `bpf_loop` (the
-//! verifier checks one step, not every path through the URI) and the host
-//! tests drive it with a plain loop.
+//! `sip:+25261234567@host`, `sips:00252...@host`, `sip:011252...@host`,
+//! `sip:%2B252...@host` and `tel:+252-61-234-567` all dial 25261234567
+//! internationally; `sip:0612345@` is national; `sip:alice@` and `sip:host`
+//! (no user part) are no number. [`UserPart`] reads the URI after its
+//! scheme one byte at a time, as the message reader meets it, so the
+//! reading does not depend on where the URI sits in a packet or whether it
+//! is cut across TCP segments.
+//!
+//! Percent-escapes are decoded first (RFC 3261 §19.1.4: `%HH` and the
+//! character it encodes are the same character), so a server that
+//! unescapes the user part before matching its dial plan, as PBXs do, and
+//! the filter read the same number. A malformed escape cannot be read the
+//! way a server would: [`Dialled::Malformed`], which the policy refuses.
 
-/// Bytes of an INVITE read for its Request-URI.
-pub const INVITE_WINDOW: usize = 128;
 /// Digits kept; longer numbers are matched on their first digits.
 pub const MAX_DIGITS: usize = 20;
 /// International dialling prefixes ("00", "011") the config may give.
 pub const MAX_INTL_PREFIXES: usize = 4;
 pub const MAX_INTL_PREFIX_LEN: usize = 4;
 
-/// Where the user part starts: after `INVITE sip:`, `INVITE sips:` or
-/// `INVITE tel:` (scheme case-insensitive); None for anything else.
-#[inline(always)]
-pub fn invite_user_start(buf: &[u8; INVITE_WINDOW]) -> Option<usize> {
-    let head = [buf[0], buf[1], buf[2], buf[3], buf[4], buf[5], buf[6]];
-    if &head != b"INVITE " {
-        return None;
-    }
-    let s = [buf[7] | 0x20, buf[8] | 0x20, buf[9] | 0x20, buf[10] | 0x20, buf[11]];
-    if s[0] == b's' && s[1] == b'i' && s[2] == b'p' && buf[10] == b':' {
-        Some(11)
-    } else if s[0] == b's' && s[1] == b'i' && s[2] == b'p' && s[3] == b's' && s[4] == b':' {
-        Some(12)
-    } else if s[0] == b't' && s[1] == b'e' && s[2] == b'l' && buf[10] == b':' {
-        Some(11)
-    } else {
-        None
-    }
-}
-
-/// The scan's state between bytes.
+/// The digits of a number, fed one (decoded) character at a time.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct NumberScan {
@@ -54,7 +39,7 @@ pub const SCAN_ENDED: u8 = 1;
 pub const SCAN_NOT_A_NUMBER: u8 = 2;
 
 impl NumberScan {
-    /// Feeds one byte; false once the scan is over.
+    /// Feeds one character; false once the scan is over.
     #[inline(always)]
     pub fn step(&mut self, c: u8) -> bool {
         if self.state != SCAN_RUNNING {
@@ -72,8 +57,8 @@ impl NumberScan {
             b'+' if self.len == 0 && self.plus == 0 => self.plus = 1,
             // Visual separators of tel URIs (RFC 3966).
             b'-' | b'.' | b'(' | b')' => {}
-            // End of the user part.
-            b'@' | b';' | b'?' | b'>' | b':' | b' ' | b'\r' | b'\n' => {
+            // End of the number: parameters, password, host, URI end.
+            b'@' | b';' | b'?' | b'>' | b':' | b' ' | b'\t' | b'\r' | b'\n' => {
                 self.state = if self.len == 0 { SCAN_NOT_A_NUMBER } else { SCAN_ENDED };
                 return false;
             }
@@ -83,6 +68,148 @@ impl NumberScan {
             }
         }
         true
+    }
+}
+
+// Where a `UserPart` is in the URI.
+/// In the user part (for `sip:`, not yet known to be one: only an `@`
+/// says the URI has a user part at all).
+const IN_USER: u8 = 0;
+/// Past the user part, in the rest of the URI.
+const PAST_USER: u8 = 1;
+/// The URI has ended.
+const ENDED: u8 = 2;
+
+// Where a `UserPart` is in a percent-escape.
+const NO_ESCAPE: u8 = 0;
+/// After `%`.
+const ESCAPE_FIRST: u8 = 1;
+/// After `%` and one hex digit.
+const ESCAPE_SECOND: u8 = 2;
+
+/// The Request-URI after its scheme's colon, read one byte at a time:
+/// escapes decoded, the number scanned from the decoded characters, and
+/// whether there is a user part at all. For `sip:`/`sips:` the user part
+/// is what precedes an `@` (`sip:0025261234567 SIP/2.0` names a host, not
+/// a number: a server sees no user); for `tel:` it is the number up to its
+/// parameters.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct UserPart {
+    pub number: NumberScan,
+    place: u8,
+    escape: u8,
+    /// The high nibble of an escape being read.
+    high: u8,
+    /// A `tel:` URI.
+    tel: u8,
+    /// A `%` not followed by two hex digits, in the user part.
+    pub malformed: u8,
+    /// The URI ended without an `@`: no user part.
+    pub no_user: u8,
+    pub _pad: [u8; 2],
+}
+
+#[inline(always)]
+fn hex(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Ends a URI (outside any escape).
+#[inline(always)]
+fn ends_uri(c: u8) -> bool {
+    matches!(c, b' ' | b'\t' | b'\r' | b'\n')
+}
+
+impl UserPart {
+    pub const fn new(tel: bool) -> UserPart {
+        UserPart {
+            number: NumberScan { digits: [0; MAX_DIGITS], len: 0, plus: 0, state: SCAN_RUNNING, _pad: 0 },
+            place: IN_USER,
+            escape: NO_ESCAPE,
+            high: 0,
+            tel: tel as u8,
+            malformed: 0,
+            no_user: 0,
+            _pad: [0; 2],
+        }
+    }
+
+    /// Feeds the next byte of the URI; false once the URI has ended.
+    #[inline(always)]
+    pub fn step(&mut self, c: u8) -> bool {
+        if self.place == ENDED {
+            return false;
+        }
+        if ends_uri(c) {
+            self.end();
+            return false;
+        }
+        if self.place != IN_USER {
+            return true;
+        }
+        match (self.escape, hex(c)) {
+            (ESCAPE_FIRST, Some(h)) => {
+                self.high = h;
+                self.escape = ESCAPE_SECOND;
+            }
+            (ESCAPE_SECOND, Some(l)) => {
+                self.escape = NO_ESCAPE;
+                // A decoded character is data, never the `@` that ends
+                // the user part: it goes to the number as it is.
+                self.number.step(self.high << 4 | l);
+            }
+            (NO_ESCAPE, _) => self.raw(c),
+            // A `%` not followed by two hex digits; the byte that broke
+            // the escape is read as itself.
+            _ => {
+                self.malformed();
+                self.raw(c);
+            }
+        }
+        true
+    }
+
+    /// A byte of the user part that is not inside an escape.
+    #[inline(always)]
+    fn raw(&mut self, c: u8) {
+        if c == b'%' {
+            self.escape = ESCAPE_FIRST;
+            return;
+        }
+        // The `@` after a sip user part; the parameters after a tel
+        // number (`;phone-context=`).
+        if (c == b'@' && self.tel == 0) || (c == b';' && self.tel != 0) {
+            self.place = PAST_USER;
+        }
+        self.number.step(c);
+    }
+
+    #[inline(always)]
+    fn malformed(&mut self) {
+        self.malformed = 1;
+        self.escape = NO_ESCAPE;
+        self.number.state = SCAN_NOT_A_NUMBER;
+    }
+
+    /// The URI ends (a blank or the line's end).
+    #[inline(always)]
+    pub fn end(&mut self) {
+        if self.place == IN_USER {
+            if self.escape != NO_ESCAPE {
+                self.malformed();
+            }
+            if self.tel == 0 {
+                self.no_user = 1;
+            }
+            self.number.step(b' ');
+        }
+        self.place = ENDED;
     }
 }
 
@@ -107,17 +234,28 @@ pub enum Dialled {
         digits: [u8; MAX_DIGITS],
         len: u8,
     },
-    /// The window ended before enough digits to know the country (padding
-    /// with visual separators, say): the policy must not let it through.
+    /// The message ended before enough digits to know the country: the
+    /// policy must not let it through.
     Unverifiable,
+    /// A malformed escape in the user part: no server reads it as we
+    /// could, so the policy refuses it.
+    Malformed,
 }
 
 /// Digits that identify any country code (they are 1 to 3 digits long).
 const COUNTRY_DIGITS: u8 = 4;
 
-/// Classifies a finished (or window-truncated) scan.
+/// What a Request-URI's user part dials. A URI cut short (the message
+/// ended inside it) is read as far as it goes, as a user part.
 #[inline(always)]
-pub fn dialled(scan: &NumberScan, prefixes: &IntlPrefixes) -> Dialled {
+pub fn dialled(user: &UserPart, prefixes: &IntlPrefixes) -> Dialled {
+    if user.malformed != 0 && user.no_user == 0 {
+        return Dialled::Malformed;
+    }
+    if user.no_user != 0 {
+        return Dialled::NotANumber;
+    }
+    let scan = &user.number;
     if scan.state == SCAN_NOT_A_NUMBER {
         return Dialled::NotANumber;
     }
@@ -163,19 +301,16 @@ fn starts_with(digits: &[u8; MAX_DIGITS], prefix: &[u8; MAX_INTL_PREFIX_LEN], n:
     true
 }
 
-/// Host convenience: the number dialled by an INVITE payload.
-pub fn dialled_bytes(payload: &[u8], prefixes: &IntlPrefixes) -> Dialled {
-    let mut buf = [0u8; INVITE_WINDOW];
-    let n = payload.len().min(INVITE_WINDOW);
-    buf[..n].copy_from_slice(&payload[..n]);
-    let Some(start) = invite_user_start(&buf) else { return Dialled::NotANumber };
-    let mut scan = NumberScan::default();
-    for &c in &buf[start..] {
-        if !scan.step(c) {
+/// Host convenience: what the Request-URI after its scheme's colon
+/// (`+252...@host SIP/2.0`) dials.
+pub fn dialled_uri(uri: &[u8], tel: bool, prefixes: &IntlPrefixes) -> Dialled {
+    let mut user = UserPart::new(tel);
+    for &c in uri {
+        if !user.step(c) {
             break;
         }
     }
-    dialled(&scan, prefixes)
+    dialled(&user, prefixes)
 }
 
 /// `IntlPrefixes` from strings of digits (host side; at most 4 of 4 digits).
@@ -196,10 +331,15 @@ mod tests {
     use super::*;
     use std::{string::String, vec::Vec};
 
-    fn number(payload: &str) -> Option<(bool, String)> {
-        match dialled_bytes(payload.as_bytes(), &intl_prefixes(&["00", "011"])) {
+    /// What a URI (scheme included) dials: None for no number, `?` for
+    /// unverifiable, `!` for malformed.
+    fn number(uri: &str) -> Option<(bool, String)> {
+        let (scheme, rest) = uri.split_once(':').unwrap();
+        let tel = scheme.eq_ignore_ascii_case("tel");
+        match dialled_uri(rest.as_bytes(), tel, &intl_prefixes(&["00", "011"])) {
             Dialled::NotANumber => None,
             Dialled::Unverifiable => Some((true, String::from("?"))),
+            Dialled::Malformed => Some((true, String::from("!"))),
             Dialled::National => Some((false, String::new())),
             Dialled::International { digits, len } => {
                 Some((true, String::from_utf8(digits[..len as usize].to_vec()).unwrap()))
@@ -211,63 +351,109 @@ mod tests {
         Some((true, s.into()))
     }
 
+    fn national() -> Option<(bool, String)> {
+        Some((false, String::new()))
+    }
+
     #[test]
     fn international_forms_normalise_to_e164() {
-        assert_eq!(number("INVITE sip:+25261234567@198.18.0.1 SIP/2.0\r\n"), intl("25261234567"));
-        assert_eq!(number("INVITE sip:0025261234567@198.18.0.1 SIP/2.0\r\n"), intl("25261234567"));
-        assert_eq!(number("INVITE sip:01125261234567@pbx SIP/2.0\r\n"), intl("25261234567"));
-        assert_eq!(number("INVITE tel:+252-61-234-567 SIP/2.0\r\n"), intl("25261234567"));
-        assert_eq!(number("INVITE tel:+252(61)234.567;phone-context=x SIP/2.0\r\n"), intl("25261234567"));
-        assert_eq!(number("INVITE sips:+4930123@pbx SIP/2.0\r\n"), intl("4930123"));
-        assert_eq!(number("INVITE SIP:+4930123@pbx SIP/2.0\r\n"), intl("4930123"), "scheme case");
-        assert_eq!(number("INVITE sip:+4930123;user=phone@pbx SIP/2.0\r\n"), intl("4930123"));
-        assert_eq!(number("INVITE sip:+4930123:secret@pbx SIP/2.0\r\n"), intl("4930123"));
+        assert_eq!(number("sip:+25261234567@198.18.0.1 SIP/2.0"), intl("25261234567"));
+        assert_eq!(number("sip:0025261234567@198.18.0.1 SIP/2.0"), intl("25261234567"));
+        assert_eq!(number("sip:01125261234567@pbx SIP/2.0"), intl("25261234567"));
+        assert_eq!(number("tel:+252-61-234-567 SIP/2.0"), intl("25261234567"));
+        assert_eq!(number("tel:+252(61)234.567;phone-context=x SIP/2.0"), intl("25261234567"));
+        assert_eq!(number("sips:+4930123@pbx SIP/2.0"), intl("4930123"));
+        assert_eq!(number("sip:+4930123;user=phone@pbx SIP/2.0"), intl("4930123"));
+        assert_eq!(number("sip:+4930123:secret@pbx SIP/2.0"), intl("4930123"));
+        assert_eq!(number("sip:+4930123@pbx\r"), intl("4930123"));
+    }
+
+    #[test]
+    fn escapes_read_as_the_characters_they_encode() {
+        for uri in [
+            "sip:%2B25261234567@pbx SIP/2.0",
+            "sip:%2b25261234567@pbx SIP/2.0",
+            "sip:%2B%32%35%32%36%31%32%33%34%35%36%37@pbx SIP/2.0",
+            "sip:+%3252%2D61%2d234%2E567@pbx SIP/2.0",
+            "sip:%30%30252-61234567@pbx SIP/2.0",
+            "tel:%2B252%2861%29234567 SIP/2.0",
+        ] {
+            assert_eq!(number(uri), intl("25261234567"), "{uri}");
+        }
+        // A decoded delimiter ends the number as the plain one would; a
+        // decoded `@` is data, not the end of the user part.
+        assert_eq!(number("sip:+252612%3Bx@pbx SIP/2.0"), intl("252612"));
+        assert_eq!(number("sip:+252612%40evil@pbx SIP/2.0"), intl("252612"));
+        assert_eq!(number("sip:%41lice@pbx SIP/2.0"), None);
+    }
+
+    #[test]
+    fn malformed_escapes_are_malformed() {
+        for uri in [
+            "sip:%2G252@pbx SIP/2.0",
+            "sip:+252%@pbx SIP/2.0",
+            "sip:+252%4@pbx SIP/2.0",
+            "sip:+25261%zz@pbx SIP/2.0",
+            "sip:alice%@pbx SIP/2.0",
+            "tel:+252%2 SIP/2.0",
+            "sip:+252;x=%q@pbx SIP/2.0",
+        ] {
+            assert_eq!(number(uri), intl("!"), "{uri}");
+        }
+        // Past the user part, escapes are not the number's business.
+        assert_eq!(number("sip:+252@pbx;x=%zz SIP/2.0"), intl("252"));
+        // Without a user part, a bad escape is in the host: not a number.
+        assert_eq!(number("sip:%zz SIP/2.0"), None);
+    }
+
+    #[test]
+    fn a_sip_uri_without_at_has_no_user_part() {
+        assert_eq!(number("sip:0025261234567 SIP/2.0"), None);
+        assert_eq!(number("sip:+25261234567;transport=tcp SIP/2.0"), None);
+        assert_eq!(number("sip:pbx.example.net SIP/2.0"), None);
+        // A tel URI is all number.
+        assert_eq!(number("tel:0025261234567 SIP/2.0"), intl("25261234567"));
+        // Cut short before any `@`: read as a user part (the server never
+        // gets the rest, so this errs on the side of the policy).
+        assert_eq!(number("sip:+25261234567"), intl("25261234567"));
+        assert_eq!(number("sip:+25"), intl("?"));
     }
 
     #[test]
     fn national_numbers_and_names() {
-        assert_eq!(number("INVITE sip:0612345678@pbx SIP/2.0\r\n"), Some((false, String::new())));
-        assert_eq!(number("INVITE sip:100@pbx SIP/2.0\r\n"), Some((false, String::new())));
-        assert_eq!(
-            number("INVITE sip:00@pbx SIP/2.0\r\n"),
-            Some((false, String::new())),
-            "a prefix alone dials nothing abroad"
-        );
-        assert_eq!(number("INVITE sip:alice@pbx SIP/2.0\r\n"), None);
-        assert_eq!(number("INVITE sip:@pbx SIP/2.0\r\n"), None);
-        assert_eq!(number("INVITE sip:+@pbx SIP/2.0\r\n"), None);
-        assert_eq!(number("INVITE sip:12+34@pbx SIP/2.0\r\n"), None, "a plus inside is not a number");
-        assert_eq!(number("invite sip:+25261234567@pbx SIP/2.0\r\n"), None, "methods are case-sensitive");
-        assert_eq!(number("REGISTER sip:+25261234567@pbx SIP/2.0\r\n"), None);
-        assert_eq!(number("INVITE http://+252 HTTP\r\n"), None);
+        assert_eq!(number("sip:0612345678@pbx SIP/2.0"), national());
+        assert_eq!(number("sip:100@pbx SIP/2.0"), national());
+        assert_eq!(number("sip:00@pbx SIP/2.0"), national(), "a prefix alone dials nothing abroad");
+        assert_eq!(number("sip:alice@pbx SIP/2.0"), None);
+        assert_eq!(number("sip:@pbx SIP/2.0"), None);
+        assert_eq!(number("sip:+@pbx SIP/2.0"), None);
+        assert_eq!(number("sip:12+34@pbx SIP/2.0"), None, "a plus inside is not a number");
     }
 
     #[test]
-    fn uris_longer_than_the_window_keep_their_first_digits() {
-        let mut long = String::from("INVITE sip:+252");
+    fn long_numbers_keep_their_first_digits() {
+        let mut long = String::from("sip:+252");
         long.extend(core::iter::repeat_n('1', 300));
-        long.push_str("@pbx SIP/2.0\r\n");
+        long.push_str("@pbx SIP/2.0");
         let (international, digits) = number(&long).unwrap();
         assert!(international);
         assert_eq!(digits.len(), MAX_DIGITS);
         assert!(digits.starts_with("252111"));
-        // Padding with separators cannot hide the country: too few digits
-        // in the window is unverifiable, whatever the prefix.
-        for head in ["INVITE tel:+", "INVITE sip:00", "INVITE sip:+25"] {
-            let mut padded = String::from(head);
-            padded.extend(core::iter::repeat_n('-', 200));
-            padded.push_str("252 SIP/2.0\r\n");
-            assert_eq!(number(&padded), intl("?"), "{head}");
-        }
+        // Separators cannot pad the country away: the whole URI is read.
+        let mut padded = String::from("tel:+");
+        padded.extend(core::iter::repeat_n('-', 300));
+        padded.push_str("252 SIP/2.0");
+        assert_eq!(number(&padded), intl("252"));
     }
 
     #[test]
     fn any_byte_sequence_is_safe() {
         let prefixes = intl_prefixes(&["00"]);
-        let mut v: Vec<u8> = b"INVITE sip:".to_vec();
+        let mut v: Vec<u8> = Vec::new();
         for b in 0..=255u8 {
             v.push(b);
-            let _ = dialled_bytes(&v, &prefixes);
+            let _ = dialled_uri(&v, false, &prefixes);
+            let _ = dialled_uri(&v, true, &prefixes);
         }
     }
 }

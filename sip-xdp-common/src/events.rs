@@ -12,6 +12,32 @@ crate::closed_set! {
         Unban = 4 => "unban",
         /// An INVITE dropped by the destination policy (`number` is set).
         DestinationBlocked = 5 => "destination_blocked",
+        /// A message the filter could not read, refused (`reason` is an
+        /// [`UnreadableWhy`]).
+        Unreadable = 6 => "unreadable",
+    }
+}
+
+crate::closed_set! {
+    /// Why a message from a source judged by what it sends could not be
+    /// read (the `reason` of an [`EventKind::Unreadable`] event).
+    pub enum UnreadableWhy {
+        /// A `%` in the Request-URI's user part not followed by two hex
+        /// digits.
+        MalformedEscape = 1 => "malformed_escape",
+        /// A Content-Length that is not one number: where the next message
+        /// of the stream starts cannot be told.
+        BadContentLength = 2 => "bad_content_length",
+        /// Headers longer than the filter reads (`MESSAGE_WINDOW`).
+        HeadersTooLong = 3 => "headers_too_long",
+        /// More messages in one segment than the filter reads.
+        TooManyMessages = 4 => "too_many_messages",
+        /// Data on a TCP connection the filter did not see open (its table
+        /// lost it, or it predates the filter): where its messages start is
+        /// unknown.
+        UnknownConnection = 5 => "unknown_connection",
+        /// A TCP segment split into IP fragments.
+        FragmentedSegment = 6 => "fragmented_segment",
     }
 }
 

@@ -1,18 +1,14 @@
 //! Scanner fingerprints: substrings of the User-Agent header that attack
 //! tools announce themselves with (`friendly-scanner`, `sipvicious`, ...).
 //!
-//! Split into steps the kernel can drive with `bpf_loop`: find the header
-//! (one offset per step), then try one (fingerprint, offset) pair per step.
-//! Matching is case-insensitive; fingerprints are stored lower-case.
+//! The message reader keeps the first bytes of a request's User-Agent
+//! value, lower-cased ([`crate::message::MessageReader::user_agent`]); the
+//! search tries one (fingerprint, offset) pair per step, so the kernel can
+//! drive it with `bpf_loop`. Fingerprints are stored lower-case.
 
-use crate::{
-    pod::impl_pod,
-    scan::{at, RESPONSE_SCAN},
-};
+use crate::{message::MessageReader, pod::impl_pod};
 
-/// Bytes of a request searched for the header.
-pub const UA_SCAN: usize = RESPONSE_SCAN;
-/// Bytes of the header's value searched for fingerprints.
+/// Bytes of the header's value kept and searched for fingerprints.
 pub const UA_VALUE: usize = 64;
 pub const MAX_FINGERPRINTS: usize = 16;
 pub const FINGERPRINT_LEN: usize = 28;
@@ -51,65 +47,21 @@ impl Fingerprint {
 pub const DEFAULT_USER_AGENTS: [&str; 8] =
     ["friendly-scanner", "sipvicious", "sipcli", "VaxSIPUserAgent", "pplsip", "sundayddr", "iWar", "sip-scan"];
 
+/// Does `fp` occur at `offset` in the value (`ua[..len]`, lower-case)?
 #[inline(always)]
-fn lower(c: u8) -> u8 {
-    if c.is_ascii_uppercase() {
-        c | 0x20
-    } else {
-        c
-    }
-}
-
-const NAME: &[u8; 11] = b"\nuser-agent";
-
-/// Does `\nUser-Agent` (any case) start at `i`?
-#[inline(always)]
-pub fn ua_header_at(buf: &[u8; UA_SCAN], i: usize) -> bool {
-    let mut k = 0;
-    while k < NAME.len() {
-        if lower(at(buf, i + k)) != NAME[k] {
-            return false;
-        }
-        k += 1;
-    }
-    true
-}
-
-/// The value's start, given the header's offset: `*WSP ":" *WSP`.
-#[inline(always)]
-pub fn ua_value_start(buf: &[u8; UA_SCAN], header: usize) -> Option<usize> {
-    let mut i = header + NAME.len();
-    let mut n = 0;
-    while n < 8 && (at(buf, i) == b' ' || at(buf, i) == b'\t') {
-        i += 1;
-        n += 1;
-    }
-    if at(buf, i) != b':' {
-        return None;
-    }
-    i += 1;
-    n = 0;
-    while n < 8 && (at(buf, i) == b' ' || at(buf, i) == b'\t') {
-        i += 1;
-        n += 1;
-    }
-    Some(i)
-}
-
-/// Does `fp` occur at `value + offset`, inside the value's line?
-#[inline(always)]
-pub fn fingerprint_at(buf: &[u8; UA_SCAN], value: usize, offset: usize, fp: &Fingerprint) -> bool {
-    let len = fp.len as usize;
-    if len == 0 || len > FINGERPRINT_LEN || offset + len > UA_VALUE {
+pub fn fingerprint_at(ua: &[u8; UA_VALUE], len: usize, offset: usize, fp: &Fingerprint) -> bool {
+    let n = fp.len as usize;
+    if n == 0 || n > FINGERPRINT_LEN || offset + n > len || len > UA_VALUE {
         return false;
     }
     let mut k = 0;
     while k < FINGERPRINT_LEN {
-        if k >= len {
+        if k >= n {
             return true;
         }
-        let c = at(buf, value + offset + k);
-        if c == b'\r' || c == b'\n' || c == 0 || lower(c) != fp.bytes[k] {
+        // Masked on an opaque copy: the verifier sees the bound on the
+        // register that forms the address.
+        if ua[core::hint::black_box(offset + k) & (UA_VALUE - 1)] != fp.bytes[k] {
             return false;
         }
         k += 1;
@@ -118,16 +70,12 @@ pub fn fingerprint_at(buf: &[u8; UA_SCAN], value: usize, offset: usize, fp: &Fin
 }
 
 /// Host form of the whole search: the index of the first fingerprint found
-/// in the request's User-Agent.
-pub fn user_agent_match(request: &[u8], fps: &[Fingerprint]) -> Option<usize> {
-    let mut buf = [0u8; UA_SCAN];
-    let n = request.len().min(UA_SCAN);
-    buf[..n].copy_from_slice(&request[..n]);
-    let header = (0..UA_SCAN).find(|&i| ua_header_at(&buf, i))?;
-    let value = ua_value_start(&buf, header)?;
+/// in the User-Agent the reader kept.
+pub fn user_agent_match(reader: &MessageReader, fps: &[Fingerprint]) -> Option<usize> {
+    let (ua, len) = reader.user_agent();
     (0..fps.len().min(MAX_FINGERPRINTS) * UA_VALUE).find_map(|step| {
         let (f, offset) = (step / UA_VALUE, step % UA_VALUE);
-        fingerprint_at(&buf, value, offset, &fps[f]).then_some(f)
+        fingerprint_at(ua, len, offset, &fps[f]).then_some(f)
     })
 }
 
@@ -135,14 +83,18 @@ pub fn user_agent_match(request: &[u8], fps: &[Fingerprint]) -> Option<usize> {
 mod tests {
     extern crate std;
     use super::*;
+    use crate::message::MessageReader;
     use std::{format, vec::Vec};
 
     fn defaults() -> Vec<Fingerprint> {
         DEFAULT_USER_AGENTS.iter().map(|t| Fingerprint::new(t).unwrap()).collect()
     }
 
-    fn request(headers: &str) -> Vec<u8> {
-        format!("OPTIONS sip:100@198.18.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 198.18.2.2:5060\r\n{headers}Content-Length: 0\r\n\r\n").into_bytes()
+    fn request(headers: &str) -> MessageReader {
+        let text = format!(
+            "OPTIONS sip:100@198.18.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 198.18.2.2:5060\r\n{headers}Content-Length: 0\r\n\r\n"
+        );
+        crate::message::read(text.as_bytes())
     }
 
     #[test]
@@ -169,6 +121,11 @@ mod tests {
         assert_eq!(user_agent_match(&request(""), &fps), None);
         // A fingerprint must fit within the value's line.
         assert_eq!(user_agent_match(&request("User-Agent: friendly-scan\r\nner: x\r\n"), &fps), None);
+        // The first User-Agent counts, as a server reads it.
+        assert_eq!(user_agent_match(&request("User-Agent: Zoiper\r\nUser-Agent: sipvicious\r\n"), &fps), None);
+        // Past the bytes kept, a name is not searched.
+        let padded = format!("User-Agent: {}friendly-scanner\r\n", "x".repeat(UA_VALUE));
+        assert_eq!(user_agent_match(&request(&padded), &fps), None);
     }
 
     #[test]

@@ -70,6 +70,11 @@ pub struct FilterConfig {
     /// 1: international numbers must match an allow rule.
     pub dest_allow_only: u8,
     pub _pad2: [u8; 7],
+    /// Until this CLOCK_BOOTTIME ns, a TCP connection the filter did not
+    /// see open (older than its table) is taken up at its next segment;
+    /// afterwards such segments from sources judged by what they send are
+    /// refused (their stream's position is unknown).
+    pub stream_adopt_until_ns: u64,
 }
 
 impl_pod!(FilterConfig);
@@ -106,6 +111,7 @@ impl FilterConfig {
         dest_applies: 0,
         dest_allow_only: 0,
         _pad2: [0; 7],
+        stream_adopt_until_ns: 0,
     };
 
     /// Is `port` (host byte order) one of the SIP ports?
@@ -137,7 +143,7 @@ mod tests {
 
     #[test]
     fn layout_has_no_implicit_padding() {
-        assert_eq!(size_of::<FilterConfig>(), 2 * MAX_PORTS + 8 + 16 + 32 + 32);
+        assert_eq!(size_of::<FilterConfig>(), 2 * MAX_PORTS + 8 + 16 + 32 + 32 + 8);
     }
 
     #[test]

@@ -29,8 +29,8 @@ pub mod message;
 pub mod reasons;
 pub mod registry;
 pub mod rules;
-pub mod scan;
 pub mod sip;
+pub mod stream;
 pub mod verdict;
 
 pub use closed_set::ClosedSet;

@@ -2,7 +2,7 @@
 //! destination maps. Every type is `#[repr(C)]` with explicit padding, so
 //! kernel and userspace agree byte for byte.
 
-use crate::pod::impl_pod;
+use crate::{pod::impl_pod, stream::StreamKey};
 
 /// Key of the per-source tables: the source address, IPv4 as an
 /// IPv4-mapped IPv6 address (`::ffff:a.b.c.d`).
@@ -137,11 +137,17 @@ pub struct WalkState {
     /// For a first fragment, its key: its verdict is remembered for the
     /// later fragments once its messages have been judged.
     pub frag: FragKey,
+    /// For TCP: the connection, where the segment sits in it, what it
+    /// acknowledges, and its flags.
+    pub stream: StreamKey,
+    pub seq: u32,
+    pub ack: u32,
     pub payload_offset: u32,
     pub payload_len: u32,
     pub tcp: u8,
+    pub tcp_flags: u8,
     pub first_fragment: u8,
-    pub _pad: [u8; 6],
+    pub _pad: u8,
 }
 
 /// Token-bucket rates of a `limited` class.

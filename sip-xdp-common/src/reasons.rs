@@ -69,6 +69,12 @@ crate::closed_set! {
         /// cannot read or tell apart (refused rather than let through
         /// unjudged).
         Unreadable = 18 => "unreadable",
+        /// From a source judged by what it sends, a TCP segment that is
+        /// not the next one the filter expects on its connection (a gap
+        /// before it, or bytes the server has not acknowledged sent
+        /// again): dropped, so the sender retransmits in order and the
+        /// filter's reading of the stream stays the server's.
+        OutOfOrder = 19 => "out_of_order",
     }
 }
 

@@ -25,6 +25,10 @@ pub const BANS_CAPACITY: u32 = 65_536;
 pub const AUTH_CAPACITY: u32 = 65_536;
 /// Requests awaiting a final response.
 pub const PENDING_CAPACITY: u32 = 65_536;
+/// TCP connections whose stream is followed at once.
+pub const STREAMS_CAPACITY: u32 = 65_536;
+/// TCP handshakes the server answered and the client has yet to complete.
+pub const HANDSHAKES_CAPACITY: u32 = 16_384;
 /// Destination rules (and their counters).
 pub const DEST_RULES_CAPACITY: u32 = 16_384;
 /// Sources whose international calls can be blocked at once.
@@ -67,6 +71,13 @@ macro_rules! pinned_maps {
             /// Requests awaiting their final response, by peer, Call-ID and
             /// CSeq (LRU): what the egress program links responses to.
             pending: SIP_PENDING = LruHashMap<$crate::accounting::PendingKey, $crate::accounting::PendingRequest>[$crate::registry::PENDING_CAPACITY], Recreate;
+            /// TCP connections from sources judged by what they send: where
+            /// each stream is, so every message is read whole and in order
+            /// (`stream`; LRU).
+            streams: SIP_STREAMS = LruHashMap<$crate::stream::StreamKey, $crate::stream::StreamState>[$crate::registry::STREAMS_CAPACITY], Recreate;
+            /// TCP handshakes the server answered (its SYN-ACK, on egress),
+            /// until the client's ACK completes them (LRU).
+            handshakes: SIP_HANDSHAKES = LruHashMap<$crate::stream::StreamKey, $crate::stream::Handshake>[$crate::registry::HANDSHAKES_CAPACITY], Recreate;
             /// Per-CPU counters of SIP methods and response codes (`counts`).
             counts: SIP_COUNTS = PerCpuArray<u64>[$crate::counts::COUNTS_ENTRIES], Recreate;
             /// Destination rules: LPM trie over the ASCII digits of E.164
@@ -92,12 +103,6 @@ macro_rules! private_maps {
         $callback! {
             /// Events for the controller (bans, destination blocks).
             events: SIP_EVENTS = RingBuf<$crate::events::Event>[$crate::registry::EVENTS_BYTES];
-            /// Per-CPU room for the start of an INVITE.
-            invite_buf: SIP_INVITE_BUF = PerCpuArray<[u8; $crate::dialled::INVITE_WINDOW]>[1];
-            /// Per-CPU room for the start of a packet (too big for the BPF
-            /// stack): slot 0 for egress responses, slot 1 for ingress
-            /// requests.
-            scratch: SIP_SCRATCH = PerCpuArray<[u8; $crate::scan::RESPONSE_SCAN]>[2];
             /// Per-CPU room for the message being read: slot 0 egress, slot
             /// 1 ingress.
             message: SIP_MESSAGE = PerCpuArray<[u8; $crate::message::MESSAGE_WINDOW]>[2];
@@ -112,6 +117,9 @@ macro_rules! private_maps {
             /// Per-CPU state of the ingress program's walk over a packet's
             /// messages.
             walk: SIP_WALK = PerCpuArray<$crate::map_types::WalkState>[1];
+            /// Per-CPU copy of the stream a segment belongs to, worked on
+            /// while the segment is judged and written back if it passes.
+            stream_buf: SIP_STREAM_BUF = PerCpuArray<$crate::stream::StreamEntry>[1];
         }
     };
 }

@@ -32,6 +32,11 @@ pub enum Source {
     /// Messages the filter cannot tell apart, from a source it judges by
     /// what it sends.
     Unreadable,
+    /// A TCP segment that is not the next the filter expects on its
+    /// connection, from a source it judges by what it sends: read out of
+    /// order, it could make the filter's reading of the stream differ
+    /// from the server's. The sender retransmits it.
+    OutOfOrder,
 }
 
 /// What the destination policy says of an INVITE.
@@ -44,6 +49,9 @@ pub enum DestVerdict {
     NotAllowed,
     /// International, from a source blocked after a spending anomaly.
     AnomalyBlocked,
+    /// The user part cannot be read as a server would (a malformed
+    /// escape).
+    Unreadable,
 }
 
 /// The destination policy for a dialled number and the rule its digits
@@ -53,6 +61,7 @@ pub fn judge_destination(dialled: &Dialled, rule: Option<&DestRule>, allow_only:
     match dialled {
         Dialled::NotANumber | Dialled::National => DestVerdict::Pass,
         Dialled::Unverifiable => DestVerdict::NotAllowed,
+        Dialled::Malformed => DestVerdict::Unreadable,
         Dialled::International { .. } => match rule {
             Some(r) if r.is(DestAction::Block) => DestVerdict::Blocked(r.id),
             Some(r) if r.is(DestAction::Allow) => DestVerdict::Pass,
@@ -127,7 +136,8 @@ pub fn decide(packet: Packet, cfg: &FilterConfig) -> Verdict {
             Source::Limited(RateOutcome::RequestExceeded) => drop(cfg, Reason::RequestRate),
             Source::Limited(RateOutcome::InviteExceeded) => drop(cfg, Reason::InviteRate),
             Source::Scanner => drop(cfg, Reason::Scanner),
-            Source::Unreadable => drop(cfg, Reason::Unreadable),
+            Source::Unreadable | Source::Destination(DestVerdict::Unreadable) => drop(cfg, Reason::Unreadable),
+            Source::OutOfOrder => drop(cfg, Reason::OutOfOrder),
             Source::Destination(DestVerdict::Blocked(_)) => drop(cfg, Reason::DestinationBlocked),
             Source::Destination(DestVerdict::NotAllowed) => drop(cfg, Reason::DestinationNotAllowed),
             Source::Destination(DestVerdict::AnomalyBlocked) => drop(cfg, Reason::InternationalBlocked),
@@ -156,7 +166,7 @@ mod tests {
         FilterConfig { default_action, mode, ..FilterConfig::EMPTY }
     }
 
-    const ALL_PACKETS: [Packet; 20] = [
+    const ALL_PACKETS: [Packet; 22] = [
         Packet::NonIp,
         Packet::Malformed,
         Packet::TooDeep,
@@ -174,6 +184,8 @@ mod tests {
         Packet::ToSipPort(Source::Limited(RateOutcome::InviteExceeded)),
         Packet::ToSipPort(Source::Scanner),
         Packet::ToSipPort(Source::Unreadable),
+        Packet::ToSipPort(Source::OutOfOrder),
+        Packet::ToSipPort(Source::Destination(DestVerdict::Unreadable)),
         Packet::ToSipPort(Source::Destination(DestVerdict::Blocked(3))),
         Packet::ToSipPort(Source::Destination(DestVerdict::NotAllowed)),
         Packet::ToSipPort(Source::Destination(DestVerdict::AnomalyBlocked)),
@@ -206,6 +218,8 @@ mod tests {
                 Packet::ToSipPort(Source::Limited(RateOutcome::InviteExceeded)) => (dropped, InviteRate),
                 Packet::ToSipPort(Source::Scanner) => (dropped, Scanner),
                 Packet::ToSipPort(Source::Unreadable) => (dropped, Unreadable),
+                Packet::ToSipPort(Source::Destination(DestVerdict::Unreadable)) => (dropped, Unreadable),
+                Packet::ToSipPort(Source::OutOfOrder) => (dropped, OutOfOrder),
                 Packet::ToSipPort(Source::Destination(DestVerdict::Blocked(_))) => (dropped, DestinationBlocked),
                 Packet::ToSipPort(Source::Destination(DestVerdict::NotAllowed)) => (dropped, DestinationNotAllowed),
                 Packet::ToSipPort(Source::Destination(DestVerdict::AnomalyBlocked)) => (dropped, InternationalBlocked),
@@ -243,6 +257,7 @@ mod tests {
             assert_eq!(judge_destination(&Dialled::NotANumber, Some(&block), allow_only), DestVerdict::Pass);
             assert_eq!(judge_destination(&Dialled::National, Some(&block), allow_only), DestVerdict::Pass);
             assert_eq!(judge_destination(&Dialled::Unverifiable, None, allow_only), DestVerdict::NotAllowed);
+            assert_eq!(judge_destination(&Dialled::Malformed, None, allow_only), DestVerdict::Unreadable);
             assert_eq!(judge_destination(&intl, Some(&block), allow_only), DestVerdict::Blocked(7));
             assert_eq!(judge_destination(&intl, Some(&allow), allow_only), DestVerdict::Pass);
         }

@@ -3,8 +3,10 @@
 //! the request it answers (Call-ID and CSeq, remembered on ingress) and
 //! counted as the accounting says (`sip_xdp_common::accounting`): a
 //! challenge to a request without credentials is no failure; a rejection
-//! of credentials is; a success clears the source's strikes. Never drops
-//! or changes a packet.
+//! of credentials is; a success clears the source's strikes. Its TCP
+//! segments also tell the ingress program which handshakes the server
+//! answered and which bytes of each client's stream it holds (`stream`).
+//! Never drops or changes a packet.
 
 use aya_ebpf::{bindings::__sk_buff, helpers::bpf_ktime_get_boot_ns, programs::TcContext};
 use sip_xdp_common::{
@@ -12,6 +14,7 @@ use sip_xdp_common::{
     counts::{ResponseCount, COUNT_AUTH_BASE},
     map_types::{source_key, SourceKey},
     rules::RuleClass,
+    stream::StreamKey,
 };
 
 use crate::{
@@ -23,6 +26,7 @@ use crate::{
     messages::{auth_state, MAX_MESSAGES},
     reader::{self, EGRESS_SLOT},
     rules::rule_for,
+    stream::sip_xdp_stream_egress,
 };
 use core::mem::MaybeUninit;
 
@@ -38,6 +42,11 @@ pub fn observe(ctx: &TcContext) {
     let Ok(Some(l4)) = l4::parse(ctx, ip.protocol, ip.l4_offset) else { return };
     if !cfg.is_sip_port(l4.sport) {
         return;
+    }
+    if ip.protocol == IPPROTO_TCP {
+        // What the server accepted of the client's stream.
+        let key = StreamKey { client: ip.dst, server: ip.src, client_port: l4.dport, server_port: l4.sport };
+        sip_xdp_stream_egress(&key, l4.seq as u64, l4.ack as u64, l4.tcp_flags as u64);
     }
     // Trusted peers are never banned: their responses are only counted.
     let accounted = !rule_for(&ip.dst).is_some_and(|r| r.is(RuleClass::Trusted));
@@ -66,9 +75,9 @@ pub extern "C" fn sip_xdp_response(skb: *mut __sk_buff, at: u64, peer: *const So
         return 0;
     }
     let peer = unsafe { &*peer };
-    let Some(mut message) = reader::open(&skb, at as u32 & 0xffff, EGRESS_SLOT) else { return 0 };
-    let code = message.status(&skb);
+    let Some(mut message) = reader::open(&skb, at as u32 & 0xffff, EGRESS_SLOT, false, 0) else { return 0 };
     message.read_headers();
+    let code = message.status();
     let r = message.reader();
     if let Some(code) = code {
         count(ResponseCount::of(code) as u32);

@@ -21,6 +21,7 @@ mod reader;
 mod rules;
 mod scanner;
 mod sip;
+mod stream;
 
 use sip_xdp_ebpf::{eth, ip, l4, packet};
 

@@ -1,17 +1,21 @@
 //! Ingress, message by message: for sources the filter judges by what they
 //! send (limited classes, and classes under the destination policy), every
 //! SIP message of a packet is read, not only the one the packet starts
-//! with: leading CRLFs are skipped, each request is counted, charged to the
-//! rate limits and remembered (Call-ID, CSeq, credentials) so the egress
-//! program can tell a challenge from a failure. Over TCP the next message
-//! starts where `Content-Length` says this one ends. The walk over them is
-//! `policy::judge_messages`.
+//! with. One reading per message (`MessageReader`: leading CRLFs skipped,
+//! start line, Request-URI's number, headers) feeds everything judged of
+//! it: its count by method, the rate limits, the memory of requests for
+//! the accounting of their responses, the scanner fingerprints and the
+//! destination policy. Over TCP the next message starts where
+//! `Content-Length` says this one ends, and a message the segment cuts is
+//! judged once the stream brings the rest (`stream`). The walk over them
+//! is `policy::judge_messages`.
 
 use aya_ebpf::{bindings::xdp_md, helpers::bpf_ktime_get_boot_ns, programs::XdpContext};
 use sip_xdp_common::{
     accounting::{answered, awaits_response, AuthState, PendingKey, PendingRequest},
     bans::BanReason,
     counts::MethodCount,
+    events::UnreadableWhy,
     limits::{charge, count_excess, RateOutcome},
     map_types::{source_key, SourceKey, SourceStats},
     sip::SipKind,
@@ -21,7 +25,7 @@ use sip_xdp_common::{
 use crate::{
     bans::ban,
     dest,
-    maps::{add, config, count, SIP_AUTH, SIP_PENDING, SIP_PENDING_BUF, SIP_PROFILES},
+    maps::{add, config, count, SIP_AUTH, SIP_PENDING, SIP_PENDING_BUF, SIP_PROFILES, SIP_READER},
     reader::{self, INGRESS_SLOT},
     scanner,
 };
@@ -30,7 +34,7 @@ use crate::{
 /// (pipelining); a UDP datagram holds one.
 pub const MAX_MESSAGES: usize = 32;
 
-/// How the caller sees a source it sends through [`judge_message`].
+/// How the caller sees a source it sends through [`read_message`].
 #[derive(Clone, Copy)]
 pub struct Judged {
     /// Charged to the rate limits of this profile.
@@ -59,10 +63,19 @@ impl Judged {
             trusted: flags & (1 << 17) != 0,
         }
     }
+
+    /// What it sends is judged: a message it cannot be read in order, or
+    /// at all, is refused rather than let through unjudged. (A source let
+    /// through by `default_action = "pass"` is only read, for accounting.)
+    #[inline(always)]
+    pub fn fail_closed(self) -> bool {
+        self.limited.is_some() || self.policy
+    }
 }
 
-// What reading one message says, packed into the global function's
-// return value: `code | kind << 8 | start << 16 | end << 32`.
+// Why a message or packet is refused, as one number (the walk's state, a
+// global function's return): a code in the low byte, with the block
+// rule's id `<< 16` or the reason it is unreadable `<< 8`.
 const OK: u64 = 0;
 const REGISTER_RATE: u64 = 1;
 const INVITE_RATE: u64 = 2;
@@ -70,64 +83,20 @@ const REQUEST_RATE: u64 = 3;
 const SCANNER: u64 = 4;
 const NOT_ALLOWED: u64 = 5;
 const ANOMALY: u64 = 6;
-/// With the block rule's id `<< 16`.
 const BLOCKED: u64 = 7;
-/// No message there (past the end, or only CR/LF).
-const NOTHING: u64 = 8;
-/// Or-ed into the code: the message's end cannot be told although the
-/// packet goes on (a length that lies, headers longer than the window).
-const UNREADABLE: u64 = 0x10;
+const UNREADABLE: u64 = 0x0e;
+const OUT_OF_ORDER: u64 = 0x0f;
 
+/// The refusal of a message that cannot be read, and why.
 #[inline(always)]
-fn pack(code: u64, kind: SipKind, start: u32, end: Option<u32>) -> u64 {
-    code | (kind as u64) << 8 | ((start & 0xffff) as u64) << 16 | (end.unwrap_or(0) as u64) << 32
+pub const fn unreadable(why: UnreadableWhy) -> u64 {
+    UNREADABLE | (why as u64) << 8
 }
 
-/// What one message was.
-#[derive(Clone, Copy)]
-pub struct Read {
-    pub found: bool,
-    /// Refused by the rate limits.
-    pub refusal: Option<Source>,
-    pub kind: SipKind,
-    /// Where its start line is, from where it was read.
-    pub start: u32,
-    /// Where it ends, from where it was read (0: unknown).
-    pub end: u32,
-    /// Its end cannot be told although the packet goes on.
-    pub unreadable: bool,
-}
+/// The refusal of a segment out of its stream's order.
+pub const REFUSED_OUT_OF_ORDER: u64 = OUT_OF_ORDER;
 
-impl Read {
-    #[inline(always)]
-    fn unpack(v: u64) -> Read {
-        let refusal = match v & 0x0f {
-            REGISTER_RATE => Some(Source::Limited(RateOutcome::RegisterExceeded)),
-            INVITE_RATE => Some(Source::Limited(RateOutcome::InviteExceeded)),
-            REQUEST_RATE => Some(Source::Limited(RateOutcome::RequestExceeded)),
-            _ => None,
-        };
-        let kind = match (v >> 8) as u8 {
-            1 => SipKind::Register,
-            2 => SipKind::Invite,
-            3 => SipKind::Options,
-            4 => SipKind::OtherRequest,
-            5 => SipKind::Response,
-            _ => SipKind::NotSip,
-        };
-        Read {
-            found: v & 0x0f != NOTHING,
-            refusal,
-            kind,
-            start: (v >> 16) as u32 & 0xffff,
-            end: (v >> 32) as u32,
-            unreadable: v & UNREADABLE != 0,
-        }
-    }
-}
-
-/// A refusal as one number, for the walk's state (never 0, which it uses
-/// for "none"; anything unknown unpacks as unreadable).
+/// A refusal as one number (never 0, which means "none").
 #[inline(always)]
 pub fn pack_refusal(source: Source) -> u64 {
     match source {
@@ -138,11 +107,13 @@ pub fn pack_refusal(source: Source) -> u64 {
         Source::Destination(DestVerdict::NotAllowed) => NOT_ALLOWED,
         Source::Destination(DestVerdict::AnomalyBlocked) => ANOMALY,
         Source::Destination(DestVerdict::Blocked(id)) => BLOCKED | (id as u64) << 16,
-        _ => NOTHING,
+        Source::Destination(DestVerdict::Unreadable) => unreadable(UnreadableWhy::MalformedEscape),
+        Source::OutOfOrder => OUT_OF_ORDER,
+        _ => UNREADABLE,
     }
 }
 
-/// The refusal [`pack_refusal`] packed.
+/// The refusal [`pack_refusal`] packed (anything unknown is unreadable).
 #[inline(always)]
 pub fn unpack_refusal(v: u64) -> Source {
     match v & 0xff {
@@ -153,29 +124,111 @@ pub fn unpack_refusal(v: u64) -> Source {
         NOT_ALLOWED => Source::Destination(DestVerdict::NotAllowed),
         ANOMALY => Source::Destination(DestVerdict::AnomalyBlocked),
         BLOCKED => Source::Destination(DestVerdict::Blocked((v >> 16) as u16)),
+        OUT_OF_ORDER => Source::OutOfOrder,
         _ => Source::Unreadable,
     }
 }
 
-/// Reads, counts and charges the message at `at` bytes into the packet,
-/// from `src`, and remembers it for the accounting of its response.
+/// Why a refusal is unreadable, if it is.
+#[inline(always)]
+pub fn unreadable_why(v: u64) -> Option<UnreadableWhy> {
+    if v & 0xff == UNREADABLE {
+        UnreadableWhy::from_u8((v >> 8) as u8)
+    } else {
+        None
+    }
+}
+
+// What reading one message says (`sip_xdp_message`'s return): `code | kind
+// << 8 | value << 32`, the code one of the refusals above or these.
+/// No message there (past the end, or only CR/LF).
+const NOTHING: u64 = 0x08;
+/// A message the segment's end cuts inside its headers: `value` is how
+/// many bytes of it have been read; it is judged when the rest comes.
+const CUT: u64 = 0x09;
+
+/// What reading one message says.
+#[derive(Clone, Copy)]
+pub struct Read {
+    /// Why it is refused (a packed refusal), or 0.
+    pub refusal: u64,
+    pub found: bool,
+    /// Cut by the segment's end: `value` bytes of it read so far.
+    pub cut: bool,
+    pub kind: SipKind,
+    /// Where it ends, from where its bytes in this packet start (0: the
+    /// end cannot be told); for a cut message, its bytes read so far.
+    pub value: u32,
+}
+
+impl Read {
+    #[inline(always)]
+    fn unpack(v: u64) -> Read {
+        let code = v & 0xff;
+        let kind = match (v >> 8) as u8 {
+            1 => SipKind::Register,
+            2 => SipKind::Invite,
+            3 => SipKind::Options,
+            4 => SipKind::OtherRequest,
+            5 => SipKind::Response,
+            _ => SipKind::NotSip,
+        };
+        let refused = code != OK && code != NOTHING && code != CUT;
+        Read {
+            refusal: if refused { v & 0xffff } else { 0 },
+            found: code != NOTHING,
+            cut: code == CUT,
+            kind,
+            value: (v >> 32) as u32,
+        }
+    }
+}
+
+#[inline(always)]
+fn pack(code: u64, kind: SipKind, value: u32) -> u64 {
+    code | (kind as u64) << 8 | (value as u64) << 32
+}
+
+/// `sip_xdp_message` flags beside the judged source's: the message began
+/// in an earlier segment (its reading is in the reader's slot), and the
+/// packet is a TCP segment (whose end may cut a message).
+const RESUMED: u64 = 1 << 20;
+const TCP: u64 = 1 << 21;
+
+/// How a message is to be read.
+#[derive(Clone, Copy)]
+pub struct Place {
+    /// Where its bytes in the packet start.
+    pub at: u32,
+    /// Bytes of it read in earlier segments, if it began there.
+    pub resumed: Option<u32>,
+    pub tcp: bool,
+}
+
+/// Reads, counts and charges the message at `place`, from `src`, and
+/// remembers it for the accounting of its response. Its reading stays in
+/// the reader's slot for [`check_request`].
 #[inline(always)]
 pub fn read_message(
     ctx: &XdpContext,
-    at: u32,
+    place: Place,
     src: &SourceKey,
     stats: Option<*mut SourceStats>,
     judged: Judged,
 ) -> Read {
     let stats = stats.unwrap_or(core::ptr::null_mut());
-    Read::unpack(sip_xdp_message(ctx.ctx, at as u64, src, stats, judged.pack()))
+    let mut flags = judged.pack() | if place.tcp { TCP } else { 0 };
+    if let Some(before) = place.resumed {
+        flags |= RESUMED | (before as u64) << 32;
+    }
+    Read::unpack(sip_xdp_message(ctx.ctx, place.at as u64, src, stats, flags))
 }
 
 /// A global BPF function: verified once, on its own, however many
 /// messages its caller walks. Counts the message by method (and the
-/// source's REGISTERs) as it reads it. The scanner and destination checks
-/// are the caller's (calling them from here would stack their frames on
-/// this one's).
+/// source's REGISTERs) once it is whole. The scanner and destination
+/// checks are the caller's (calling them from here would stack their
+/// frames on this one's).
 #[no_mangle]
 #[inline(never)]
 pub extern "C" fn sip_xdp_message(
@@ -192,17 +245,37 @@ pub extern "C" fn sip_xdp_message(
     let judged = Judged::unpack(flags);
     // Offsets inside a packet fit 16 bits.
     let at = at as u32 & 0xffff;
-    let Some(mut message) = reader::open(&md, at, INGRESS_SLOT) else { return NOTHING };
-    if !message.reader().found() {
+    let resumed = flags & RESUMED != 0;
+    let before = (flags >> 32) as u32 & 0xffff;
+    let Some(mut message) = reader::open(&md, at, INGRESS_SLOT, resumed, before) else {
+        // A message resumed with no room left: its headers are too long.
+        return if resumed { unreadable(UnreadableWhy::HeadersTooLong) } else { NOTHING };
+    };
+    message.read_headers();
+    let r = message.reader();
+    if !r.found() {
         return NOTHING;
     }
-    let kind = message.kind(&md);
-    let start = message.reader().start;
+    let kind = r.kind();
+    if !r.complete() && !message.window_full() && flags & TCP != 0 {
+        // The segment ends inside the headers: the rest is in the next.
+        return pack(CUT, kind, message.read_so_far());
+    }
+    // Where the next message starts, from this packet's bytes of this one.
+    let end = r.end().map_or(0, |end| end.saturating_sub(message.before()));
+    let why = if message.window_full() && !r.complete() {
+        Some(UnreadableWhy::HeadersTooLong)
+    } else if r.complete() && r.end().is_none() {
+        Some(UnreadableWhy::BadContentLength)
+    } else {
+        None
+    };
     if !kind.is_request() {
-        // A response or something else: nothing to charge; its end still
-        // says where the next message starts.
-        message.read_headers();
-        return pack(OK | unreadable(&message), kind, start, message.reader().end());
+        // A response or something else: nothing to charge.
+        return match why {
+            Some(why) if flags & TCP != 0 => pack(unreadable(why), kind, 0),
+            _ => pack(OK, kind, end),
+        };
     }
     if let Some(method) = MethodCount::of(kind) {
         count(method as u32);
@@ -216,12 +289,11 @@ pub extern "C" fn sip_xdp_message(
     if let Some(profile) = judged.limited {
         match limit(&key, stats, profile, kind, now_ns) {
             RateOutcome::Within => {}
-            RateOutcome::RegisterExceeded => return pack(REGISTER_RATE, kind, start, None),
-            RateOutcome::InviteExceeded => return pack(INVITE_RATE, kind, start, None),
-            RateOutcome::RequestExceeded => return pack(REQUEST_RATE, kind, start, None),
+            RateOutcome::RegisterExceeded => return pack(REGISTER_RATE, kind, 0),
+            RateOutcome::InviteExceeded => return pack(INVITE_RATE, kind, 0),
+            RateOutcome::RequestExceeded => return pack(REQUEST_RATE, kind, 0),
         }
     }
-    message.read_headers();
     let r = message.reader();
     if !judged.trusted && awaits_response(r) {
         if let Some(entry) = SIP_PENDING_BUF.get_ptr_mut(INGRESS_SLOT) {
@@ -236,72 +308,47 @@ pub extern "C" fn sip_xdp_message(
             }
         }
     }
-    pack(OK | unreadable(&message), kind, start, r.end())
-}
-
-/// [`UNREADABLE`], if the message's end cannot be told although the packet
-/// goes on past what was read.
-#[inline(always)]
-fn unreadable(message: &reader::Message) -> u64 {
-    let r = message.reader();
-    if r.end().is_none() && (r.complete() || message.window_full()) {
-        UNREADABLE
-    } else {
-        0
+    match why {
+        // A datagram is one message, however it ends; in a stream, what
+        // follows cannot be found.
+        Some(why) if flags & TCP != 0 => pack(unreadable(why), kind, 0),
+        _ => pack(OK, kind, end),
     }
 }
 
 /// The scanner fingerprints and, for an INVITE of a class under it, the
-/// destination policy, on the request whose start line is at `start`.
+/// destination policy, on the request just read (its reading is in the
+/// reader's slot).
 #[inline(always)]
-pub fn check_request(
-    ctx: &XdpContext,
-    start: u32,
-    key: &SourceKey,
-    stats: Option<*mut SourceStats>,
-    judged: Judged,
-    kind: SipKind,
-) -> Option<Source> {
+pub fn check_request(key: &SourceKey, stats: Option<*mut SourceStats>, judged: Judged, kind: SipKind) -> u64 {
     let stats = stats.unwrap_or(core::ptr::null_mut());
     let flags = judged.pack() | ((kind == SipKind::Invite) as u64) << 24;
-    match sip_xdp_checks(ctx.ctx, start as u64, key, stats, flags) {
-        SCANNER => Some(Source::Scanner),
-        NOT_ALLOWED => Some(Source::Destination(DestVerdict::NotAllowed)),
-        ANOMALY => Some(Source::Destination(DestVerdict::AnomalyBlocked)),
-        v if v & 0xff == BLOCKED => Some(Source::Destination(DestVerdict::Blocked((v >> 16) as u16))),
-        _ => None,
-    }
+    sip_xdp_checks(key, stats, flags)
 }
 
 /// A global BPF function: the scanner search and the destination policy,
 /// verified once (their callers walk a packet's messages in a loop).
+/// Returns a packed refusal, or 0.
 #[no_mangle]
 #[inline(never)]
-pub extern "C" fn sip_xdp_checks(
-    md: *mut xdp_md,
-    start: u64,
-    key: *const SourceKey,
-    stats: *mut SourceStats,
-    flags: u64,
-) -> u64 {
-    if md.is_null() || key.is_null() {
+pub extern "C" fn sip_xdp_checks(key: *const SourceKey, stats: *mut SourceStats, flags: u64) -> u64 {
+    if key.is_null() {
         return OK;
     }
-    let (ctx, key, judged) = (XdpContext::new(md), unsafe { &*key }, Judged::unpack(flags));
-    let start = start as usize & 0xffff;
+    let (key, judged) = (unsafe { &*key }, Judged::unpack(flags));
+    let Some(message) = SIP_READER.get_ptr(INGRESS_SLOT) else { return OK };
+    let message = unsafe { &*message };
     let cfg = config();
     let now_ns = unsafe { bpf_ktime_get_boot_ns() };
-    if !stats.is_null() && scanner::announced_by(&ctx, start, stats) && !judged.trusted {
+    if !stats.is_null() && scanner::announced_by(INGRESS_SLOT, stats) && !judged.trusted {
         // Dropped, and banned at once: the very next packet too.
         ban(key, BanReason::Scanner, cfg, now_ns, true);
         return SCANNER;
     }
     if flags & 1 << 24 != 0 && judged.policy {
-        match dest::check(&ctx, start, key, now_ns, stats) {
-            DestVerdict::Pass => {}
-            DestVerdict::NotAllowed => return NOT_ALLOWED,
-            DestVerdict::AnomalyBlocked => return ANOMALY,
-            DestVerdict::Blocked(id) => return BLOCKED | (id as u64) << 16,
+        let verdict = dest::check(message, key, now_ns, stats);
+        if verdict != DestVerdict::Pass {
+            return pack_refusal(Source::Destination(verdict));
         }
     }
     OK

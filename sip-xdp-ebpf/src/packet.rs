@@ -64,31 +64,3 @@ pub fn frame_len(ctx: &impl Frame) -> u64 {
 pub const fn be16(hi: u8, lo: u8) -> u16 {
     ((hi as u16) << 8) | lo as u16
 }
-
-/// Copies min(payload, N) bytes from `payload_offset` into `buf`, zeroing
-/// the rest; false if there is no payload. One helper call of a length the
-/// verifier sees as a range: `black_box` keeps LLVM from folding the bounds
-/// check into something the verifier cannot follow (it must see
-/// 1 <= len <= N on the very register the helper gets).
-#[inline(always)]
-pub fn copy_payload<const N: usize>(ctx: &XdpContext, payload_offset: usize, buf: &mut [u8; N]) -> bool {
-    *buf = [0u8; N];
-    let start = Frame::data(ctx) + payload_offset;
-    let end = Frame::data_end(ctx);
-    if start >= end {
-        return false;
-    }
-    let len = core::hint::black_box(end - start);
-    let len = if len > N { N } else { len };
-    if len == 0 || len > N {
-        return false;
-    }
-    unsafe {
-        aya_ebpf::helpers::generated::bpf_xdp_load_bytes(
-            ctx.ctx,
-            payload_offset as u32,
-            buf.as_mut_ptr().cast(),
-            len as u32,
-        ) == 0
-    }
-}

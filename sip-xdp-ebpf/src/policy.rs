@@ -12,7 +12,8 @@ use aya_ebpf::{
 use aya_log_ebpf::info;
 use core::ffi::c_void;
 use sip_xdp_common::{
-    counts::MethodCount,
+    counts::{MethodCount, COUNT_EVENTS_LOST},
+    events::{Event, EventKind, UnreadableWhy},
     kernel_config::{dest_applies_profile, FilterConfig, DEST_APPLIES_TRUSTED},
     limits::RateOutcome,
     map_types::{is_v4_mapped, source_key, FragKey, SourceKey, SourceStats, WalkState},
@@ -25,12 +26,20 @@ use sip_xdp_common::{
 use crate::{
     eth,
     ip::{self, Frag, L3Info},
-    l4::{self, IPPROTO_TCP},
-    maps::{add, config, count, SIP_BANS, SIP_FRAGS, SIP_SOURCES, SIP_STATS, SIP_WALK},
-    messages::{check_request, pack_refusal, read_message, unpack_refusal, Judged, MAX_MESSAGES},
+    l4::{self, L4Info, IPPROTO_TCP},
+    maps::{add, config, count, SIP_BANS, SIP_EVENTS, SIP_FRAGS, SIP_SOURCES, SIP_STATS, SIP_WALK},
+    messages::{
+        check_request, read_message, unpack_refusal, unreadable, unreadable_why, Judged, Place, MAX_MESSAGES,
+        REFUSED_OUT_OF_ORDER,
+    },
     packet::frame_len,
+    reader::{self, INGRESS_SLOT},
     rules::{may_have_rule, rule_for},
     scanner, sip,
+    stream::{
+        sip_xdp_stream_close, sip_xdp_stream_open, KEEP, OPEN_BODY, OPEN_FRAGMENTED, OPEN_OUT_OF_ORDER, OPEN_READ,
+        OPEN_UNKNOWN,
+    },
 };
 
 /// A verdict plus what the per-source table needs.
@@ -70,7 +79,8 @@ pub fn judge(ctx: &XdpContext) -> Outcome {
     if walk.judged.is_some() {
         if let Some(state) = SIP_WALK.get_ptr(0) {
             let state = unsafe { &*state };
-            judge_messages(ctx, &walk, state, &mut outcome);
+            judge_messages(ctx, &mut walk, state, &mut outcome);
+            report_unreadable(&walk, state, &outcome);
             if state.first_fragment != 0 {
                 remember_fragment(&state.frag, &outcome.verdict);
             }
@@ -148,8 +158,26 @@ fn judge_l4(ctx: &XdpContext, ip: &L3Info, out: &mut Outcome, walk: &mut Walk) {
         now_ns,
     };
     if admitted & WALK != 0 {
-        *walk = Walk { stats, judged, admitted: source };
+        if ip.protocol == IPPROTO_TCP {
+            remember_segment(ip, &l4);
+        }
+        *walk = Walk { stats, judged, admitted: source, refusal: 0 };
     }
+}
+
+/// Where a TCP segment whose messages are to be walked sits in its
+/// connection, into the walk state.
+#[inline(always)]
+fn remember_segment(ip: &L3Info, l4: &L4Info) {
+    let Some(state) = SIP_WALK.get_ptr_mut(0) else { return };
+    let state = unsafe { &mut *state };
+    state.stream.client = ip.src;
+    state.stream.server = ip.dst;
+    state.stream.client_port = l4.sport;
+    state.stream.server_port = l4.dport;
+    state.seq = l4.seq;
+    state.ack = l4.ack;
+    state.tcp_flags = l4.tcp_flags;
 }
 
 /// What walking a packet's messages needs to know that cannot live in
@@ -161,21 +189,26 @@ struct Walk {
     judged: Option<Judged>,
     /// The source's verdict while no message refuses the packet.
     admitted: Source,
+    /// What refused the packet (packed), once walked; 0: nothing.
+    refusal: u64,
 }
 
 impl Walk {
-    const NONE: Walk = Walk { stats: None, judged: None, admitted: Source::Unmatched };
+    const NONE: Walk = Walk { stats: None, judged: None, admitted: Source::Unmatched, refusal: 0 };
 }
 
 /// Every message of the packet, each read, counted and charged (by the
 /// global function `sip_xdp_message`), then searched for scanner
 /// fingerprints and put to the destination policy (`sip_xdp_checks`); the
 /// first refused one refuses the packet (over TCP the stream's next bytes
-/// then come again, as the sender retransmits them). A segment whose
-/// messages cannot all be told apart is refused as `unreadable`: what the
-/// filter cannot read, it does not let through to be charged to nobody.
+/// then come again, as the sender retransmits them). A TCP segment is
+/// read where its stream says (`stream`): a message its end cuts is read
+/// on in the next one, and the stream moves on only if the segment is let
+/// through. What the filter cannot read, or cannot read in order, it
+/// refuses from a source it judges by what it sends, rather than let it
+/// through unjudged.
 #[inline(always)]
-fn judge_messages(ctx: &XdpContext, walk: &Walk, state: &WalkState, out: &mut Outcome) {
+fn judge_messages(ctx: &XdpContext, walk: &mut Walk, state: &WalkState, out: &mut Outcome) {
     let cfg = config();
     let Some(judged) = walk.judged else { return };
     let mut w = WalkCtx {
@@ -185,16 +218,47 @@ fn judge_messages(ctx: &XdpContext, walk: &Walk, state: &WalkState, out: &mut Ou
         judged: judged.pack(),
         at: state.payload_offset,
         end: state.payload_offset + state.payload_len,
+        resumed: 0,
+        before: 0,
         refusal: NO_REFUSAL,
+        tail: 0,
     };
+    let tcp = state.tcp != 0;
+    if tcp {
+        let opened = sip_xdp_stream_open(judged.fail_closed() as u64, out.now_ns);
+        let refusal = match opened & 0xff {
+            OPEN_READ => 0,
+            OPEN_BODY => {
+                // All body: nothing to read; the stream moves on with it.
+                sip_xdp_stream_close(KEEP, out.now_ns);
+                return;
+            }
+            OPEN_OUT_OF_ORDER => REFUSED_OUT_OF_ORDER,
+            OPEN_UNKNOWN => unreadable(UnreadableWhy::UnknownConnection),
+            OPEN_FRAGMENTED => unreadable(UnreadableWhy::FragmentedSegment),
+            // Let through unread (nothing new to the server).
+            _ => return,
+        };
+        if refusal != 0 {
+            walk.refusal = refusal;
+            out.verdict = decide(Packet::ToSipPort(unpack_refusal(refusal)), cfg);
+            return;
+        }
+        w.at += (opened >> 16) as u32 & 0xffff;
+        w.resumed = (opened >> 8) as u32 & 1;
+        w.before = (opened >> 32) as u32;
+    }
     // One more step than messages read: the last finds more and refuses.
     unsafe { bpf_loop(MAX_MESSAGES as u32 + 1, walk_step as *mut c_void, (&raw mut w).cast(), 0) };
     let source = match w.refusal {
         NO_REFUSAL => walk.admitted,
-        UNREADABLE => Source::Unreadable,
         refusal => unpack_refusal(refusal),
     };
+    walk.refusal = w.refusal;
     out.verdict = decide(Packet::ToSipPort(source), cfg);
+    if tcp && out.verdict.action.passes() {
+        sip_xdp_stream_close(w.tail, out.now_ns);
+    }
 }
 
 /// The walk's state for its `bpf_loop` steps (the verifier checks one
@@ -207,12 +271,18 @@ struct WalkCtx {
     judged: u64,
     at: u32,
     end: u32,
-    /// Why the packet is refused ([`pack_refusal`]), or [`NO_REFUSAL`].
+    /// 1: the first message began in an earlier segment, `before` bytes
+    /// of it read there.
+    resumed: u32,
+    before: u32,
+    /// Why the packet is refused (a packed refusal), or [`NO_REFUSAL`].
     refusal: u64,
+    /// How the segment leaves its stream (`read << 32 | skip`): the bytes
+    /// read of a message its end cuts, or the body bytes still to come.
+    tail: u64,
 }
 
 const NO_REFUSAL: u64 = 0;
-const UNREADABLE: u64 = 0xff;
 
 /// `bpf_loop` step: the message at `at`. Returns 1 to end the walk.
 extern "C" fn walk_step(index: u64, w: *mut c_void) -> i64 {
@@ -222,45 +292,80 @@ extern "C" fn walk_step(index: u64, w: *mut c_void) -> i64 {
     }
     if index >= MAX_MESSAGES as u64 {
         // More messages than one packet is read for.
-        w.refusal = UNREADABLE;
+        w.refusal = unreadable(UnreadableWhy::TooManyMessages);
         return 1;
     }
     let ctx = XdpContext::new(w.md);
     let state = unsafe { &*w.state };
     let judged = Judged::unpack(w.judged);
     let stats = (!w.stats.is_null()).then_some(w.stats);
-    let m = read_message(&ctx, w.at, &state.src, stats, judged);
-    if !m.found {
+    let resumed = (index == 0 && w.resumed != 0).then_some(w.before);
+    let place = Place { at: w.at, resumed, tcp: state.tcp != 0 };
+    let m = read_message(&ctx, place, &state.src, stats, judged);
+    if m.refusal != 0 {
+        w.refusal = m.refusal;
         return 1;
     }
-    if let Some(refusal) = m.refusal {
-        w.refusal = pack_refusal(refusal);
+    if !m.found {
+        // Nothing but CR/LF to the end: a message boundary.
+        return 1;
+    }
+    if m.cut {
+        // Judged when the rest of it comes.
+        w.tail = (m.value as u64) << 32;
         return 1;
     }
     if m.kind.is_request() {
-        if let Some(refusal) = check_request(&ctx, w.at + m.start, &state.key, stats, judged, m.kind) {
-            w.refusal = pack_refusal(refusal);
+        let refusal = check_request(&state.key, stats, judged, m.kind);
+        if refusal != 0 {
+            w.refusal = refusal;
             return 1;
         }
     }
     // A datagram holds one message; a segment's next one starts where this
     // one ends.
-    if state.tcp == 0 {
+    if state.tcp == 0 || m.value == 0 {
         return 1;
     }
-    if m.end == 0 {
-        // Its end cannot be told (a length that lies, headers longer than
-        // the window): what follows cannot be found.
-        if m.unreadable {
-            w.refusal = UNREADABLE;
-        }
+    let next = w.at + m.value;
+    if next >= w.end {
+        // Its body goes on into the next segment.
+        w.tail = (next - w.end) as u64;
         return 1;
     }
-    w.at += m.end;
-    if w.at >= w.end {
-        return 1;
-    }
+    w.at = next;
     0
+}
+
+/// The last time an unreadable message was reported: at most one event
+/// per [`UNREADABLE_EVENT_GAP_NS`], so a flood of them is counted in full
+/// but does not flood the controller's log.
+#[no_mangle]
+static mut LAST_UNREADABLE_EVENT_NS: u64 = 0;
+const UNREADABLE_EVENT_GAP_NS: u64 = 10_000_000;
+
+/// Tells the controller a message was refused as unreadable, and why.
+#[inline(always)]
+fn report_unreadable(walk: &Walk, state: &WalkState, out: &Outcome) {
+    let Some(why) = unreadable_why(walk.refusal) else { return };
+    // A plain global written racily by CPUs: a lost update only means one
+    // event more or less.
+    let last = unsafe { core::ptr::read_volatile(&raw const LAST_UNREADABLE_EVENT_NS) };
+    if out.now_ns.wrapping_sub(last) < UNREADABLE_EVENT_GAP_NS {
+        return;
+    }
+    unsafe { core::ptr::write_volatile(&raw mut LAST_UNREADABLE_EVENT_NS, out.now_ns) };
+    match SIP_EVENTS.reserve::<Event>(0) {
+        Some(mut slot) => {
+            slot.write(Event {
+                reason: why as u8,
+                drop_reason: Reason::Unreadable as u8,
+                ..Event::new(EventKind::Unreadable, state.key, out.now_ns)
+            });
+            slot.submit(0);
+        }
+        None => count(COUNT_EVENTS_LOST),
+    }
 }
 
 /// The flood path: a source no rule covers, when such sources are dropped,
@@ -325,9 +430,7 @@ pub extern "C" fn sip_xdp_admit(
     if judged.limited.is_none() && !judged.policy && judged.trusted {
         let kind = first_line();
         if kind.is_request() {
-            if let Some(stats) = source_entry(key, now_ns) {
-                scanner::announced_by(&ctx, payload_offset, stats);
-            }
+            search_trusted(&md, payload_offset as u32, key, now_ns);
         }
         return packed | (kind as u64) << 8;
     }
@@ -340,6 +443,21 @@ pub extern "C" fn sip_xdp_admit(
     state.payload_len = (frame_len(&ctx) as u32).saturating_sub(payload_offset as u32);
     state.tcp = (at >> 16 & 1) as u8;
     packed | WALK
+}
+
+/// A trusted source's first requests are read and searched for scanner
+/// fingerprints too: only counted (a trusted source is never banned), so
+/// a compromised trunk shows on the dashboard.
+#[inline(always)]
+fn search_trusted(md: &*mut xdp_md, at: u32, key: &SourceKey, now_ns: u64) {
+    let Some(stats) = source_entry(key, now_ns) else { return };
+    if !scanner::wants(unsafe { &*stats }) {
+        return;
+    }
+    if let Some(mut message) = reader::open(md, at, INGRESS_SLOT, false, 0) {
+        message.read_headers();
+        scanner::announced_by(INGRESS_SLOT, stats);
+    }
 }
 
 /// Ban first, then the rule: the source's code, and how to judge it if it

@@ -2,21 +2,15 @@
 //! message's window is copied into per-CPU scratch space with the
 //! load-bytes helper of the program's kind (which reads an XDP frame's
 //! fragments and a non-linear skb alike), then fed to the shared
-//! `MessageReader` one byte per `bpf_loop` step.
+//! `MessageReader` one byte per `bpf_loop` step. A message a TCP segment
+//! cut is read on from the reader state its stream kept.
 
 use aya_ebpf::{
     bindings::{__sk_buff, xdp_md},
     helpers::generated::{bpf_loop, bpf_skb_load_bytes, bpf_xdp_get_buff_len, bpf_xdp_load_bytes},
 };
 use core::ffi::c_void;
-use sip_xdp_common::{
-    message::{MessageReader, MESSAGE_WINDOW},
-    sip::{classify, status_code, SipKind, SIP_WINDOW},
-};
-
-/// Shorter starts are not classified: no SIP message is this short (a
-/// first line alone is longer, and headers must follow).
-const MIN_CLASSIFIED: usize = SIP_WINDOW / 2;
+use sip_xdp_common::message::{MessageReader, MESSAGE_WINDOW};
 
 use crate::maps::{SIP_MESSAGE, SIP_READER};
 
@@ -65,34 +59,45 @@ struct ReadCtx {
     /// `base + index`: the verifier sees a fresh index each step, not a
     /// counter it would follow through every value).
     base: u32,
-    /// 1: stop once the start line is found.
-    until_start: u32,
+    /// The message's bytes read before the window (in earlier segments):
+    /// the reader's positions count from the message's first byte.
+    before: u32,
+    /// Bytes fed (set where the reading stops early).
+    consumed: u32,
 }
+
+/// Bytes fed per `bpf_loop` step: a step's call costs more than a byte's
+/// reading, so each step reads several.
+const STRIDE: u64 = 8;
 
 /// A message being read: its window is in the scratch slot, the reader's
 /// state in `SIP_READER` (read through a pointer, not copied, to keep the
 /// caller's stack small).
 pub struct Message {
     state: *const MessageReader,
-    /// Where the window starts in the packet.
-    at: u32,
     slot: u32,
     len: u32,
     /// The next byte of the window to read.
     next: u32,
+    /// The message's bytes read before this window.
+    before: u32,
 }
 
 /// Copies the window of the message at `at` bytes into the packet and
-/// finds its start line (past leading CR/LF). None if there is no byte at
-/// `at` or the copy fails.
+/// finds its start line (past leading CR/LF). `resumed`: the message began
+/// in an earlier segment, `before` bytes of it were read there, and the
+/// reader's state in the slot is where that reading stopped. None if there
+/// is no byte at `at`, the message has had its window already, or the
+/// copy fails.
 #[inline(always)]
-pub fn open(packet: &impl Bytes, at: u32, slot: u32) -> Option<Message> {
+pub fn open(packet: &impl Bytes, at: u32, slot: u32, resumed: bool, before: u32) -> Option<Message> {
     let total = packet.total_len();
-    if at >= total {
+    if at >= total || before >= MESSAGE_WINDOW as u32 {
         return None;
     }
     let available = total - at;
-    let len = if available > MESSAGE_WINDOW as u32 { MESSAGE_WINDOW as u32 } else { available };
+    let room = MESSAGE_WINDOW as u32 - before;
+    let len = if available > room { room } else { available };
     // In [1, MESSAGE_WINDOW] by construction, so the oldest verifiers see
     // the helper's length bounded on both sides on the very register they
     // check (a plain `min` can lose its lower bound).
@@ -102,32 +107,48 @@ pub fn open(packet: &impl Bytes, at: u32, slot: u32) -> Option<Message> {
         return None;
     }
     let state = SIP_READER.get_ptr_mut(slot)?;
-    unsafe { *state = MessageReader::new() };
-    let mut message = Message { state, at, slot, len, next: 0 };
-    message.run(true);
-    Some(message)
+    if !resumed {
+        unsafe { core::ptr::copy_nonoverlapping(&EMPTY_READER, state, 1) };
+    }
+    Some(Message { state, slot, len, next: 0, before: if resumed { before } else { 0 } })
 }
 
+/// A fresh reader, copied from read-only data (building it in place
+/// compiles to a byte-at-a-time memset).
+static EMPTY_READER: MessageReader = MessageReader::new();
+
 impl Message {
-    /// Feeds the window to the reader from where it stopped, until the
-    /// start line is found (`until_start`) or the headers end.
+    /// Feeds the window to the reader until the headers end (or the
+    /// window does).
     #[inline(always)]
-    fn run(&mut self, until_start: bool) {
+    pub fn read_headers(&mut self) {
         if self.next >= self.len {
             return;
         }
-        let steps = self.len - self.next;
-        let mut ctx = ReadCtx { slot: self.slot, len: self.len, base: self.next, until_start: until_start as u32 };
-        // The number of steps taken, the last one included.
-        let taken = unsafe { bpf_loop(steps, step as *mut c_void, (&raw mut ctx).cast(), 0) };
-        self.next += if taken > 0 { taken as u32 } else { 0 };
+        let bytes = self.len - self.next;
+        let mut ctx = ReadCtx { slot: self.slot, len: self.len, base: self.next, before: self.before, consumed: bytes };
+        let steps = bytes.div_ceil(STRIDE as u32);
+        unsafe { bpf_loop(steps, step as *mut c_void, (&raw mut ctx).cast(), 0) };
+        self.next += ctx.consumed;
     }
 
-    /// The window ends before the packet does (more bytes follow what
-    /// the reader could see).
+    /// The message has had all the bytes it may have: whatever follows
+    /// in the packet, its headers are read as far as they will be.
     #[inline(always)]
     pub fn window_full(&self) -> bool {
-        self.len == MESSAGE_WINDOW as u32
+        self.before + self.len >= MESSAGE_WINDOW as u32
+    }
+
+    /// Bytes of the message read so far, earlier segments included.
+    #[inline(always)]
+    pub fn read_so_far(&self) -> u32 {
+        self.before + self.next
+    }
+
+    /// Bytes of the message read in earlier segments.
+    #[inline(always)]
+    pub fn before(&self) -> u32 {
+        self.before
     }
 
     /// What has been read so far.
@@ -136,63 +157,68 @@ impl Message {
         unsafe { &*self.state }
     }
 
-    /// Reads the headers to their end (or to the window's).
-    #[inline(always)]
-    pub fn read_headers(&mut self) {
-        self.run(false);
-    }
-
-    /// The zero-filled first bytes of the start line, for the classifier:
-    /// copied from the packet again, in one of two fixed sizes (a copy
-    /// from the window byte by byte would branch on its end at each byte,
-    /// and the verifier would follow every combination).
-    #[inline(always)]
-    fn first_line(&self, packet: &impl Bytes) -> [u8; SIP_WINDOW] {
-        let mut window = [0u8; SIP_WINDOW];
-        let from = self.at + self.reader().start;
-        let total = packet.total_len();
-        if from < total {
-            let available = total - from;
-            if available >= SIP_WINDOW as u32 {
-                packet.load(from, window.as_mut_ptr(), SIP_WINDOW as u32);
-            } else if available >= MIN_CLASSIFIED as u32 {
-                packet.load(from, window.as_mut_ptr(), MIN_CLASSIFIED as u32);
-            }
-        }
-        window
-    }
-
-    /// What the start line is.
-    #[inline(always)]
-    pub fn kind(&self, packet: &impl Bytes) -> SipKind {
-        if !self.reader().found() {
-            return SipKind::NotSip;
-        }
-        classify(&self.first_line(packet))
-    }
-
     /// The status code, if the message is a response.
     #[inline(always)]
-    pub fn status(&self, packet: &impl Bytes) -> Option<u16> {
-        if !self.reader().found() {
-            return None;
-        }
-        status_code(&self.first_line(packet))
+    pub fn status(&self) -> Option<u16> {
+        self.reader().line.status()
     }
 }
 
-/// `bpf_loop` callback: feeds byte `base + index` of the window.
+/// `bpf_loop` callback: feeds bytes `base + index * STRIDE` onwards of the
+/// window, [`STRIDE`] of them.
 extern "C" fn step(index: u64, ctx: *mut c_void) -> i64 {
     let ctx = unsafe { &mut *ctx.cast::<ReadCtx>() };
-    let i = ctx.base as u64 + index;
-    if i >= ctx.len as u64 {
+    let (Some(buf), Some(reader_ptr)) = (SIP_MESSAGE.get_ptr(ctx.slot), SIP_READER.get_ptr_mut(ctx.slot)) else {
         return 1;
+    };
+    let first = ctx.base as u64 + index * STRIDE;
+    // Most of a message's bytes are in lines of no interest (Via, Contact,
+    // credentials...): a word of them without a line feed is skipped at
+    // once.
+    if first.is_multiple_of(STRIDE) && first + STRIDE <= ctx.len as u64 && unsafe { (*reader_ptr).skipping_line() } {
+        const WORDS: usize = MESSAGE_WINDOW / STRIDE as usize;
+        let at = core::hint::black_box((first / STRIDE) as usize) & (WORDS - 1);
+        let word = unsafe { (*buf.cast::<[u64; WORDS]>())[at] };
+        if !has_line_feed(word) {
+            return 0;
+        }
     }
-    let (Some(buf), Some(reader)) = (SIP_MESSAGE.get_ptr(ctx.slot), SIP_READER.get_ptr_mut(ctx.slot)) else { return 1 };
-    let c = unsafe { (*buf)[core::hint::black_box(i as usize) & (MESSAGE_WINDOW - 1)] };
-    let reader = unsafe { &mut *reader };
-    if !reader.step(i as u32, c) || (ctx.until_start != 0 && reader.found()) {
-        return 1;
+    let mut k = 0;
+    while k < STRIDE {
+        let i = first + k;
+        if i >= ctx.len as u64 {
+            ctx.consumed = (i - ctx.base as u64) as u32;
+            return 1;
+        }
+        let c = unsafe { (*buf)[core::hint::black_box(i as usize) & (MESSAGE_WINDOW - 1)] };
+        if sip_xdp_read_byte(reader_ptr, (ctx.before + i as u32) as u64, c as u64) == 0 {
+            ctx.consumed = (i + 1 - ctx.base as u64) as u32;
+            return 1;
+        }
+        k += 1;
     }
     0
+}
+
+/// Does any byte of `word` hold a line feed? (A byte of `word ^ LF..LF`
+/// is zero exactly where `word` has one.)
+#[inline(always)]
+fn has_line_feed(word: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let x = word ^ (ONES * b'\n' as u64);
+    x.wrapping_sub(ONES) & !x & HIGHS != 0
+}
+
+/// One byte's reading, a global BPF function: verified once, on its own.
+/// Called a stride of bytes per loop step, it keeps the step's
+/// verification small (the paths through one byte's reading do not
+/// multiply over the stride). Returns 0 once the headers have ended.
+#[no_mangle]
+#[inline(never)]
+pub extern "C" fn sip_xdp_read_byte(reader: *mut MessageReader, pos: u64, c: u64) -> u64 {
+    if reader.is_null() {
+        return 0;
+    }
+    unsafe { (*reader).step(pos as u32, c as u8) as u64 }
 }

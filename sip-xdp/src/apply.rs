@@ -2,18 +2,19 @@
 //! source the old and the new config both accept is refused; and SIGHUP
 //! reloads, which keep the running config on any error.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, sync::OnceLock};
 
 use ipnet::IpNet;
 use log::{error, info, warn};
 use sip_xdp_common::{
     fingerprint::Fingerprint,
-    kernel_config::FilterConfig,
+    kernel_config::{FilterConfig, NS_PER_SEC},
     map_types::{DestRule, RateProfile},
     rules::RuleValue,
 };
 
 use crate::{
+    clock::boottime_ns,
     config::Config,
     kernel_config::{dest_rules, fingerprints, rate_profiles},
     maps::Maps,
@@ -76,7 +77,9 @@ pub fn apply(maps: &mut impl FilterTarget, cfg: &Config) -> anyhow::Result<RuleP
     maps.write_fingerprints(&fingerprints(cfg))?;
     let plan = RulePlan::new(&maps.rule_entries()?, &cfg.rules);
     maps.insert_rules(&plan.add)?;
-    maps.write_config(&FilterConfig::from(cfg))?;
+    let mut kernel = FilterConfig::from(cfg);
+    kernel.stream_adopt_until_ns = adopt_until_ns(cfg);
+    maps.write_config(&kernel)?;
     for (net, keep) in &plan.retire {
         match keep {
             Some(value) => maps.insert_rule(*net, *value)?,
@@ -87,6 +90,15 @@ pub fn apply(maps: &mut impl FilterTarget, cfg: &Config) -> anyhow::Result<RuleP
     // start (`allow del`, lifted prefix bans).
     maps.rebuild_rule_index()?;
     Ok(plan)
+}
+
+/// Until when TCP connections older than the filter are taken up: for
+/// `tcp_adopt_secs` after this process first applied a config (a reload
+/// does not open the grace again).
+fn adopt_until_ns(cfg: &Config) -> u64 {
+    static STARTED_NS: OnceLock<u64> = OnceLock::new();
+    let started = *STARTED_NS.get_or_init(boottime_ns);
+    started + cfg.filter.tcp_adopt_secs * NS_PER_SEC
 }
 
 /// One line on an applied config, for the log.

@@ -12,7 +12,7 @@ use log::{info, warn};
 use serde_json::json;
 use sip_xdp_common::{
     bans::BanReason,
-    events::{self as kernel, EventKind},
+    events::{self as kernel, EventKind, UnreadableWhy},
     Reason,
 };
 
@@ -39,6 +39,9 @@ sip_xdp_common::closed_set! {
         /// A source's international calls blocked after a spending anomaly.
         IntlBlock = 6 => "international_block",
         IntlUnblock = 7 => "international_unblock",
+        /// A message from a source judged by what it sends, refused because
+        /// the filter could not read it (`reason` says why).
+        Unreadable = 8 => "unreadable",
     }
 }
 
@@ -99,6 +102,7 @@ impl Event {
             EventKind::Expire => Kind::Expire,
             EventKind::Unban => Kind::Unban,
             EventKind::DestinationBlocked => Kind::DestinationBlocked,
+            EventKind::Unreadable => Kind::Unreadable,
         };
         let number = (kind == Kind::DestinationBlocked).then(|| {
             let digits = &e.number[..(e.number_len as usize).min(e.number.len())];
@@ -110,6 +114,7 @@ impl Event {
         });
         let reason = match kind {
             Kind::DestinationBlocked => Reason::from_u8(e.drop_reason).map_or("unknown", Reason::name),
+            Kind::Unreadable => UnreadableWhy::from_u8(e.reason).map_or("unknown", UnreadableWhy::name),
             _ => reason_name(e.reason),
         };
         Some(Event {

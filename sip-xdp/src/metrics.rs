@@ -198,7 +198,9 @@ impl Metrics {
             Kind::Ban => self.bans_total.with_label_values(&[event.reason]).inc(),
             Kind::Expire => self.ban_expirations.inc(),
             Kind::IntlBlock => self.intl_blocks_total.inc(),
-            Kind::WouldBan | Kind::Unban | Kind::DestinationBlocked | Kind::IntlUnblock => {}
+            // Unreadable messages are counted by the kernel, every one (its
+            // events are throttled).
+            Kind::WouldBan | Kind::Unban | Kind::DestinationBlocked | Kind::IntlUnblock | Kind::Unreadable => {}
         }
     }
 

@@ -15,8 +15,44 @@ pub const NEXTHDR_ROUTING: u8 = 43;
 pub const NEXTHDR_FRAGMENT: u8 = 44;
 pub const NEXTHDR_DEST: u8 = 60;
 
+pub const OPTIONS: &[u8] =
+    b"OPTIONS sip:198.18.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 203.0.113.1\r\nContent-Length: 0\r\n\r\n";
 pub const REGISTER: &[u8] = b"REGISTER sip:198.18.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 198.18.1.2:5060\r\n\r\n";
 pub const INVITE: &[u8] = b"INVITE sip:100@198.18.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 198.18.1.2:5060\r\n\r\n";
+/// A phone's INVITE answering a proxy challenge, as phones send them:
+/// full headers, credentials and an SDP offer (about 1 KB).
+pub const PHONE_INVITE: &[u8] = b"INVITE sip:+4930123456@198.18.0.1 SIP/2.0\r\n\
+Via: SIP/2.0/TCP 203.0.113.10:5060;branch=z9hG4bK-524287-1---77b1c3a9;rport\r\n\
+Max-Forwards: 70\r\n\
+Contact: <sip:1001@203.0.113.10:5060;transport=tcp>\r\n\
+To: <sip:+4930123456@198.18.0.1>\r\n\
+From: <sip:1001@198.18.0.1>;tag=4a1f7c2e\r\n\
+Call-ID: 9kR2mQ7xLwP4vT8nB3cZ6yH1sD5fG0jK\r\n\
+CSeq: 2 INVITE\r\n\
+Allow: INVITE, ACK, CANCEL, BYE, NOTIFY, REFER, MESSAGE, OPTIONS, INFO, SUBSCRIBE\r\n\
+Content-Type: application/sdp\r\n\
+Proxy-Authorization: Digest username=\"1001\",realm=\"198.18.0.1\",nonce=\"Y2Fmx2Z8bWQ5c2Rm\",\
+uri=\"sip:+4930123456@198.18.0.1\",response=\"8f1e6ad6c0d4bfa0b3c5e5f2a1d0c9e7\",algorithm=MD5\r\n\
+Supported: replaces, norefersub, extended-refer, timer, outbound, path, X-cisco-serviceuri\r\n\
+User-Agent: Yealink SIP-T46S 66.86.0.15\r\n\
+Allow-Events: presence, kpml, talk\r\n\
+Content-Length: 295\r\n\
+\r\n\
+v=0\r\n\
+o=1001 1700000000 1700000001 IN IP4 203.0.113.10\r\n\
+s=Talk\r\n\
+c=IN IP4 203.0.113.10\r\n\
+t=0 0\r\n\
+m=audio 7078 RTP/AVP 0 8 9 101\r\n\
+a=rtpmap:0 PCMU/8000\r\n\
+a=rtpmap:8 PCMA/8000\r\n\
+a=rtpmap:9 G722/8000\r\n\
+a=rtpmap:101 telephone-event/8000\r\n\
+a=fmtp:101 0-15\r\n\
+a=sendrecv\r\n\
+a=rtcp-mux\r\n\
+a=ptime:20\r\n\
+a=maxptime:150\r\n";
 /// A phone's REGISTER answering a challenge, as phones send them.
 pub const REGISTER_WITH_CREDENTIALS: &[u8] = b"REGISTER sip:198.18.0.1 SIP/2.0\r\n\
 Via: SIP/2.0/UDP 203.0.113.10:5060;branch=z9hG4bK-524287-1---8d3c4f0a\r\n\
@@ -164,6 +200,25 @@ pub fn tcp(dport: u16, options_len: usize, payload: &[u8]) -> Vec<u8> {
     h
 }
 
+/// TCP flags.
+pub const FIN: u8 = 0x01;
+pub const SYN: u8 = 0x02;
+pub const ACK: u8 = 0x10;
+pub const PSH: u8 = 0x08;
+
+/// A TCP header and payload with every field a stream test sets.
+pub fn tcp_segment(sport: u16, dport: u16, seq: u32, ack: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
+    let mut h = Vec::new();
+    h.extend_from_slice(&sport.to_be_bytes());
+    h.extend_from_slice(&dport.to_be_bytes());
+    h.extend_from_slice(&seq.to_be_bytes());
+    h.extend_from_slice(&ack.to_be_bytes());
+    h.push(5 << 4);
+    h.extend_from_slice(&[flags, 0xff, 0xff, 0, 0, 0, 0]);
+    h.extend_from_slice(payload);
+    h
+}
+
 pub fn icmp_echo() -> Vec<u8> {
     vec![8, 0, 0, 0, 0, 1, 0, 1, b'p', b'i', b'n', b'g']
 }
@@ -204,6 +259,12 @@ pub fn udp4(src: [u8; 4], port: u16, payload: &[u8]) -> Vec<u8> {
 /// A TCP segment from `src` to `port`, in an untagged IPv4 frame.
 pub fn tcp4(src: [u8; 4], port: u16, payload: &[u8]) -> Vec<u8> {
     v4_frame(&[], &V4::new(src, IPPROTO_TCP), &tcp(port, 0, payload))
+}
+
+/// A TCP segment from `src`'s port `sport` to `port` (sequence number 1,
+/// as a connection taken up there), in an untagged IPv4 frame.
+pub fn tcp4_from(src: [u8; 4], sport: u16, port: u16, payload: &[u8]) -> Vec<u8> {
+    v4_frame(&[], &V4::new(src, IPPROTO_TCP), &tcp_segment(sport, port, 1, 0, ACK | PSH, payload))
 }
 
 /// A UDP datagram from `src` to `port`, in an untagged IPv6 frame.

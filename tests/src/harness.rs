@@ -4,10 +4,12 @@
 
 use std::{
     collections::BTreeMap,
+    net::IpAddr,
     path::{Path, PathBuf},
     process::Command,
 };
 
+use crate::frames::{tcp_segment, v4_frame, v6_frame, ACK, IPPROTO_TCP, PSH, SYN, V4, V6};
 use aya::{
     maps::{Array, MapData, RingBuf},
     programs::{TestRun, TestRunOptions, Xdp},
@@ -154,6 +156,83 @@ impl Filter {
         let program = loader::egress(&mut self.ebpf).expect("egress program");
         let opts = TestRunOptions { data_in: Some(frame), ..TestRunOptions::default() };
         program.test_run(opts).expect("BPF_PROG_TEST_RUN (TC)").return_value as i32
+    }
+}
+
+/// The server's address in the frames of these tests (IPv4; IPv6 frames
+/// go to `V6::new`'s destination).
+pub const SERVER: [u8; 4] = [198, 18, 0, 1];
+
+/// A client's TCP connection to the server's port 5060, driven through
+/// the programs as the kernel would see it: its SYN on ingress, the
+/// server's SYN-ACK on egress, the client's ACK on ingress. `seq` is the
+/// sequence number of the client's next byte; it moves on only when the
+/// filter lets a segment through (TCP sends a dropped one again).
+pub struct Connection {
+    pub client: IpAddr,
+    pub port: u16,
+    pub seq: u32,
+    /// The server's next sequence number (what the client acknowledges).
+    pub server_seq: u32,
+}
+
+impl Filter {
+    /// Opens a connection from `client`'s `port` (initial sequence numbers
+    /// chosen to wrap soon, so the tests cross the wrap of sequence space).
+    pub fn connect(&mut self, client: impl Into<IpAddr>, port: u16) -> Connection {
+        let isn = u32::MAX - 3000;
+        let server_isn = 7_000_000;
+        let mut c = Connection { client: client.into(), port, seq: isn, server_seq: server_isn };
+        let syn = c.frame_at(isn, 0, SYN, b"");
+        assert!(self.judge(&syn).1.passes(), "the SYN of {} is let through", c.client);
+        self.run_egress(&c.from_server(server_isn, isn.wrapping_add(1), SYN | ACK, b""));
+        c.seq = isn.wrapping_add(1);
+        c.server_seq = server_isn.wrapping_add(1);
+        let ack = c.frame_at(c.seq, c.server_seq, ACK, b"");
+        assert!(self.judge(&ack).1.passes(), "the handshake of {} completes", c.client);
+        c
+    }
+}
+
+impl Connection {
+    /// A client segment carrying `payload` at `seq`.
+    pub fn frame_at(&self, seq: u32, ack: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
+        let l4 = tcp_segment(self.port, 5060, seq, ack, flags, payload);
+        match self.client {
+            IpAddr::V4(a) => v4_frame(&[], &V4::new(a.octets(), IPPROTO_TCP), &l4),
+            IpAddr::V6(a) => v6_frame(&[], &V6::new(a.octets(), IPPROTO_TCP), &l4),
+        }
+    }
+
+    /// The client's next segment, carrying `payload`.
+    pub fn segment(&self, payload: &[u8]) -> Vec<u8> {
+        self.frame_at(self.seq, self.server_seq, ACK | PSH, payload)
+    }
+
+    /// Sends `payload` in one segment; the stream moves on if it passes.
+    pub fn send(&mut self, f: &mut Filter, payload: &[u8]) -> (u32, Action, Reason) {
+        let verdict = f.judge(&self.segment(payload));
+        if verdict.1.passes() {
+            self.seq = self.seq.wrapping_add(payload.len() as u32);
+        }
+        verdict
+    }
+
+    /// A segment from the server to this client.
+    pub fn from_server(&self, seq: u32, ack: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
+        let l4 = tcp_segment(5060, self.port, seq, ack, flags, payload);
+        match self.client {
+            IpAddr::V4(a) => v4_frame(&[], &V4 { dst: a.octets(), ..V4::new(SERVER, IPPROTO_TCP) }, &l4),
+            IpAddr::V6(a) => {
+                let to_client = V6::new([0; 16], IPPROTO_TCP);
+                v6_frame(&[], &V6 { src: to_client.dst, dst: a.octets(), ..to_client }, &l4)
+            }
+        }
+    }
+
+    /// The server acknowledges everything the client sent so far.
+    pub fn acknowledge(&self, f: &mut Filter) {
+        f.run_egress(&self.from_server(self.server_seq, self.seq, ACK, b""));
     }
 }
 

@@ -27,7 +27,11 @@ fn quick_benchmark_writes_every_section() {
 
     let costs = doc["cost_per_packet"].as_array().expect("section 1");
     let timed = sip_xdp_tests::behaviour::rows().into_iter().filter(|r| r.timed).count();
-    assert_eq!(costs.len(), timed + 3, "every packet class the behaviour table times, and three on egress");
+    assert_eq!(
+        costs.len(),
+        timed + 2 + 3,
+        "every packet class the behaviour table times, two TCP stream classes, and three on egress"
+    );
     for c in costs {
         positive(&c["ns"], "cost ns");
         positive(&c["baseline_ns"], "baseline ns");

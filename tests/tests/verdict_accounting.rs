@@ -81,14 +81,6 @@ fn to_client(client: [u8; 4], payload: &[u8]) -> Vec<u8> {
     v4_frame(&[], &ip, &l4)
 }
 
-/// A TCP segment from the server's SIP port to `client`.
-fn tcp_to_client(client: [u8; 4], payload: &[u8]) -> Vec<u8> {
-    let ip = V4 { dst: client, ..V4::new(SERVER, IPPROTO_TCP) };
-    let mut l4 = tcp(40000, 0, payload);
-    l4[0..2].copy_from_slice(&5060u16.to_be_bytes());
-    v4_frame(&[], &ip, &l4)
-}
-
 /// One exchange: the request in, the response out.
 fn exchange(f: &mut Filter, client: [u8; 4], req: &[u8], resp: &[u8]) {
     assert_eq!(f.judge(&to_server(client, req)).0, XDP_PASS, "the request is admitted");
@@ -231,10 +223,10 @@ fn every_message_of_a_tcp_segment_is_charged_and_counted() {
         },
     );
     f.rule("203.0.113.50/32", RuleClass::Limited, 1);
-    let client = [203, 0, 113, 50];
-    assert_eq!(f.judge(&tcp4(client, 5060, &pipelined(10, 0))), (XDP_PASS, Pass, Limited));
+    let mut c = f.connect([203, 0, 113, 50], 40000);
+    assert_eq!(c.send(&mut f, &pipelined(10, 0)), (XDP_PASS, Pass, Limited));
     assert_eq!(f.source("203.0.113.50").unwrap().registers, 10, "each counted");
-    assert_eq!(f.judge(&tcp4(client, 5060, &pipelined(1, 10))), (XDP_DROP, Drop, RegisterRate), "the bucket is empty");
+    assert_eq!(c.send(&mut f, &pipelined(1, 10)), (XDP_DROP, Drop, RegisterRate), "the bucket is empty");
     // Twenty in one segment, over the burst: refused whole.
     let mut f = filter(64);
     f.profile(
@@ -249,19 +241,20 @@ fn every_message_of_a_tcp_segment_is_charged_and_counted() {
         },
     );
     f.rule("203.0.113.51/32", RuleClass::Limited, 1);
-    assert_eq!(f.judge(&tcp4([203, 0, 113, 51], 5060, &pipelined(20, 0))), (XDP_DROP, Drop, RegisterRate));
+    let mut c = f.connect([203, 0, 113, 51], 40000);
+    assert_eq!(c.send(&mut f, &pipelined(20, 0)), (XDP_DROP, Drop, RegisterRate));
 
     // Twenty guesses pipelined, twenty 401s in one segment back: banned at
     // the third.
     let mut f = filter(64);
-    let guesser = [203, 0, 113, 52];
-    assert_eq!(f.judge(&tcp4(guesser, 5060, &pipelined(20, 0))), (XDP_PASS, Pass, Limited));
+    let mut c = f.connect([203, 0, 113, 52], 40000);
+    assert_eq!(c.send(&mut f, &pipelined(20, 0)), (XDP_PASS, Pass, Limited));
     let answers: Vec<u8> = (0..20)
         .flat_map(|i| format!("SIP/2.0 401 Unauthorized\r\ni:pipe{i}\r\nCSeq:1 REGISTER\r\nl:0\r\n\r\n").into_bytes())
         .collect();
-    f.run_egress(&tcp_to_client(guesser, &answers));
+    f.run_egress(&c.from_server(c.server_seq, c.seq, ACK | PSH, &answers));
     assert_eq!(ban_reason(&f, "203.0.113.52"), Some(BanReason::Auth as u8));
-    assert_eq!(f.judge(&tcp4(guesser, 5060, &pipelined(1, 40))), (XDP_DROP, Drop, Banned));
+    assert_eq!(c.send(&mut f, &pipelined(1, 40)), (XDP_DROP, Drop, Banned));
 }
 
 #[test]
@@ -272,13 +265,15 @@ fn messages_that_cannot_be_told_apart_are_refused_as_unreadable() {
     let at = lying.windows(16).position(|w| w == b"Content-Length: ").unwrap();
     lying.splice(at + 16..at + 17, b"0x".iter().copied());
     let segment = [lying, request("INVITE", "hidden", 1, true)].concat();
-    assert_eq!(f.judge(&tcp4(client, 5060, &segment)), (XDP_DROP, Drop, Unreadable));
+    let mut c = f.connect(client, 40000);
+    assert_eq!(c.send(&mut f, &segment), (XDP_DROP, Drop, Unreadable));
     // Over UDP a datagram is one message: the same bytes are one REGISTER.
     assert_eq!(f.judge(&udp4(client, 5060, &segment)).1, Pass);
     // Leading CRLFs and keep-alives between messages are skipped.
     let keepalives =
         [&b"\r\n\r\n"[..], &request("OPTIONS", "k1", 1, false), b"\r\n", &request("OPTIONS", "k2", 1, false)].concat();
-    assert_eq!(f.judge(&tcp4(client, 5060, &keepalives)), (XDP_PASS, Pass, Limited));
+    let mut c = f.connect(client, 40001);
+    assert_eq!(c.send(&mut f, &keepalives), (XDP_PASS, Pass, Limited));
 }
 
 /// A datagram from `src` (IPv6) to the server.

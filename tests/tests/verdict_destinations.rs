@@ -52,6 +52,11 @@ fn judge(f: &mut Filter, src: [u8; 4], line: &str) -> (u32, sip_xdp_common::Acti
     f.judge(&invite(src, line))
 }
 
+/// A datagram of exactly `payload`.
+fn judge_payload(f: &mut Filter, src: [u8; 4], payload: &[u8]) -> (u32, sip_xdp_common::Action, Reason) {
+    f.judge(&v4_frame(&[], &V4::new(src, IPPROTO_UDP), &udp(5060, payload)))
+}
+
 #[test]
 fn blocked_prefixes_in_every_form_are_dropped() {
     let mut f = filter(&[], false);
@@ -69,7 +74,7 @@ fn blocked_prefixes_in_every_form_are_dropped() {
     ] {
         assert_eq!(judge(&mut f, CUSTOMER, line), (XDP_DROP, Drop, DestinationBlocked), "{line}");
     }
-    // A URI longer than the parse window is matched on its first digits.
+    // A number longer than the digits kept is matched on its first ones.
     let long = format!("INVITE sip:+252{}@pbx SIP/2.0", "7".repeat(300));
     assert_eq!(judge(&mut f, CUSTOMER, &long), (XDP_DROP, Drop, DestinationBlocked));
     // Counted per rule, and reported with the number dialled.
@@ -95,17 +100,30 @@ fn other_destinations_and_requests_pass() {
     ] {
         assert_eq!(judge(&mut f, CUSTOMER, line), (XDP_PASS, Pass, Limited), "{line}");
     }
-    // Only INVITEs are checked; a lower-case method is no INVITE (SIP
-    // methods are case-sensitive, and the server treats it as unknown).
+    // Only INVITEs are checked.
     assert_eq!(judge(&mut f, CUSTOMER, "MESSAGE sip:+25261234567@pbx SIP/2.0"), (XDP_PASS, Pass, Limited));
-    assert_eq!(judge(&mut f, CUSTOMER, "invite sip:+25261234567@pbx SIP/2.0"), (XDP_PASS, Pass, Limited));
 }
 
 #[test]
-fn padding_that_hides_the_country_is_refused() {
+fn methods_are_read_as_servers_read_them() {
+    // Kamailio takes `invite` for an INVITE (it compares methods without
+    // case), so the filter does too.
+    let mut f = filter(&[], false);
+    assert_eq!(judge(&mut f, CUSTOMER, "invite sip:+25261234567@pbx SIP/2.0"), (XDP_DROP, Drop, DestinationBlocked));
+    assert_eq!(judge(&mut f, CUSTOMER, "Invite sip:+4930123@pbx SIP/2.0"), (XDP_PASS, Pass, Limited));
+}
+
+#[test]
+fn padding_cannot_push_the_country_out_of_reach() {
+    // The whole Request-URI is read, however long.
     let mut f = filter(&[], false);
     let padded = format!("INVITE tel:+{}25261234567 SIP/2.0", "-".repeat(150));
-    assert_eq!(judge(&mut f, CUSTOMER, &padded), (XDP_DROP, Drop, DestinationNotAllowed));
+    assert_eq!(judge(&mut f, CUSTOMER, &padded), (XDP_DROP, Drop, DestinationBlocked));
+    let padded = format!("INVITE tel:+{}4930123 SIP/2.0", "-".repeat(1500));
+    assert_eq!(judge(&mut f, CUSTOMER, &padded), (XDP_PASS, Pass, Limited));
+    // Cut before enough digits to know the country: refused.
+    let cut = format!("INVITE tel:+{}25", "-".repeat(150));
+    assert_eq!(judge_payload(&mut f, CUSTOMER, cut.as_bytes()), (XDP_DROP, Drop, DestinationNotAllowed));
 }
 
 #[test]
@@ -141,9 +159,8 @@ fn the_policy_applies_only_to_its_classes() {
     let frame = v6_frame(&[], &V6::new(v6_addr("2001:db8:100::5"), IPPROTO_UDP), &udp(5061, payload));
     assert_eq!(f.judge(&frame), (XDP_DROP, Drop, DestinationBlocked));
     // Over TCP as well.
-    let tcp_frame =
-        v4_frame(&[], &V4::new(CUSTOMER, IPPROTO_TCP), &tcp(5060, 0, b"INVITE sip:+88161234@pbx SIP/2.0\r\n\r\n"));
-    assert_eq!(f.judge(&tcp_frame), (XDP_DROP, Drop, DestinationBlocked));
+    let mut c = f.connect(CUSTOMER, 40000);
+    assert_eq!(c.send(&mut f, b"INVITE sip:+88161234@pbx SIP/2.0\r\n\r\n"), (XDP_DROP, Drop, DestinationBlocked));
 }
 
 mod fingerprints {

@@ -1,15 +1,29 @@
 //! Reading one SIP message the way a server does: leading CRLFs skipped
-//! (RFC 3261 §7.5, and RFC 5626 keep-alives), the start line, then the
-//! header fields the accounting needs: Call-ID and CSeq (which link a
-//! response to its request), whether credentials are present
-//! (`Authorization`, `Proxy-Authorization`), and `Content-Length`, which
-//! says where the next message of a TCP stream starts. Header names are
-//! case-insensitive and have compact forms (`i` for Call-ID, `l` for
-//! Content-Length; RFC 3261 §7.3.3).
+//! (RFC 3261 §7.5, and RFC 5626 keep-alives), the start line
+//! ([`StartLine`]: method, status, and the Request-URI's user part,
+//! unescaped, which is what an INVITE dials), then the header fields the
+//! filter judges by: Call-ID and CSeq (which link a response to its
+//! request), whether credentials are present (`Authorization`,
+//! `Proxy-Authorization`), the User-Agent (scanner fingerprints), and
+//! `Content-Length`, which says where the next message of a TCP stream
+//! starts. Header names are case-insensitive and have compact forms (`i`
+//! for Call-ID, `l` for Content-Length; RFC 3261 §7.3.3).
+//!
+//! One reading feeds every decision about a message: its kind (counting,
+//! budgets), its number (destination policy), its User-Agent
+//! (fingerprints) and its fields (accounting).
 //!
 //! A state machine fed one byte at a time ([`MessageReader::step`]), so the
 //! kernel drives it with `bpf_loop` (the verifier checks one step, not every
 //! path through the message) and the host tests drive it with a plain loop.
+//! Its whole state is a plain value: a message cut across TCP segments is
+//! read on from where the previous segment left it.
+
+mod start_line;
+
+pub use start_line::StartLine;
+
+use crate::{fingerprint::UA_VALUE, sip::SipKind};
 
 /// Bytes of a message the kernel reads at once, from the message's start
 /// (a power of two, so an index can be masked into range).
@@ -44,9 +58,9 @@ pub const METHOD_ACK: u64 = fnv(b"ACK");
 
 /// Header fields the reader looks for, lower-case; a compact form is a
 /// name of its own.
-const NAMES: [&[u8]; 7] =
-    [b"call-id", b"i", b"cseq", b"content-length", b"l", b"authorization", b"proxy-authorization"];
-const ALL_NAMES: u8 = (1 << NAMES.len()) - 1;
+const NAMES: [&[u8]; 8] =
+    [b"call-id", b"i", b"cseq", b"content-length", b"l", b"authorization", b"proxy-authorization", b"user-agent"];
+const ALL_NAMES: u8 = ((1u16 << NAMES.len()) - 1) as u8;
 const LONGEST_NAME: usize = 19;
 
 const H_NONE: u8 = 0;
@@ -54,9 +68,11 @@ const H_CALL_ID: u8 = 1;
 const H_CSEQ: u8 = 2;
 const H_LENGTH: u8 = 3;
 const H_CREDENTIALS: u8 = 4;
+const H_USER_AGENT: u8 = 5;
 
 /// The header a name (by index in `NAMES`) is.
-const HEADER_OF: [u8; 7] = [H_CALL_ID, H_CALL_ID, H_CSEQ, H_LENGTH, H_LENGTH, H_CREDENTIALS, H_CREDENTIALS];
+const HEADER_OF: [u8; 8] =
+    [H_CALL_ID, H_CALL_ID, H_CSEQ, H_LENGTH, H_LENGTH, H_CREDENTIALS, H_CREDENTIALS, H_USER_AGENT];
 
 // Where the reader is.
 /// CR/LF before the start line.
@@ -88,20 +104,24 @@ const CSEQ_METHOD: u8 = 3;
 const CSEQ_AFTER: u8 = 4;
 
 /// What was read of a message: its place in the buffer and the fields the
-/// accounting uses. Offsets count from where reading began.
+/// filter judges by. Offsets count from where reading began.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MessageReader {
+    /// Hash of the Call-ID's value (its non-blank bytes); 0 if absent.
+    pub call_id: u64,
+    /// Hash of the CSeq method token; 0 if absent.
+    pub cseq_method: u64,
     /// Where the start line begins (after leading CR/LF).
     pub start: u32,
     /// Just past the blank line that ends the headers; 0 until read.
     pub headers_end: u32,
     pub content_length: u32,
-    /// Hash of the Call-ID's value (its non-blank bytes); 0 if absent.
-    pub call_id: u64,
-    /// Hash of the CSeq method token; 0 if absent.
-    pub cseq_method: u64,
     pub cseq: u32,
+    /// The start line.
+    pub line: StartLine,
+    /// The first bytes of the User-Agent's value, lower-cased.
+    ua: [u8; UA_VALUE],
     state: u8,
     /// Header whose value is being read.
     header: u8,
@@ -111,15 +131,17 @@ pub struct MessageReader {
     name_len: u8,
     /// Within a CSeq or Content-Length value.
     value_state: u8,
-    /// The current line holds nothing but CR so far.
-    line_blank: u8,
+    /// Bytes of the User-Agent's value kept.
+    ua_len: u8,
     /// An `Authorization` or `Proxy-Authorization` header is present.
     pub credentials: u8,
     /// Content-Length present and a number.
     pub has_length: u8,
     /// Content-Length present and not a number (or too large).
     pub bad_length: u8,
-    pub _pad: [u8; 3],
+    /// A User-Agent header was read.
+    has_ua: u8,
+    pub _pad: [u8; 6],
 }
 
 impl Default for MessageReader {
@@ -145,29 +167,52 @@ fn is_wsp(c: u8) -> bool {
 impl MessageReader {
     pub const fn new() -> MessageReader {
         MessageReader {
+            call_id: 0,
+            cseq_method: 0,
             start: 0,
             headers_end: 0,
             content_length: 0,
-            call_id: 0,
-            cseq_method: 0,
             cseq: 0,
+            line: StartLine::new(),
+            ua: [0; UA_VALUE],
             state: S_SKIP,
             header: H_NONE,
             candidates: 0,
             name_len: 0,
             value_state: 0,
-            line_blank: 0,
+            ua_len: 0,
             credentials: 0,
             has_length: 0,
             bad_length: 0,
-            _pad: [0; 3],
+            has_ua: 0,
+            _pad: [0; 6],
         }
+    }
+
+    /// What the message is, as far as its start line has been read.
+    #[inline(always)]
+    pub fn kind(&self) -> SipKind {
+        self.line.kind()
+    }
+
+    /// The kept bytes of the User-Agent's value (lower-case) and how many
+    /// there are.
+    #[inline(always)]
+    pub fn user_agent(&self) -> (&[u8; UA_VALUE], usize) {
+        (&self.ua, self.ua_len as usize)
     }
 
     /// The headers were read to their end.
     #[inline(always)]
     pub fn complete(&self) -> bool {
         self.state == S_DONE
+    }
+
+    /// In a line of no interest: until its end, no byte but a line feed
+    /// changes anything (the kernel skips such stretches a word at a time).
+    #[inline(always)]
+    pub fn skipping_line(&self) -> bool {
+        self.state == S_REST_OF_LINE
     }
 
     /// A start line was found (not only CR/LF so far).
@@ -198,12 +243,18 @@ impl MessageReader {
                 if c != b'\r' && c != b'\n' {
                     self.start = pos;
                     self.state = S_START_LINE;
+                    self.line.step(c);
                 }
             }
-            S_START_LINE | S_REST_OF_LINE => {
+            S_START_LINE => {
+                self.line.step(c);
                 if c == b'\n' {
                     self.state = S_LINE_START;
-                    self.line_blank = 1;
+                }
+            }
+            S_REST_OF_LINE => {
+                if c == b'\n' {
+                    self.state = S_LINE_START;
                 }
             }
             S_LINE_START => {
@@ -295,6 +346,7 @@ impl MessageReader {
             H_CALL_ID => self.call_id != 0,
             H_CSEQ => self.cseq_method != 0 || self.cseq != 0,
             H_LENGTH => self.has_length != 0 || self.bad_length != 0,
+            H_USER_AGENT => self.has_ua != 0,
             _ => false,
         };
         if self.header == H_LENGTH && repeated {
@@ -312,7 +364,13 @@ impl MessageReader {
             H_CALL_ID => self.call_id = FNV_OFFSET,
             H_CSEQ => self.value_state = CSEQ_BEFORE,
             H_LENGTH => self.value_state = LENGTH_DIGITS,
-            _ => self.credentials = 1,
+            H_USER_AGENT => self.has_ua = 1,
+            _ => {
+                // Their presence is all the accounting needs.
+                self.credentials = 1;
+                self.state = S_REST_OF_LINE;
+                return;
+            }
         }
         self.state = S_VALUE;
     }
@@ -323,6 +381,14 @@ impl MessageReader {
             // A Call-ID has no blanks (RFC 3261 §25.1, `word ["@" word]`).
             H_CALL_ID if !is_wsp(c) => self.call_id = fnv_step(self.call_id, c),
             H_CSEQ => self.cseq_char(c),
+            // Leading blanks are not the value's.
+            H_USER_AGENT if self.ua_len != 0 || !is_wsp(c) => {
+                let i = self.ua_len as usize;
+                if i < UA_VALUE {
+                    self.ua[i & (UA_VALUE - 1)] = lower(c);
+                    self.ua_len += 1;
+                }
+            }
             H_LENGTH => {
                 if c.is_ascii_digit() && self.value_state == LENGTH_DIGITS {
                     if self.bad_length == 0 {
@@ -506,6 +572,24 @@ mod tests {
         // The body's own "lines" are never read as headers.
         let r = read(&stream.as_bytes()[starts[1] as usize..]);
         assert_eq!(r.content_length, 11);
+    }
+
+    #[test]
+    fn one_reading_gives_kind_number_and_user_agent() {
+        let invite = "\r\n\r\nINVITE sip:%2B252-61234567@198.18.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP h\r\n\
+                      User-Agent:   FRIENDLY-Scanner 1.0\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\nl: 0\r\n\r\n";
+        let r = read(invite.as_bytes());
+        assert_eq!(r.start, 4);
+        assert_eq!(r.kind(), SipKind::Invite);
+        let prefixes = crate::dialled::intl_prefixes(&["00"]);
+        let crate::dialled::Dialled::International { digits, len } = crate::dialled::dialled(&r.line.user, &prefixes)
+        else {
+            panic!("not international");
+        };
+        assert_eq!(&digits[..len as usize], b"25261234567");
+        let (ua, n) = r.user_agent();
+        assert_eq!(&ua[..n], b"friendly-scanner 1.0");
+        assert_eq!(r.end(), Some(invite.len() as u32));
     }
 
     #[test]

@@ -20,6 +20,9 @@ pub const MIN_SOURCES_TABLE: u32 = 1024;
 pub const MAX_SOURCES_TABLE: u32 = 16 * 1024 * 1024;
 /// The shortest IPv6 prefix sources are accounted by: a /48 is a site.
 pub const MIN_IPV6_PREFIX: i64 = 48;
+/// The longest grace after a start for TCP connections older than the
+/// filter: a day (a longer one would keep the hole open for good).
+pub const MAX_TCP_ADOPT_SECS: i64 = 86_400;
 /// Linux interface names are at most 15 bytes.
 const IFNAMSIZ: usize = 16;
 
@@ -34,6 +37,9 @@ pub struct Filter {
     pub sources_table_size: u32,
     /// IPv6 sources are accounted per prefix of this length.
     pub ipv6_prefix: u8,
+    /// For this long after a start, TCP connections the filter did not see
+    /// open are taken up where they are.
+    pub tcp_adopt_secs: u64,
 }
 
 #[derive(Deserialize)]
@@ -45,6 +51,7 @@ pub struct RawFilter {
     mode: Named<Mode>,
     sources_table_size: Spanned<i64>,
     ipv6_prefix: Spanned<i64>,
+    tcp_adopt_secs: Spanned<i64>,
 }
 
 impl Default for RawFilter {
@@ -56,6 +63,7 @@ impl Default for RawFilter {
             mode: Named(Mode::Enforce),
             sources_table_size: default(DEFAULT_SOURCES_CAPACITY as i64),
             ipv6_prefix: default(64),
+            tcp_adopt_secs: default(60),
         }
     }
 }
@@ -147,6 +155,14 @@ impl RawFilter {
                 format!("{prefix} is out of range ({MIN_IPV6_PREFIX}-128)"),
             ));
         }
+        let adopt = *self.tcp_adopt_secs.get_ref();
+        if !(0..=MAX_TCP_ADOPT_SECS).contains(&adopt) {
+            return Err(src.error(
+                self.tcp_adopt_secs.span(),
+                "filter.tcp_adopt_secs",
+                format!("{adopt} is out of range (0-{MAX_TCP_ADOPT_SECS})"),
+            ));
+        }
         Ok(Filter {
             ports,
             default_action,
@@ -154,6 +170,7 @@ impl RawFilter {
             mode: self.mode.0,
             sources_table_size,
             ipv6_prefix: prefix as u8,
+            tcp_adopt_secs: adopt as u64,
         })
     }
 }

@@ -207,6 +207,10 @@ cidrs = ["198.51.100.0/24", "2001:db8::/32", "192.0.2.10"]
         assert_eq!(parse("[ban]\nescalate_after = 0\n").unwrap().ban.escalate_after, 0, "can be switched off");
         let e = err("[filter]\nipv6_prefix = 40\n");
         assert!(e.contains("test.toml:2:15: key `filter.ipv6_prefix`: 40 is out of range (48-128)"), "{e}");
+        assert_eq!(c.filter.tcp_adopt_secs, 60);
+        assert_eq!(parse("[filter]\ntcp_adopt_secs = 0\n").unwrap().filter.tcp_adopt_secs, 0, "no grace");
+        let e = err("[filter]\ntcp_adopt_secs = -1\n");
+        assert!(e.contains("key `filter.tcp_adopt_secs`: -1 is out of range (0-86400)"), "{e}");
         let e = err("[auth_failures]\nunanswered_challenges = 0\n");
         assert!(e.contains("key `auth_failures.unanswered_challenges`: 0 is out of range"), "{e}");
         assert_eq!(c.events, Events { format: EventFormat::Text, webhook: None });

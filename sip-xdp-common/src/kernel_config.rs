@@ -47,7 +47,9 @@ pub struct FilterConfig {
     pub default_profile: u8,
     /// IPv6 sources are accounted per prefix of this many bits (48-128).
     pub ipv6_prefix: u8,
-    pub _pad: [u8; 2],
+    /// 1: some prefix is banned (the prefix-ban tries are worth asking).
+    pub prefix_bans: u8,
+    pub _pad: u8,
     /// Packets over budget within `ban_window_ns` that ban a source.
     pub ban_after_excess: u32,
     /// Credentials rejected (401/403/407 to a request with credentials)
@@ -69,7 +71,11 @@ pub struct FilterConfig {
     pub dest_applies: u32,
     /// 1: international numbers must match an allow rule.
     pub dest_allow_only: u8,
-    pub _pad2: [u8; 7],
+    pub _pad2: u8,
+    /// Bit i: `ports[i]` carries TLS, opaque to the filter: its sources are
+    /// judged by their rules and bans, their messages are not read.
+    pub tls_ports: u16,
+    pub _pad3: [u8; 4],
     /// Until this CLOCK_BOOTTIME ns, a TCP connection the filter did not
     /// see open (older than its table) is taken up at its next segment;
     /// afterwards such segments from sources judged by what they send are
@@ -98,7 +104,8 @@ impl FilterConfig {
         default_class: RuleClass::Deny as u8,
         default_profile: 0,
         ipv6_prefix: 128,
-        _pad: [0; 2],
+        prefix_bans: 0,
+        _pad: 0,
         ban_after_excess: 0,
         auth_max: 0,
         auth_challenges: 0,
@@ -110,7 +117,9 @@ impl FilterConfig {
         intl: IntlPrefixes { digits: [[0; 4]; 4], lens: [0; 4] },
         dest_applies: 0,
         dest_allow_only: 0,
-        _pad2: [0; 7],
+        _pad2: 0,
+        tls_ports: 0,
+        _pad3: [0; 4],
         stream_adopt_until_ns: 0,
     };
 
@@ -124,6 +133,22 @@ impl FilterConfig {
             }
             if self.ports[i] == port {
                 return true;
+            }
+            i += 1;
+        }
+        false
+    }
+
+    /// Is `port` one of the SIP ports, and does it carry TLS?
+    #[inline(always)]
+    pub fn is_tls_port(&self, port: u16) -> bool {
+        let mut i = 0;
+        while i < MAX_PORTS {
+            if i >= self.port_count as usize {
+                return false;
+            }
+            if self.ports[i] == port {
+                return self.tls_ports & (1 << i) != 0;
             }
             i += 1;
         }
@@ -157,6 +182,8 @@ mod tests {
         assert!(!c.is_sip_port(5061));
         c.port_count = 2;
         assert!(c.is_sip_port(5061));
+        c.tls_ports = 0b10;
+        assert!(c.is_tls_port(5061) && !c.is_tls_port(5060));
         c.ports = [7000; MAX_PORTS];
         c.ports[MAX_PORTS - 1] = 9999;
         c.port_count = MAX_PORTS as u8;

@@ -20,6 +20,8 @@ pub const RULES_CAPACITY: u32 = 1_048_576;
 pub const DEFAULT_SOURCES_CAPACITY: u32 = 65_536;
 /// Datagrams whose fragments are tracked at once.
 pub const FRAGS_CAPACITY: u32 = 16_384;
+/// Banned prefixes per family (escalations, `sip-xdp ban add CIDR`).
+pub const PREFIX_BANS_CAPACITY: u32 = 16_384;
 /// Addresses in the ban table and in the auth-failure table.
 pub const BANS_CAPACITY: u32 = 65_536;
 pub const AUTH_CAPACITY: u32 = 65_536;
@@ -65,6 +67,13 @@ macro_rules! pinned_maps {
             /// Bans of single addresses (LRU), written by the kernel and the
             /// CLI. Losing them forgives, never blocks.
             bans: SIP_BANS = LruHashMap<$crate::map_types::SourceKey, $crate::bans::BanEntry>[$crate::registry::BANS_CAPACITY], Recreate;
+            /// Banned IPv4 prefixes (escalations, `sip-xdp ban add CIDR`):
+            /// apart from the rules, so no rule inside a banned prefix, nor
+            /// one of the same prefix, shadows the ban (a trusted source is
+            /// never banned: its rule is asked first).
+            ban_prefixes_v4: SIP_BAN_PREFIXES_V4 = LpmTrie<[u8; 4], $crate::rules::RuleValue>[$crate::registry::PREFIX_BANS_CAPACITY], Keep;
+            /// Banned IPv6 prefixes.
+            ban_prefixes_v6: SIP_BAN_PREFIXES_V6 = LpmTrie<[u8; 16], $crate::rules::RuleValue>[$crate::registry::PREFIX_BANS_CAPACITY], Keep;
             /// Authentication failures per remote address (LRU), counted on
             /// egress.
             auth: SIP_AUTH = LruHashMap<$crate::map_types::SourceKey, $crate::accounting::AuthState>[$crate::registry::AUTH_CAPACITY], Recreate;

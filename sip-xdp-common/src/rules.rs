@@ -12,8 +12,8 @@ crate::closed_set! {
         Deny = 1 => "deny",
         /// Rate-limited by the rule's profile; banned on sustained excess.
         Limited = 2 => "limited",
-        /// A prefix banned with `sip-xdp ban add CIDR`: dropped until it
-        /// expires.
+        /// A banned prefix (in the prefix-ban tries; rule tries of older
+        /// versions held them too): dropped until it expires.
         Banned = 3 => "banned",
     }
 }

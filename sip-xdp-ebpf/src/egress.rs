@@ -40,7 +40,9 @@ pub fn observe(ctx: &TcContext) {
         return;
     }
     let Ok(Some(l4)) = l4::parse(ctx, ip.protocol, ip.l4_offset) else { return };
-    if !cfg.is_sip_port(l4.sport) {
+    let tls = ip.protocol == IPPROTO_TCP && cfg.is_tls_port(l4.sport);
+    if !cfg.is_sip_port(l4.sport) || tls {
+        // Not SIP; or TLS, opaque: nothing to read, no stream followed.
         return;
     }
     if ip.protocol == IPPROTO_TCP {

@@ -34,7 +34,7 @@ use crate::{
     },
     packet::frame_len,
     reader::{self, INGRESS_SLOT},
-    rules::{may_have_rule, rule_for},
+    rules::{may_have_rule, prefix_ban_for, rule_for},
     scanner, sip,
     stream::{
         sip_xdp_stream_close, sip_xdp_stream_open, KEEP, OPEN_BODY, OPEN_FRAGMENTED, OPEN_OUT_OF_ORDER, OPEN_READ,
@@ -145,7 +145,9 @@ fn judge_l4(ctx: &XdpContext, ip: &L3Info, out: &mut Outcome, walk: &mut Walk) {
     }
     let now_ns = unsafe { bpf_ktime_get_boot_ns() };
     let mut key: SourceKey = ip.src;
-    let at = l4.payload_offset as u64 | ((ip.protocol == IPPROTO_TCP) as u64) << 16;
+    let tcp = ip.protocol == IPPROTO_TCP;
+    // TLS runs over TCP (a datagram to the same port is plain SIP).
+    let at = l4.payload_offset as u64 | (tcp as u64) << 16 | ((tcp && cfg.is_tls_port(l4.dport)) as u64) << 17;
     let admitted = sip_xdp_admit(ctx.ctx, at, &ip.src, &mut key, now_ns);
     let (source, judged) = unpack_source(admitted);
     let stats = source_entry(&key, now_ns);
@@ -394,7 +396,8 @@ fn refuse_uncovered(cfg: &FilterConfig, src: &SourceKey) -> Option<Verdict> {
 /// (counted, its User-Agent searched: only counted, trusted sources are
 /// never banned); any other admitted source gets its messages walked, and
 /// the walk's state is written. Writes the key the source's state is kept
-/// under to `key`. `at` is the payload's offset, with bit 16 set for TCP.
+/// under to `key`. `at` is the payload's offset, with bit 16 set for TCP
+/// and bit 17 for a TLS port.
 #[no_mangle]
 #[inline(never)]
 pub extern "C" fn sip_xdp_admit(
@@ -427,6 +430,10 @@ pub extern "C" fn sip_xdp_admit(
         return source | (first_line() as u64) << 8;
     };
     let packed = source | JUDGED | judged.pack() << 32;
+    if at >> 17 & 1 != 0 {
+        // TLS: opaque. Judged by its rules and bans alone; nothing to read.
+        return packed;
+    }
     if judged.limited.is_none() && !judged.policy && judged.trusted {
         let kind = first_line();
         if kind.is_request() {
@@ -460,8 +467,8 @@ fn search_trusted(md: &*mut xdp_md, at: u32, key: &SourceKey, now_ns: u64) {
     }
 }
 
-/// Ban first, then the rule: the source's code, and how to judge it if it
-/// is admitted.
+/// Ban first, then the rule, then banned prefixes (over any rule but a
+/// trusted one): the source's code, and how to judge it if it is admitted.
 #[inline(always)]
 fn judge_source(cfg: &FilterConfig, src: &SourceKey, key: &SourceKey, now_ns: u64) -> (u64, Option<Judged>) {
     if let Some(entry) = SIP_BANS.get_ptr_mut(key) {
@@ -477,6 +484,10 @@ fn judge_source(cfg: &FilterConfig, src: &SourceKey, key: &SourceKey, now_ns: u6
         Some(rule) => (rule.class, rule.profile, true),
         None => (cfg.default_class, cfg.default_profile, false),
     };
+    let in_banned_prefix = || prefix_ban_for(src).is_some_and(|ban| ban.ban_in_force(now_ns));
+    if cfg.prefix_bans != 0 && class != RuleClass::Trusted as u8 && in_banned_prefix() {
+        return (SOURCE_BANNED, None);
+    }
     match RuleClass::from_u8(class) {
         Some(RuleClass::Trusted) => {
             let policy = cfg.dest_applies & DEST_APPLIES_TRUSTED != 0;
@@ -486,8 +497,8 @@ fn judge_source(cfg: &FilterConfig, src: &SourceKey, key: &SourceKey, now_ns: u6
             let policy = cfg.dest_applies & dest_applies_profile(profile) != 0;
             (SOURCE_LIMITED, Some(Judged { limited: Some(profile), policy, trusted: false }))
         }
-        // Prefix bans: until the controller's sweep removes them (an ended
-        // one cannot fall back here to the shorter rule it shadows).
+        // A prefix ban an older version left in the rule tries (moved to
+        // the prefix-ban tries at the next start).
         Some(RuleClass::Banned) => (SOURCE_BANNED, None),
         _ if matched => (SOURCE_DENIED, None),
         // No rule, let through by `default_action = "pass"`: read (so its

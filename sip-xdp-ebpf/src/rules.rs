@@ -8,7 +8,7 @@ use sip_xdp_common::{
     rules::RuleValue,
 };
 
-use crate::maps::{SIP_RULES_V4, SIP_RULES_V6, SIP_RULE_INDEX};
+use crate::maps::{SIP_BAN_PREFIXES_V4, SIP_BAN_PREFIXES_V6, SIP_RULES_V4, SIP_RULES_V6, SIP_RULE_INDEX};
 
 /// The rule (longest matching prefix) for an address, IPv4-mapped or not.
 /// The index answers first for addresses no rule covers.
@@ -21,6 +21,16 @@ pub fn rule_for(addr: &SourceKey) -> Option<&'static RuleValue> {
         SIP_RULES_V4.get(Key::new(32, [addr[12], addr[13], addr[14], addr[15]]))
     } else {
         SIP_RULES_V6.get(Key::new(128, *addr))
+    }
+}
+
+/// The longest banned prefix covering `addr`, if any.
+#[inline(always)]
+pub fn prefix_ban_for(addr: &SourceKey) -> Option<&'static RuleValue> {
+    if is_v4_mapped(addr) {
+        SIP_BAN_PREFIXES_V4.get(Key::new(32, [addr[12], addr[13], addr[14], addr[15]]))
+    } else {
+        SIP_BAN_PREFIXES_V6.get(Key::new(128, *addr))
     }
 }
 

@@ -25,6 +25,9 @@ use crate::{
 /// one; the tests use a fake that checks the order of the writes.
 pub trait FilterTarget {
     fn rule_entries(&self) -> anyhow::Result<BTreeMap<IpNet, RuleValue>>;
+    /// Whether some prefix is banned (the kernel then asks the prefix-ban
+    /// tries).
+    fn prefix_bans_present(&self) -> anyhow::Result<bool>;
     fn insert_rule(&mut self, net: IpNet, value: RuleValue) -> anyhow::Result<()>;
     fn insert_rules(&mut self, entries: &[(IpNet, RuleValue)]) -> anyhow::Result<()> {
         entries.iter().try_for_each(|(net, value)| self.insert_rule(*net, *value))
@@ -40,6 +43,9 @@ pub trait FilterTarget {
 impl FilterTarget for Maps {
     fn rule_entries(&self) -> anyhow::Result<BTreeMap<IpNet, RuleValue>> {
         Maps::rule_entries(self)
+    }
+    fn prefix_bans_present(&self) -> anyhow::Result<bool> {
+        Ok(!self.prefix_ban_entries()?.is_empty())
     }
     fn insert_rule(&mut self, net: IpNet, value: RuleValue) -> anyhow::Result<()> {
         Maps::insert_rule(self, net, value)
@@ -79,6 +85,7 @@ pub fn apply(maps: &mut impl FilterTarget, cfg: &Config) -> anyhow::Result<RuleP
     maps.insert_rules(&plan.add)?;
     let mut kernel = FilterConfig::from(cfg);
     kernel.stream_adopt_until_ns = adopt_until_ns(cfg);
+    kernel.prefix_bans = maps.prefix_bans_present()? as u8;
     maps.write_config(&kernel)?;
     for (net, keep) in &plan.retire {
         match keep {
@@ -182,6 +189,9 @@ mod tests {
     impl FilterTarget for Fake {
         fn rule_entries(&self) -> anyhow::Result<BTreeMap<IpNet, RuleValue>> {
             Ok(self.entries.clone())
+        }
+        fn prefix_bans_present(&self) -> anyhow::Result<bool> {
+            Ok(false)
         }
         fn insert_rule(&mut self, net: IpNet, value: RuleValue) -> anyhow::Result<()> {
             self.entries.insert(net, value);

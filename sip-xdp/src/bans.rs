@@ -2,7 +2,9 @@
 //! and the controller's sweep that reports and expires them.
 //!
 //! A single address is banned in the kernel's ban table (where the kernel's
-//! own bans go); a wider prefix becomes a `banned` rule in the rule tries.
+//! own bans go); a wider prefix in the prefix-ban tries, apart from the
+//! rules, so that no rule inside it (nor one of the same prefix) shadows
+//! the ban.
 //! The CLI never reports events itself: it marks entries, and the running
 //! controller's sweep (every second) reports them, so every ban, expiry and
 //! unban goes through the same log and webhook.
@@ -39,8 +41,8 @@ pub struct BanRow {
 
 /// The ban-table key `net` is banned under, if it is one source: an IPv4
 /// address, or an IPv6 prefix at least as long as the ones sources are
-/// accounted by (banning an address bans its prefix). Wider prefixes are
-/// banned as rules.
+/// accounted by (banning an address bans its prefix). Wider prefixes go
+/// to the prefix-ban tries.
 fn source_of(net: &IpNet, v6_prefix: u8) -> Option<SourceKey> {
     match net {
         IpNet::V4(n) if n.prefix_len() == 32 => Some(key_of(IpAddr::V4(n.addr()), v6_prefix)),
@@ -64,7 +66,7 @@ pub fn list(maps: &Maps) -> anyhow::Result<Vec<BanRow>> {
             });
         }
     }
-    for (net, v) in maps.rule_entries()? {
+    for (net, v) in maps.prefix_ban_entries()? {
         if v.ban_in_force(now) {
             rows.push(BanRow {
                 source: net.to_string(),
@@ -121,20 +123,18 @@ pub fn add(maps: &mut Maps, net: IpNet, duration_secs: Option<u64>, reason: BanR
             label
         }
         None => {
-            if maps.rule_entries()?.contains_key(&net) {
-                return Err(user_error(format!(
-                    "{net} is already a rule or a ban; change the rule in the config, or ban a longer or shorter prefix"
-                )));
+            if maps.prefix_ban_entries()?.get(&net).is_some_and(|v| v.ban_in_force(now)) {
+                return Err(user_error(format!("{net} is already banned (see `sip-xdp ban list`)")));
             }
             let expires = (now + duration_ns).div_ceil(NS_PER_SEC);
-            // A banned rule keeps its reason where a limited one keeps its
+            // A prefix ban keeps its reason where a limited rule keeps its
             // profile.
             let value = RuleValue {
                 ban_state: PrefixBanState::New as u8,
                 ban_expires_secs: u32::try_from(expires).unwrap_or(u32::MAX),
                 ..RuleValue::new(ORIGIN_BAN, RuleClass::Banned, reason as u8)
             };
-            maps.insert_rule(net, value)?;
+            maps.insert_prefix_ban(net, value)?;
             net.to_string()
         }
     };
@@ -158,9 +158,9 @@ pub fn del(maps: &mut Maps, net: IpNet) -> anyhow::Result<String> {
             Ok(format!("unbanned {label}\n"))
         }
         // Removed at once; the controller's sweep notices and reports it.
-        None => match maps.rule_entries()?.get(&net) {
-            Some(v) if v.is(RuleClass::Banned) => {
-                maps.remove_rule(net)?;
+        None => match maps.prefix_ban_entries()?.get(&net) {
+            Some(v) if v.ban_in_force(now) => {
+                maps.remove_prefix_ban(net)?;
                 Ok(format!("unbanned {net}\n"))
             }
             _ => Err(user_error(format!("{net} is not banned (see `sip-xdp ban list`)"))),
@@ -168,7 +168,23 @@ pub fn del(maps: &mut Maps, net: IpNet) -> anyhow::Result<String> {
     }
 }
 
-/// The reason of a banned rule (kept in its profile byte).
+/// Moves prefix bans an older version kept in the rule tries (as `banned`
+/// rules) to the prefix-ban tries, where a rule can no longer shadow them.
+/// Returns how many moved.
+pub fn move_prefix_bans_out_of_rules(maps: &mut Maps) -> anyhow::Result<usize> {
+    let old: Vec<(IpNet, RuleValue)> =
+        maps.rule_entries()?.into_iter().filter(|(_, v)| v.is(RuleClass::Banned)).collect();
+    for (net, value) in &old {
+        maps.insert_prefix_ban(*net, *value)?;
+        maps.remove_rule(*net)?;
+    }
+    if !old.is_empty() {
+        maps.rebuild_rule_index()?;
+    }
+    Ok(old.len())
+}
+
+/// The reason of a prefix ban (kept in its profile byte).
 fn prefix_reason(v: &RuleValue) -> &'static str {
     reason_name(v.profile)
 }
@@ -220,19 +236,22 @@ pub fn sweep(
         }
     }
     let mut seen = BTreeSet::new();
-    for (net, v) in maps.rule_entries()? {
-        if !v.is(RuleClass::Banned) {
-            continue;
-        }
+    for (net, v) in maps.prefix_ban_entries()? {
         if !v.ban_in_force(now) {
-            maps.remove_rule(net)?;
+            maps.remove_prefix_ban(net)?;
             prefix_bans.remove(&net);
             events.push(event(Kind::Expire, prefix_reason(&v), net.to_string(), None));
             continue;
         }
         if v.ban_state == PrefixBanState::New as u8 {
-            maps.insert_rule(net, RuleValue { ban_state: PrefixBanState::Announced as u8, ..v })?;
-            events.push(event(Kind::Ban, prefix_reason(&v), net.to_string(), None));
+            maps.insert_prefix_ban(net, RuleValue { ban_state: PrefixBanState::Announced as u8, ..v })?;
+            let remaining =
+                (v.ban_expires_secs != 0).then(|| (v.ban_expires_secs as u64).saturating_sub(now / NS_PER_SEC));
+            events.push(Event {
+                duration_secs: remaining,
+                offenses: Some(1),
+                ..event(Kind::Ban, prefix_reason(&v), net.to_string(), None)
+            });
         }
         seen.insert(net);
     }

@@ -68,6 +68,10 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     start_log_forwarding(&mut ebpf);
     let kernel_events = start_event_forwarding(&mut ebpf)?;
     let mut maps = Maps::from_ebpf(&mut ebpf, Some(pins))?;
+    let moved = bans::move_prefix_bans_out_of_rules(&mut maps)?;
+    if moved > 0 {
+        info!("moved {moved} prefix ban(s) out of the rule tries (no rule shadows a ban any more)");
+    }
     let plan = apply(&mut maps, &cfg)?;
     info!("config {}", summary(&cfg, &plan));
     for (interface, how) in loader::attach(&mut ebpf, pins, &interfaces, opts.mode)? {

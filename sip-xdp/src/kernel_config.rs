@@ -21,6 +21,8 @@ impl From<&Config> for FilterConfig {
             *slot = *port;
         }
         out.port_count = f.ports.len().min(MAX_PORTS) as u8;
+        out.tls_ports =
+            f.ports.iter().enumerate().filter(|(_, p)| f.tls_ports.contains(p)).fold(0, |m, (i, _)| m | 1 << i);
         out.default_action = f.default_action as u8;
         out.mode = f.mode as u8;
         let (class, profile) = f.default_class.kernel();
@@ -135,5 +137,8 @@ mod tests {
         assert_eq!(f.port_count, 2);
         assert_eq!(f.default_action, DefaultAction::Pass as u8);
         assert_eq!(f.mode, Mode::Monitor as u8);
+        assert_eq!(f.tls_ports, 0, "no 5061 here");
+        let c = Config::parse(Path::new("t.toml"), "[filter]\nports = [5080, 5061, 5060]\n").unwrap();
+        assert_eq!(FilterConfig::from(&c).tls_ports, 0b010, "the slot of 5061");
     }
 }

@@ -29,6 +29,28 @@ use sip_xdp_common::{
 
 use crate::{pin::PinDir, rule_index};
 
+/// A trie's key for a prefix.
+fn trie_key<const N: usize>(len: u8, addr: [u8; N]) -> Key<[u8; N]> {
+    Key::new(len as u32, addr)
+}
+
+/// The entries of a pair of IPv4 and IPv6 tries, by prefix.
+fn trie_entries(
+    v4: &LpmTrie<MapData, [u8; 4], RuleValue>,
+    v6: &LpmTrie<MapData, [u8; 16], RuleValue>,
+) -> anyhow::Result<BTreeMap<IpNet, RuleValue>> {
+    let mut out = BTreeMap::new();
+    for item in v4.iter() {
+        let (key, value) = item?;
+        out.insert(IpNet::V4(Ipv4Net::new(Ipv4Addr::from(key.data()), key.prefix_len() as u8)?), value);
+    }
+    for item in v6.iter() {
+        let (key, value) = item?;
+        out.insert(IpNet::V6(Ipv6Net::new(Ipv6Addr::from(key.data()), key.prefix_len() as u8)?), value);
+    }
+    Ok(out)
+}
+
 /// The aya handle type of a registry entry.
 macro_rules! handle_type {
     (Array<$v:ty>) => { Array<MapData, $v> };
@@ -136,20 +158,48 @@ impl Maps {
         self.config.set(0, cfg, 0).context("cannot write the filter config")
     }
 
-    /// Every rule (allowlist entries, class rules, prefix bans).
+    /// Every rule (allowlist entries, class rules; and prefix bans an
+    /// older version kept there).
     pub fn rule_entries(&self) -> anyhow::Result<BTreeMap<IpNet, RuleValue>> {
-        let mut out = BTreeMap::new();
-        for item in self.rules_v4.iter() {
-            let (key, value) = item?;
-            let net = Ipv4Net::new(Ipv4Addr::from(key.data()), key.prefix_len() as u8)?;
-            out.insert(IpNet::V4(net), value);
+        trie_entries(&self.rules_v4, &self.rules_v6)
+    }
+
+    /// Every banned prefix, in force or ended and not yet swept.
+    pub fn prefix_ban_entries(&self) -> anyhow::Result<BTreeMap<IpNet, RuleValue>> {
+        trie_entries(&self.ban_prefixes_v4, &self.ban_prefixes_v6)
+    }
+
+    /// Bans a prefix (or changes its ban), and tells the kernel that
+    /// prefixes are banned.
+    pub fn insert_prefix_ban(&mut self, net: IpNet, value: RuleValue) -> anyhow::Result<()> {
+        match net {
+            IpNet::V4(n) => self.ban_prefixes_v4.insert(&trie_key(n.prefix_len(), n.addr().octets()), value, 0),
+            IpNet::V6(n) => self.ban_prefixes_v6.insert(&trie_key(n.prefix_len(), n.addr().octets()), value, 0),
         }
-        for item in self.rules_v6.iter() {
-            let (key, value) = item?;
-            let net = Ipv6Net::new(Ipv6Addr::from(key.data()), key.prefix_len() as u8)?;
-            out.insert(IpNet::V6(net), value);
+        .with_context(|| format!("cannot ban {net}"))?;
+        self.mark_prefix_bans()
+    }
+
+    pub fn remove_prefix_ban(&mut self, net: IpNet) -> anyhow::Result<()> {
+        match net {
+            IpNet::V4(n) => self.ban_prefixes_v4.remove(&trie_key(n.prefix_len(), n.addr().octets())),
+            IpNet::V6(n) => self.ban_prefixes_v6.remove(&trie_key(n.prefix_len(), n.addr().octets())),
         }
-        Ok(out)
+        .with_context(|| format!("cannot lift the ban of {net}"))?;
+        self.mark_prefix_bans()
+    }
+
+    /// Sets the config's `prefix_bans` to whether any prefix is banned, so
+    /// the kernel asks the prefix-ban tries only when there is something
+    /// to find.
+    pub fn mark_prefix_bans(&mut self) -> anyhow::Result<()> {
+        let any = !self.prefix_ban_entries()?.is_empty() as u8;
+        let mut cfg = self.read_config()?;
+        if cfg.prefix_bans != any {
+            cfg.prefix_bans = any;
+            self.write_config(&cfg)?;
+        }
+        Ok(())
     }
 
     /// Adds or changes a rule; its index bits are set first, so the kernel
@@ -168,8 +218,8 @@ impl Maps {
 
     fn insert_in_trie(&mut self, net: IpNet, value: RuleValue) -> anyhow::Result<()> {
         match net {
-            IpNet::V4(n) => self.rules_v4.insert(&Key::new(n.prefix_len() as u32, n.addr().octets()), value, 0),
-            IpNet::V6(n) => self.rules_v6.insert(&Key::new(n.prefix_len() as u32, n.addr().octets()), value, 0),
+            IpNet::V4(n) => self.rules_v4.insert(&trie_key(n.prefix_len(), n.addr().octets()), value, 0),
+            IpNet::V6(n) => self.rules_v6.insert(&trie_key(n.prefix_len(), n.addr().octets()), value, 0),
         }
         .with_context(|| format!("cannot add the rule {net}"))
     }
@@ -178,8 +228,8 @@ impl Maps {
     /// until the next [`Maps::rebuild_rule_index`].
     pub fn remove_rule(&mut self, net: IpNet) -> anyhow::Result<()> {
         match net {
-            IpNet::V4(n) => self.rules_v4.remove(&Key::new(n.prefix_len() as u32, n.addr().octets())),
-            IpNet::V6(n) => self.rules_v6.remove(&Key::new(n.prefix_len() as u32, n.addr().octets())),
+            IpNet::V4(n) => self.rules_v4.remove(&trie_key(n.prefix_len(), n.addr().octets())),
+            IpNet::V6(n) => self.rules_v6.remove(&trie_key(n.prefix_len(), n.addr().octets())),
         }
         .with_context(|| format!("cannot remove the rule {net}"))
     }
@@ -292,6 +342,9 @@ impl Maps {
             ("bans", self.bans.keys().count() as u64, cap(self.bans.map())?),
             ("auth", self.auth.keys().count() as u64, cap(self.auth.map())?),
             ("frags", self.frags.keys().count() as u64, cap(self.frags.map())?),
+            ("streams", self.streams.keys().count() as u64, cap(self.streams.map())?),
+            ("prefix_bans_v4", self.ban_prefixes_v4.keys().count() as u64, cap(self.ban_prefixes_v4.map())?),
+            ("prefix_bans_v6", self.ban_prefixes_v6.keys().count() as u64, cap(self.ban_prefixes_v6.map())?),
         ])
     }
 

@@ -249,7 +249,7 @@ impl Metrics {
 
         let now = boottime_ns();
         let rules = maps.rule_entries()?;
-        let prefix_bans = rules.values().filter(|v| v.is(RuleClass::Banned)).count();
+        let prefix_bans = maps.prefix_ban_entries()?.values().filter(|v| v.ban_in_force(now)).count();
         let address_bans = maps.ban_entries()?.iter().filter(|(_, b)| b.in_force(now)).count();
         self.bans_active.set((prefix_bans + address_bans) as i64);
         let family = |v4: bool| {

@@ -109,13 +109,13 @@ pub fn edge(config: FilterConfig) -> Filter {
     let limited = |net: [u8; 3]| format!("{}.{}.{}.0/24", net[0], net[1], net[2]);
     f.rule(&limited(TRUNKS), RuleClass::Trusted, 0);
     f.rule("2001:db8:1::/48", RuleClass::Trusted, 0);
-    for net in [CUSTOMERS, BANNED_CUSTOMERS, SCANNING_CUSTOMERS] {
+    for net in [CUSTOMERS, BANNED_CUSTOMERS, SCANNING_CUSTOMERS, BANNED_PREFIX] {
         f.rule(&limited(net), RuleClass::Limited, 0);
     }
     f.rule("2001:db8:100::/48", RuleClass::Limited, 0);
     f.rule(&limited(DENIED), RuleClass::Deny, 0);
     let prefix_ban = RuleValue::new(ORIGIN_BAN, RuleClass::Banned, 0);
-    f.maps.insert_rule(limited(BANNED_PREFIX).parse().unwrap(), prefix_ban).unwrap();
+    f.maps.insert_prefix_ban(limited(BANNED_PREFIX).parse().unwrap(), prefix_ban).unwrap();
     // Nested classes: the longest prefix decides.
     f.rule("198.51.0.0/16", RuleClass::Trusted, 0);
     f.rule("198.51.100.0/24", RuleClass::Limited, 0);

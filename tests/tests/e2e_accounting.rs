@@ -498,6 +498,31 @@ fn five_banned_sources_of_a_24_ban_the_24_but_never_a_network_with_a_trusted_hos
 }
 
 #[test]
+fn an_escalation_holds_over_the_customers_rule_of_that_network_and_rules_inside_it() {
+    // The usual shape of a customer's range: a rule of exactly its /24 (and
+    // here a /25 inside it). Neither may shadow the ban of the /24.
+    let v4 = addrs("198.18.2.", 11..16, false);
+    let (sixth, in_the_25) = ("198.18.2.16", "198.18.2.200");
+    let mut lab = Lab::new();
+    for addr in v4.iter().map(String::as_str).chain([sixth, in_the_25]) {
+        lab.add_stranger_addr(addr);
+    }
+    lab.start_kamailio();
+    lab.start_controller(&config(&lab, &[], &["198.18.2.0/24", "198.18.2.128/25"], ""));
+    assert!(answered(&lab, in_the_25, EDGE_STRANGER_IP), "answered before");
+    ban_five(&lab, &v4, EDGE_STRANGER_IP);
+    lab.controller
+        .as_mut()
+        .unwrap()
+        .wait_for("event=ban source=198.18.2.0/24 reason=escalated", Duration::from_secs(10));
+    assert!(!answered(&lab, sixth, EDGE_STRANGER_IP), "under the rule of the same /24");
+    assert!(!answered(&lab, in_the_25, EDGE_STRANGER_IP), "under the longer rule inside it");
+    // Lifted, both are answered again.
+    lab.cli_ok(&["ban", "del", "198.18.2.0/24"]);
+    assert!(answered(&lab, sixth, EDGE_STRANGER_IP) && answered(&lab, in_the_25, EDGE_STRANGER_IP));
+}
+
+#[test]
 fn five_banned_64s_of_a_48_ban_the_48() {
     let v6 = addrs("2001:2:0:", 0x21..0x26, true);
     let sixth = "2001:2:0:26::1";

@@ -262,10 +262,17 @@ fn ban_add_and_del_take_effect_at_once() {
     lab.cli_ok(&["ban", "add", "198.18.2.0/25"]);
     assert!(!stranger_is_answered(&lab));
     assert!(lab.cli_ok(&["ban", "list"]).contains("198.18.2.0/25"));
-    // The exact prefix of a rule cannot be banned (it would replace the rule).
-    assert_eq!(lab.cli(&["ban", "add", "198.18.2.0/24"]).status.code(), Some(2));
+    let again = lab.cli(&["ban", "add", "198.18.2.0/25"]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("198.18.2.0/25 is already banned"));
     lab.cli_ok(&["ban", "del", "198.18.2.0/25"]);
     assert!(stranger_is_answered(&lab));
+    // The exact prefix of a rule: the ban sits beside the rule, which
+    // applies again once the ban is lifted.
+    lab.cli_ok(&["ban", "add", "198.18.2.0/24"]);
+    assert!(!stranger_is_answered(&lab), "the ban holds over the rule of the same prefix");
+    lab.cli_ok(&["ban", "del", "198.18.2.0/24"]);
+    assert!(stranger_is_answered(&lab), "and the rule applies again");
     let controller = lab.controller.as_mut().unwrap();
     controller.wait_for("event=ban source=198.18.2.0/25 reason=manual", Duration::from_secs(5));
     controller.wait_for("event=unban source=198.18.2.0/25 reason=manual", Duration::from_secs(5));

@@ -216,11 +216,64 @@ fn ban_entries_drop_only_while_active_and_unexpired() {
     // A prefix ban holds until its end second.
     let mut value = RuleValue::new(ORIGIN_BAN, RuleClass::Banned, 0);
     value.ban_expires_secs = (now / NS_PER_SEC + 60) as u32;
-    f.maps.insert_rule("203.0.113.0/28".parse().unwrap(), value).unwrap();
+    f.maps.insert_prefix_ban("203.0.113.0/28".parse().unwrap(), value).unwrap();
     assert_eq!(f.judge(&register_from(CUSTOMER)), (XDP_DROP, Drop, Banned));
     // Removed (by the sweep, or `ban del`): the covering rule applies again.
-    f.maps.remove_rule("203.0.113.0/28".parse().unwrap()).unwrap();
+    f.maps.remove_prefix_ban("203.0.113.0/28".parse().unwrap()).unwrap();
     assert_eq!(f.judge(&register_from(CUSTOMER)), (XDP_PASS, Pass, Limited));
+    // Ended but not yet swept: no longer in force.
+    value.ban_expires_secs = (now / NS_PER_SEC - 1) as u32;
+    f.maps.insert_prefix_ban("203.0.113.0/28".parse().unwrap(), value).unwrap();
+    assert_eq!(f.judge(&register_from(CUSTOMER)), (XDP_PASS, Pass, Limited));
+}
+
+#[test]
+fn a_banned_prefix_holds_over_every_rule_inside_it_but_a_trusted_one() {
+    let mut f = limited_filter(0);
+    let now = now_ns();
+    // A rule of exactly the banned prefix, a longer one inside it, and a
+    // trusted host: the escalation of a customers' /24 must hold over the
+    // first two, never over the third.
+    f.rule("198.18.40.0/24", RuleClass::Limited, 0);
+    f.rule("198.18.40.0/25", RuleClass::Limited, 0);
+    f.rule("198.18.40.50/32", RuleClass::Trusted, 0);
+    f.rule("2001:db8:40::/48", RuleClass::Limited, 0);
+    f.rule("2001:db8:40:1::/64", RuleClass::Limited, 0);
+    for (who, expect) in [([198, 18, 40, 7], Limited), ([198, 18, 40, 200], Limited), ([198, 18, 40, 50], Allowlisted)]
+    {
+        assert_eq!(f.judge(&register_from(who)).2, expect, "{who:?} before the ban");
+    }
+    let mut ban = RuleValue::new(ORIGIN_BAN, RuleClass::Banned, BanReason::Escalated as u8);
+    ban.ban_expires_secs = (now / NS_PER_SEC + 600) as u32;
+    f.maps.insert_prefix_ban("198.18.40.0/24".parse().unwrap(), ban).unwrap();
+    f.maps.insert_prefix_ban("2001:db8:40::/48".parse().unwrap(), ban).unwrap();
+    assert_eq!(f.judge(&register_from([198, 18, 40, 7])), (XDP_DROP, Drop, Banned), "inside the longer rule");
+    assert_eq!(
+        f.judge(&register_from([198, 18, 40, 200])),
+        (XDP_DROP, Drop, Banned),
+        "under the rule of the same prefix"
+    );
+    assert_eq!(f.judge(&register_from([198, 18, 40, 50])), (XDP_PASS, Pass, Allowlisted), "trusted, never banned");
+    let v6 = v6_frame(&[], &V6::new(v6_addr("2001:db8:40:1::9"), IPPROTO_UDP), &udp(5060, REGISTER));
+    assert_eq!(f.judge(&v6), (XDP_DROP, Drop, Banned), "an IPv6 /64 rule inside a banned /48");
+    // Outside the banned prefix nothing changes.
+    assert_eq!(f.judge(&register_from(CUSTOMER)), (XDP_PASS, Pass, Limited));
+}
+
+#[test]
+fn prefix_bans_an_older_version_kept_as_rules_move_out_of_the_rule_tries() {
+    let mut f = limited_filter(0);
+    let now = now_ns();
+    let mut ban = RuleValue::new(ORIGIN_BAN, RuleClass::Banned, BanReason::Manual as u8);
+    ban.ban_expires_secs = (now / NS_PER_SEC + 600) as u32;
+    // As an older version stored a ban of a customers' /25.
+    f.maps.insert_rule("203.0.113.0/25".parse().unwrap(), ban).unwrap();
+    assert_eq!(sip_xdp::bans::move_prefix_bans_out_of_rules(&mut f.maps).unwrap(), 1);
+    let net: ipnet::IpNet = "203.0.113.0/25".parse().unwrap();
+    assert!(!f.maps.rule_entries().unwrap().contains_key(&net), "no longer a rule");
+    assert_eq!(f.maps.prefix_ban_entries().unwrap().get(&net), Some(&ban), "a prefix ban, reason and end kept");
+    assert_eq!(f.judge(&register_from(CUSTOMER)), (XDP_DROP, Drop, Banned), "and in force");
+    assert_eq!(sip_xdp::bans::move_prefix_bans_out_of_rules(&mut f.maps).unwrap(), 0, "once");
 }
 
 #[test]

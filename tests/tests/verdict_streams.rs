@@ -261,3 +261,37 @@ fn monitor_mode_follows_the_stream_it_lets_through() {
     // Let through, so the stream moved on: the next one is in order.
     assert_eq!(c.send(&mut f, &invite(ALLOWED, "m2")), (XDP_PASS, Pass, Limited));
 }
+
+#[test]
+fn tls_ports_are_opaque_and_judged_by_their_sources_alone() {
+    let mut f = filter();
+    // A TLS ClientHello-like record, longer than any SIP header block and
+    // without a line break: read as SIP it could only be refused.
+    let mut record = vec![0x16, 0x03, 0x01, 0x0c, 0x00];
+    record.extend((0..3000u32).map(|i| (i % 251) as u8 | 0x80));
+    let to =
+        |port: u16| v4_frame(&[], &V4::new(CUSTOMER, IPPROTO_TCP), &tcp_segment(31000, port, 1, 0, ACK | PSH, &record));
+    // Port 5061 carries TLS by default: not read, no stream needed.
+    assert_eq!(f.judge(&to(5061)), (XDP_PASS, Pass, Limited));
+    // The same bytes in cleartext SIP's port are refused.
+    let mut c = f.connect(CUSTOMER, 31001);
+    assert_eq!(c.send(&mut f, &record), (XDP_DROP, Drop, Unreadable));
+    // Sources are still judged there: a ban holds on the TLS port too.
+    f.set_ban(
+        "203.0.113.10",
+        sip_xdp_common::bans::BanEntry {
+            expires_ns: now_ns() + 60 * 1_000_000_000,
+            banned_at_ns: now_ns(),
+            dropped: 0,
+            offenses: 1,
+            reason: sip_xdp_common::bans::BanReason::Manual as u8,
+            state: sip_xdp_common::bans::BanState::Active as u8,
+            announced: 0,
+            _pad: 0,
+        },
+    );
+    assert_eq!(f.judge(&to(5061)), (XDP_DROP, Drop, Banned));
+    // UDP to 5061 is plain SIP, read as ever.
+    let blocked = v4_frame(&[], &V4::new([203, 0, 113, 11], IPPROTO_UDP), &udp(5061, &invite(BLOCKED, "udp5061")));
+    assert_eq!(f.judge(&blocked), (XDP_DROP, Drop, DestinationBlocked));
+}

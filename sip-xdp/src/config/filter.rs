@@ -30,6 +30,9 @@ const IFNAMSIZ: usize = 16;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Filter {
     pub ports: Vec<u16>,
+    /// Those of `ports` whose TCP carries TLS (opaque: judged by source
+    /// only); UDP to them is read as plain SIP.
+    pub tls_ports: Vec<u16>,
     pub default_action: DefaultAction,
     /// Class of sources that match no rule: `Deny` or `Limited`.
     pub default_class: Class,
@@ -46,6 +49,7 @@ pub struct Filter {
 #[serde(deny_unknown_fields, default)]
 pub struct RawFilter {
     ports: Spanned<Vec<Spanned<i64>>>,
+    tls_ports: Option<Spanned<Vec<Spanned<i64>>>>,
     default_action: Option<Spanned<Named<DefaultAction>>>,
     default_class: Option<Spanned<String>>,
     mode: Named<Mode>,
@@ -58,6 +62,7 @@ impl Default for RawFilter {
     fn default() -> Self {
         RawFilter {
             ports: default(vec![default(5060), default(5061)]),
+            tls_ports: None,
             default_action: None,
             default_class: None,
             mode: Named(Mode::Enforce),
@@ -108,6 +113,31 @@ impl RawFilter {
             }
             ports.push(p);
         }
+
+        // 5061 is SIP over TLS (RFC 3261 §26.2.2) unless said otherwise.
+        let tls_ports = match &self.tls_ports {
+            None => ports.iter().copied().filter(|p| *p == 5061).collect(),
+            Some(list) => {
+                let mut tls = Vec::new();
+                for port in list.get_ref() {
+                    let p = *port.get_ref();
+                    match u16::try_from(p).ok().filter(|p| ports.contains(p)) {
+                        Some(p) if !tls.contains(&p) => tls.push(p),
+                        Some(p) => {
+                            return Err(src.error(port.span(), "filter.tls_ports", format!("port {p} is listed twice")))
+                        }
+                        None => {
+                            return Err(src.error(
+                                port.span(),
+                                "filter.tls_ports",
+                                format!("{p} is not one of filter.ports {ports:?}"),
+                            ))
+                        }
+                    }
+                }
+                tls
+            }
+        };
 
         let size = *self.sources_table_size.get_ref();
         let sources_table_size = u32::try_from(size)
@@ -165,6 +195,7 @@ impl RawFilter {
         }
         Ok(Filter {
             ports,
+            tls_ports,
             default_action,
             default_class,
             mode: self.mode.0,

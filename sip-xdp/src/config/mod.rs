@@ -208,6 +208,11 @@ cidrs = ["198.51.100.0/24", "2001:db8::/32", "192.0.2.10"]
         let e = err("[filter]\nipv6_prefix = 40\n");
         assert!(e.contains("test.toml:2:15: key `filter.ipv6_prefix`: 40 is out of range (48-128)"), "{e}");
         assert_eq!(c.filter.tcp_adopt_secs, 60);
+        assert_eq!(c.filter.tls_ports, vec![5061], "5061 carries TLS unless said otherwise");
+        assert_eq!(parse("[filter]\nports = [5060]\n").unwrap().filter.tls_ports, Vec::<u16>::new());
+        assert_eq!(parse("[filter]\ntls_ports = []\n").unwrap().filter.tls_ports, Vec::<u16>::new());
+        let e = err("[filter]\nports = [5060]\ntls_ports = [5061]\n");
+        assert!(e.contains("key `filter.tls_ports`: 5061 is not one of filter.ports [5060]"), "{e}");
         assert_eq!(parse("[filter]\ntcp_adopt_secs = 0\n").unwrap().filter.tcp_adopt_secs, 0, "no grace");
         let e = err("[filter]\ntcp_adopt_secs = -1\n");
         assert!(e.contains("key `filter.tcp_adopt_secs`: -1 is out of range (0-86400)"), "{e}");

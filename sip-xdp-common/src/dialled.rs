@@ -140,6 +140,23 @@ impl UserPart {
         }
     }
 
+    /// Starts reading a URI's user part afresh, in place. The digits
+    /// already there are left (only the first `len` count, and a prefix
+    /// match reads no further): clearing them is a `memset` call on BPF,
+    /// a frame the oldest verifiers count against the stack.
+    #[inline(always)]
+    pub fn restart(&mut self, tel: bool) {
+        self.number.len = 0;
+        self.number.plus = 0;
+        self.number.state = SCAN_RUNNING;
+        self.place = IN_USER;
+        self.escape = NO_ESCAPE;
+        self.high = 0;
+        self.tel = tel as u8;
+        self.malformed = 0;
+        self.no_user = 0;
+    }
+
     /// Feeds the next byte of the URI; false once the URI has ended.
     #[inline(always)]
     pub fn step(&mut self, c: u8) -> bool {
@@ -304,7 +321,13 @@ fn starts_with(digits: &[u8; MAX_DIGITS], prefix: &[u8; MAX_INTL_PREFIX_LEN], n:
 /// Host convenience: what the Request-URI after its scheme's colon
 /// (`+252...@host SIP/2.0`) dials.
 pub fn dialled_uri(uri: &[u8], tel: bool, prefixes: &IntlPrefixes) -> Dialled {
-    let mut user = UserPart::new(tel);
+    // Over a used one, as the kernel reads a URI: what `restart` leaves
+    // must not matter.
+    let mut user = UserPart::new(false);
+    for c in b"+99999999999999999999@ " {
+        user.step(*c);
+    }
+    user.restart(tel);
     for &c in uri {
         if !user.step(c) {
             break;

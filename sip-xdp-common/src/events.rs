@@ -86,8 +86,40 @@ impl Event {
     }
 }
 
+impl Event {
+    /// Writes an event of `kind` about `addr`, with no details, straight
+    /// into `slot` (ring-buffer memory), field by field: built first on
+    /// the 512-byte BPF stack, it would cost its whole size there.
+    ///
+    /// # Safety
+    /// `slot` must be valid for writes of an `Event`.
+    #[inline(always)]
+    pub unsafe fn fill(slot: *mut Event, kind: EventKind, addr: &[u8; 16], at_ns: u64) {
+        // Cleared a word at a time with volatile stores: LLVM would turn
+        // plain zero stores into a `memset` call, a frame of its own on BPF.
+        let words = slot.cast::<u64>();
+        let mut i = 0;
+        while i < core::mem::size_of::<Event>() / 8 {
+            unsafe { words.add(i).write_volatile(0) };
+            i += 1;
+        }
+        unsafe {
+            (*slot).kind = kind as u8;
+            (*slot).addr = *addr;
+            (*slot).at_ns = at_ns;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn fill_writes_every_field() {
+        let mut e = super::Event { kind: 9, reason: 9, offenses: 9, number_len: 9, ..Default::default() };
+        unsafe { super::Event::fill(&mut e, super::EventKind::Ban, &[7; 16], 5) };
+        assert_eq!(e, super::Event::new(super::EventKind::Ban, [7; 16], 5));
+    }
+
     #[test]
     fn layout_has_no_implicit_padding() {
         assert_eq!(core::mem::size_of::<super::Event>(), 64);

@@ -126,6 +126,10 @@ macro_rules! private_maps {
             /// Per-CPU state of the ingress program's walk over a packet's
             /// messages.
             walk: SIP_WALK = PerCpuArray<$crate::map_types::WalkState>[1];
+            /// Per-CPU stand-in for the per-source entry of a source that
+            /// could not get one (the table refused the insert): what is
+            /// read of it goes here, charged to nobody.
+            spare_stats: SIP_SPARE_STATS = PerCpuArray<$crate::map_types::SourceStats>[1];
             /// Per-CPU copy of the stream a segment belongs to, worked on
             /// while the segment is judged and written back if it passes.
             stream_buf: SIP_STREAM_BUF = PerCpuArray<$crate::stream::StreamEntry>[1];

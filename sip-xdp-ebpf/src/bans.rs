@@ -45,7 +45,13 @@ pub fn ban(addr: &SourceKey, reason: BanReason, cfg: &FilterConfig, now_ns: u64,
     // Written straight into the ring buffer, not built on the stack.
     match SIP_EVENTS.reserve::<Event>(0) {
         Some(mut slot) => {
-            slot.write(Event { reason: reason as u8, offenses, duration_ns, ..Event::new(kind, *addr, now_ns) });
+            let e = slot.as_mut_ptr();
+            unsafe {
+                Event::fill(e, kind, addr, now_ns);
+                (*e).reason = reason as u8;
+                (*e).offenses = offenses;
+                (*e).duration_ns = duration_ns;
+            }
             slot.submit(0);
         }
         None => count(COUNT_EVENTS_LOST),

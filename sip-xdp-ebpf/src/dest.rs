@@ -5,7 +5,7 @@
 use aya_ebpf::maps::lpm_trie::Key;
 use sip_xdp_common::{
     counts::COUNT_EVENTS_LOST,
-    dialled::{dialled, Dialled, MAX_DIGITS},
+    dialled::{dialled, Dialled},
     events::{Event, EventKind},
     map_types::{SourceKey, SourceStats},
     message::MessageReader,
@@ -16,7 +16,7 @@ use sip_xdp_common::{
 use crate::maps::{add, config, count, SIP_DEST_COUNTS, SIP_DEST_RULES, SIP_EVENTS, SIP_INTL_BLOCKS};
 
 /// Judges the INVITE `message` read; counts the admitted international
-/// calls (and their cost) in the source's entry.
+/// calls (and their cost) in the source's entry (`stats`, never null).
 #[inline(always)]
 pub fn check(message: &MessageReader, src: &SourceKey, now_ns: u64, stats: *mut SourceStats) -> DestVerdict {
     let cfg = config();
@@ -30,7 +30,7 @@ pub fn check(message: &MessageReader, src: &SourceKey, now_ns: u64, stats: *mut 
         let blocked = unsafe { SIP_INTL_BLOCKS.get(src) }.is_some_and(|until| *until > now_ns);
         if blocked {
             verdict = DestVerdict::AnomalyBlocked;
-        } else if !stats.is_null() {
+        } else {
             // Admitted: what the spend-anomaly detector counts.
             let cost = rule.map_or(0, |r| r.cost_milli as u64);
             unsafe {
@@ -54,21 +54,21 @@ pub fn check(message: &MessageReader, src: &SourceKey, now_ns: u64, stats: *mut 
     verdict
 }
 
-/// Tells the controller which source dialled what.
-#[inline(always)]
+/// Tells the controller which source dialled what. Not inlined: rare,
+/// and its frame stays off the path of every INVITE.
+#[inline(never)]
 fn report(src: &SourceKey, number: &Dialled, reason: Reason, now_ns: u64) {
-    let (digits, len) = match number {
-        Dialled::International { digits, len } => (*digits, *len),
-        _ => ([0u8; MAX_DIGITS], 0),
-    };
     match SIP_EVENTS.reserve::<Event>(0) {
         Some(mut slot) => {
-            slot.write(Event {
-                number: digits,
-                number_len: len,
-                drop_reason: reason as u8,
-                ..Event::new(EventKind::DestinationBlocked, *src, now_ns)
-            });
+            let e = slot.as_mut_ptr();
+            unsafe {
+                Event::fill(e, EventKind::DestinationBlocked, src, now_ns);
+                (*e).drop_reason = reason as u8;
+                if let Dialled::International { digits, len } = number {
+                    (*e).number = *digits;
+                    (*e).number_len = *len;
+                }
+            }
             slot.submit(0);
         }
         None => count(COUNT_EVENTS_LOST),

@@ -22,7 +22,7 @@ use crate::{
     eth,
     ip::{self, Frag, L3Info},
     l4::{self, IPPROTO_TCP},
-    maps::{config, count, SIP_PENDING, SIP_PENDING_BUF},
+    maps::{config, count, on_stack, SIP_PENDING, SIP_PENDING_BUF},
     messages::{auth_state, MAX_MESSAGES},
     reader::{self, EGRESS_SLOT},
     rules::rule_for,
@@ -76,7 +76,7 @@ pub extern "C" fn sip_xdp_response(skb: *mut __sk_buff, at: u64, peer: *const So
     if skb.is_null() || peer.is_null() {
         return 0;
     }
-    let peer = unsafe { &*peer };
+    let peer = &on_stack(unsafe { &*peer });
     let Some(mut message) = reader::open(&skb, at as u32 & 0xffff, EGRESS_SLOT, false, 0) else { return 0 };
     message.read_headers();
     let code = message.status();

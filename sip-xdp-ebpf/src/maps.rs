@@ -58,6 +58,16 @@ pub fn count(slot: u32) {
     }
 }
 
+/// A copy, on this function's stack, of a value a global BPF function was
+/// handed by pointer. Kernels before 6.2 take only the stack, packets or
+/// map values as a map key, not the plain memory a global function's
+/// pointer argument is to the verifier; the opaque copy keeps LLVM from
+/// passing the argument itself in the copy's place.
+#[inline(always)]
+pub fn on_stack<T: Copy>(value: &T) -> T {
+    core::hint::black_box(*value)
+}
+
 /// Adds to a counter that other CPUs update too.
 #[inline(always)]
 pub unsafe fn add(counter: *mut u64, value: u64) {

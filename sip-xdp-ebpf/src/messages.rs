@@ -25,7 +25,7 @@ use sip_xdp_common::{
 use crate::{
     bans::ban,
     dest,
-    maps::{add, config, count, SIP_AUTH, SIP_PENDING, SIP_PENDING_BUF, SIP_PROFILES, SIP_READER},
+    maps::{add, config, count, on_stack, SIP_AUTH, SIP_PENDING, SIP_PENDING_BUF, SIP_PROFILES, SIP_READER},
     reader::{self, INGRESS_SLOT},
     scanner,
 };
@@ -43,6 +43,11 @@ pub struct Judged {
     pub policy: bool,
     /// Trusted (never banned, never remembered for accounting).
     pub trusted: bool,
+    /// It has no entry of its own in the per-source table (the insert
+    /// failed): the entry handed along is per-CPU scratch, and nothing is
+    /// charged to it (a possibly legitimate client is let through rather
+    /// than dropped on a shared budget).
+    pub untracked: bool,
 }
 
 impl Judged {
@@ -52,7 +57,7 @@ impl Judged {
             Some(p) => 0x100 | p as u64,
             None => 0,
         };
-        limited | (self.policy as u64) << 16 | (self.trusted as u64) << 17
+        limited | (self.policy as u64) << 16 | (self.trusted as u64) << 17 | (self.untracked as u64) << 18
     }
 
     #[inline(always)]
@@ -61,6 +66,7 @@ impl Judged {
             limited: (flags & 0x100 != 0).then_some(flags as u8),
             policy: flags & (1 << 16) != 0,
             trusted: flags & (1 << 17) != 0,
+            untracked: flags & (1 << 18) != 0,
         }
     }
 
@@ -209,14 +215,7 @@ pub struct Place {
 /// remembers it for the accounting of its response. Its reading stays in
 /// the reader's slot for [`check_request`].
 #[inline(always)]
-pub fn read_message(
-    ctx: &XdpContext,
-    place: Place,
-    src: &SourceKey,
-    stats: Option<*mut SourceStats>,
-    judged: Judged,
-) -> Read {
-    let stats = stats.unwrap_or(core::ptr::null_mut());
+pub fn read_message(ctx: &XdpContext, place: Place, src: &SourceKey, stats: *mut SourceStats, judged: Judged) -> Read {
     let mut flags = judged.pack() | if place.tcp { TCP } else { 0 };
     if let Some(before) = place.resumed {
         flags |= RESUMED | (before as u64) << 32;
@@ -226,7 +225,9 @@ pub fn read_message(
 
 /// A global BPF function: verified once, on its own, however many
 /// messages its caller walks. Counts the message by method (and the
-/// source's REGISTERs) once it is whole. The scanner and destination
+/// source's REGISTERs) once it is whole. `stats` is never null (an
+/// untracked source gets scratch space): the one null check is the first
+/// thing done, so no older verifier has to follow it through the code. The scanner and destination
 /// checks are the caller's (calling them from here would stack their
 /// frames on this one's).
 #[no_mangle]
@@ -238,10 +239,10 @@ pub extern "C" fn sip_xdp_message(
     stats: *mut SourceStats,
     flags: u64,
 ) -> u64 {
-    if md.is_null() || src.is_null() {
+    if md.is_null() || src.is_null() || stats.is_null() {
         return NOTHING;
     }
-    let src = unsafe { &*src };
+    let src = &on_stack(unsafe { &*src });
     let judged = Judged::unpack(flags);
     // Offsets inside a packet fit 16 bits.
     let at = at as u32 & 0xffff;
@@ -280,13 +281,13 @@ pub extern "C" fn sip_xdp_message(
     if let Some(method) = MethodCount::of(kind) {
         count(method as u32);
     }
-    if kind == SipKind::Register && !stats.is_null() {
+    if kind == SipKind::Register {
         unsafe { add(&raw mut (*stats).registers, 1) };
     }
     let cfg = config();
     let now_ns = unsafe { bpf_ktime_get_boot_ns() };
     let key = source_key(src, cfg.ipv6_prefix);
-    if let Some(profile) = judged.limited {
+    if let (Some(profile), false) = (judged.limited, judged.untracked) {
         match limit(&key, stats, profile, kind, now_ns) {
             RateOutcome::Within => {}
             RateOutcome::RegisterExceeded => return pack(REGISTER_RATE, kind, 0),
@@ -320,8 +321,7 @@ pub extern "C" fn sip_xdp_message(
 /// destination policy, on the request just read (its reading is in the
 /// reader's slot).
 #[inline(always)]
-pub fn check_request(key: &SourceKey, stats: Option<*mut SourceStats>, judged: Judged, kind: SipKind) -> u64 {
-    let stats = stats.unwrap_or(core::ptr::null_mut());
+pub fn check_request(key: &SourceKey, stats: *mut SourceStats, judged: Judged, kind: SipKind) -> u64 {
     let flags = judged.pack() | ((kind == SipKind::Invite) as u64) << 24;
     sip_xdp_checks(key, stats, flags)
 }
@@ -332,15 +332,15 @@ pub fn check_request(key: &SourceKey, stats: Option<*mut SourceStats>, judged: J
 #[no_mangle]
 #[inline(never)]
 pub extern "C" fn sip_xdp_checks(key: *const SourceKey, stats: *mut SourceStats, flags: u64) -> u64 {
-    if key.is_null() {
+    if key.is_null() || stats.is_null() {
         return OK;
     }
-    let (key, judged) = (unsafe { &*key }, Judged::unpack(flags));
+    let (key, judged) = (&on_stack(unsafe { &*key }), Judged::unpack(flags));
     let Some(message) = SIP_READER.get_ptr(INGRESS_SLOT) else { return OK };
     let message = unsafe { &*message };
     let cfg = config();
     let now_ns = unsafe { bpf_ktime_get_boot_ns() };
-    if !stats.is_null() && scanner::announced_by(INGRESS_SLOT, stats) && !judged.trusted {
+    if !judged.untracked && scanner::announced_by(INGRESS_SLOT, stats) && !judged.trusted {
         // Dropped, and banned at once: the very next packet too.
         ban(key, BanReason::Scanner, cfg, now_ns, true);
         return SCANNER;
@@ -358,11 +358,7 @@ pub extern "C" fn sip_xdp_checks(key: *const SourceKey, stats: *mut SourceStats,
 /// excess is sustained.
 #[inline(always)]
 fn limit(key: &SourceKey, stats: *mut SourceStats, profile: u8, kind: SipKind, now_ns: u64) -> RateOutcome {
-    let (false, Some(profile)) = (stats.is_null(), SIP_PROFILES.get(profile as u32)) else {
-        // No state to charge (table insert failed): let it through rather
-        // than drop a possibly legitimate client.
-        return RateOutcome::Within;
-    };
+    let Some(profile) = SIP_PROFILES.get(profile as u32) else { return RateOutcome::Within };
     let cfg = config();
     let stats = unsafe { &mut *stats };
     let outcome = charge(stats, profile, kind, now_ns);

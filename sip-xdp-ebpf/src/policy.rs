@@ -16,7 +16,7 @@ use sip_xdp_common::{
     events::{Event, EventKind, UnreadableWhy},
     kernel_config::{dest_applies_profile, FilterConfig, DEST_APPLIES_TRUSTED},
     limits::RateOutcome,
-    map_types::{is_v4_mapped, source_key, FragKey, SourceKey, SourceStats, WalkState},
+    map_types::{is_v4_mapped, source_key, FragKey, FragVerdict, SourceKey, SourceStats, WalkState},
     reasons::{stats_index, Action, Reason},
     rules::RuleClass,
     sip::SipKind,
@@ -27,7 +27,10 @@ use crate::{
     eth,
     ip::{self, Frag, L3Info},
     l4::{self, L4Info, IPPROTO_TCP},
-    maps::{add, config, count, SIP_BANS, SIP_EVENTS, SIP_FRAGS, SIP_SOURCES, SIP_STATS, SIP_WALK},
+    maps::{
+        add, config, count, on_stack, SIP_BANS, SIP_EVENTS, SIP_FRAGS, SIP_SOURCES, SIP_SPARE_STATS, SIP_STATS,
+        SIP_WALK,
+    },
     messages::{
         check_request, read_message, unpack_refusal, unreadable, unreadable_why, Judged, Place, MAX_MESSAGES,
         REFUSED_OUT_OF_ORDER,
@@ -76,14 +79,11 @@ pub fn judge(ctx: &XdpContext) -> Outcome {
     let mut outcome = Outcome::of(Verdict::new(Action::Pass, Reason::NonSip));
     let mut walk = Walk::NONE;
     judge_ip(ctx, &mut outcome, &mut walk);
-    if walk.judged.is_some() {
-        if let Some(state) = SIP_WALK.get_ptr(0) {
-            let state = unsafe { &*state };
-            judge_messages(ctx, &mut walk, state, &mut outcome);
-            report_unreadable(&walk, state, &outcome);
-            if state.first_fragment != 0 {
-                remember_fragment(&state.frag, &outcome.verdict);
-            }
+    if let Some(judged) = walk.judged {
+        let flags = judged.pack() | (pack_source(walk.admitted) as u64) << 32;
+        let refusal = sip_xdp_walk(ctx.ctx, walk.stats, flags, outcome.now_ns);
+        if refusal != NO_REFUSAL {
+            outcome.verdict = decide(Packet::ToSipPort(unpack_refusal(refusal)), config());
         }
     }
     outcome
@@ -104,19 +104,32 @@ fn judge_ip(ctx: &XdpContext, out: &mut Outcome, walk: &mut Walk) {
         Err(packet) => return *out = Outcome::of(decide(packet, cfg)),
     };
     if let Frag::Later(id) = ip.frag {
-        let first = unsafe { SIP_FRAGS.get(&frag_key(ip, id)) }.copied();
-        return *out = Outcome::of(decide(Packet::LaterFragment(first), cfg));
+        return *out = Outcome::of(decide(Packet::LaterFragment(first_fragment_verdict(ip, id)), cfg));
     }
     judge_l4(ctx, ip, out, walk);
     if let Frag::First(id) = ip.frag {
-        match (walk.judged.is_some(), SIP_WALK.get_ptr_mut(0)) {
-            // Remembered once its messages have been judged.
-            (true, Some(state)) => unsafe {
-                (*state).first_fragment = 1;
-                (*state).frag = frag_key(ip, id);
-            },
-            _ => remember_fragment(&frag_key(ip, id), &out.verdict),
-        }
+        first_fragment(ip, id, walk.judged.is_some(), &out.verdict);
+    }
+}
+
+/// The verdict a later fragment's first fragment got, if it was seen. Not
+/// inlined (fragments are rare): the key's room stays off the entry
+/// program's frame.
+#[inline(never)]
+fn first_fragment_verdict(ip: &L3Info, id: u32) -> Option<FragVerdict> {
+    unsafe { SIP_FRAGS.get(&frag_key(ip, id)) }.copied()
+}
+
+/// A first fragment: its verdict is remembered for the later ones, at
+/// once, or (if its messages are to be walked) once they have been judged.
+#[inline(never)]
+fn first_fragment(ip: &L3Info, id: u32, walked: bool, verdict: &Verdict) {
+    match (walked, SIP_WALK.get_ptr_mut(0)) {
+        (true, Some(state)) => unsafe {
+            (*state).first_fragment = 1;
+            (*state).frag = frag_key(ip, id);
+        },
+        _ => remember_fragment(&frag_key(ip, id), verdict),
     }
 }
 
@@ -163,13 +176,14 @@ fn judge_l4(ctx: &XdpContext, ip: &L3Info, out: &mut Outcome, walk: &mut Walk) {
         if ip.protocol == IPPROTO_TCP {
             remember_segment(ip, &l4);
         }
-        *walk = Walk { stats, judged, admitted: source, refusal: 0 };
+        *walk = Walk { stats: stats.unwrap_or(core::ptr::null_mut()), judged, admitted: source };
     }
 }
 
 /// Where a TCP segment whose messages are to be walked sits in its
-/// connection, into the walk state.
-#[inline(always)]
+/// connection, into the walk state. Not inlined: its frame would weigh on
+/// the entry program's, which the message walk stacks its own on.
+#[inline(never)]
 fn remember_segment(ip: &L3Info, l4: &L4Info) {
     let Some(state) = SIP_WALK.get_ptr_mut(0) else { return };
     let state = unsafe { &mut *state };
@@ -186,17 +200,16 @@ fn remember_segment(ip: &L3Info, l4: &L4Info) {
 /// the per-CPU walk state (`WalkState`): the pointer to the source's
 /// entry, and scalars the verifier should see exactly.
 struct Walk {
-    stats: Option<*mut SourceStats>,
+    /// The source's entry in the per-source table (null: none).
+    stats: *mut SourceStats,
     /// None: no walk (the source is refused, or judged by its first line).
     judged: Option<Judged>,
     /// The source's verdict while no message refuses the packet.
     admitted: Source,
-    /// What refused the packet (packed), once walked; 0: nothing.
-    refusal: u64,
 }
 
 impl Walk {
-    const NONE: Walk = Walk { stats: None, judged: None, admitted: Source::Unmatched, refusal: 0 };
+    const NONE: Walk = Walk { stats: core::ptr::null_mut(), judged: None, admitted: Source::Unmatched };
 }
 
 /// Every message of the packet, each read, counted and charged (by the
@@ -208,104 +221,139 @@ impl Walk {
 /// on in the next one, and the stream moves on only if the segment is let
 /// through. What the filter cannot read, or cannot read in order, it
 /// refuses from a source it judges by what it sends, rather than let it
-/// through unjudged.
+/// through unjudged. Returns the refusal (packed), or [`NO_REFUSAL`].
+///
+/// A global BPF function: verified once, on its own, so the entry program
+/// that calls it stays small enough for the oldest verifiers to follow
+/// every packet shape it parses. `flags` is the judged source's
+/// (`Judged::pack`) with its admitted verdict (`pack_source`) `<< 32`;
+/// `stats` its per-source entry, or null if it has none.
+#[no_mangle]
+#[inline(never)]
+pub extern "C" fn sip_xdp_walk(md: *mut xdp_md, stats: *mut SourceStats, flags: u64, now_ns: u64) -> u64 {
+    let (Some(state), false) = (SIP_WALK.get_ptr(0), md.is_null()) else { return NO_REFUSAL };
+    let state = unsafe { &*state };
+    let mut judged = Judged::unpack(flags);
+    let admitted = unpack_source(flags >> 32 & 0xff).0;
+    // An untracked source (its entry could not be made) reads into
+    // scratch space and is charged nothing.
+    let stats = if stats.is_null() {
+        judged.untracked = true;
+        match SIP_SPARE_STATS.get_ptr_mut(0) {
+            Some(spare) => spare,
+            None => return NO_REFUSAL,
+        }
+    } else {
+        stats
+    };
+    let refusal = walk_messages(md, stats, judged, state, admitted, now_ns);
+    report_unreadable(refusal, state, now_ns);
+    if state.first_fragment != 0 {
+        let source = if refusal == NO_REFUSAL { admitted } else { unpack_refusal(refusal) };
+        remember_fragment(&state.frag, &decide(Packet::ToSipPort(source), config()));
+    }
+    refusal
+}
+
 #[inline(always)]
-fn judge_messages(ctx: &XdpContext, walk: &mut Walk, state: &WalkState, out: &mut Outcome) {
-    let cfg = config();
-    let Some(judged) = walk.judged else { return };
+fn walk_messages(
+    md: *mut xdp_md,
+    stats: *mut SourceStats,
+    judged: Judged,
+    state: &WalkState,
+    admitted: Source,
+    now_ns: u64,
+) -> u64 {
     let mut w = WalkCtx {
-        md: ctx.ctx,
-        stats: walk.stats.unwrap_or(core::ptr::null_mut()),
-        state,
-        judged: judged.pack(),
+        md,
+        stats,
+        tail: 0,
+        judged: judged.pack() as u32,
         at: state.payload_offset,
         end: state.payload_offset + state.payload_len,
         resumed: 0,
-        before: 0,
-        refusal: NO_REFUSAL,
-        tail: 0,
+        refusal: NO_REFUSAL as u32,
     };
     let tcp = state.tcp != 0;
     if tcp {
-        let opened = sip_xdp_stream_open(judged.fail_closed() as u64, out.now_ns);
-        let refusal = match opened & 0xff {
-            OPEN_READ => 0,
+        let opened = sip_xdp_stream_open(judged.fail_closed() as u64, now_ns);
+        match opened & 0xff {
+            OPEN_READ => {}
             OPEN_BODY => {
                 // All body: nothing to read; the stream moves on with it.
-                sip_xdp_stream_close(KEEP, out.now_ns);
-                return;
+                if decide(Packet::ToSipPort(admitted), config()).action.passes() {
+                    sip_xdp_stream_close(KEEP, now_ns);
+                }
+                return NO_REFUSAL;
             }
-            OPEN_OUT_OF_ORDER => REFUSED_OUT_OF_ORDER,
-            OPEN_UNKNOWN => unreadable(UnreadableWhy::UnknownConnection),
-            OPEN_FRAGMENTED => unreadable(UnreadableWhy::FragmentedSegment),
+            OPEN_OUT_OF_ORDER => return REFUSED_OUT_OF_ORDER,
+            OPEN_UNKNOWN => return unreadable(UnreadableWhy::UnknownConnection),
+            OPEN_FRAGMENTED => return unreadable(UnreadableWhy::FragmentedSegment),
             // Let through unread (nothing new to the server).
-            _ => return,
-        };
-        if refusal != 0 {
-            walk.refusal = refusal;
-            out.verdict = decide(Packet::ToSipPort(unpack_refusal(refusal)), cfg);
-            return;
+            _ => return NO_REFUSAL,
         }
         w.at += (opened >> 16) as u32 & 0xffff;
-        w.resumed = (opened >> 8) as u32 & 1;
-        w.before = (opened >> 32) as u32;
+        if opened >> 8 & 1 != 0 {
+            w.resumed = RESUMED | (opened >> 32) as u32;
+        }
     }
     // One more step than messages read: the last finds more and refuses.
     unsafe { bpf_loop(MAX_MESSAGES as u32 + 1, walk_step as *mut c_void, (&raw mut w).cast(), 0) };
-    let source = match w.refusal {
-        NO_REFUSAL => walk.admitted,
-        refusal => unpack_refusal(refusal),
-    };
-    walk.refusal = w.refusal;
-    out.verdict = decide(Packet::ToSipPort(source), cfg);
-    if tcp && out.verdict.action.passes() {
-        sip_xdp_stream_close(w.tail, out.now_ns);
+    let refusal = w.refusal as u64;
+    let source = if refusal == NO_REFUSAL { admitted } else { unpack_refusal(refusal) };
+    if tcp && decide(Packet::ToSipPort(source), config()).action.passes() {
+        sip_xdp_stream_close(w.tail, now_ns);
     }
+    refusal
 }
 
 /// The walk's state for its `bpf_loop` steps (the verifier checks one
 /// step, not one per message).
+/// Kept small: it lives on the frame of `sip_xdp_walk`, under which the
+/// readers stack theirs, and the oldest verifiers round every frame up.
 #[repr(C)]
 struct WalkCtx {
     md: *mut xdp_md,
     stats: *mut SourceStats,
-    state: *const WalkState,
-    judged: u64,
-    at: u32,
-    end: u32,
-    /// 1: the first message began in an earlier segment, `before` bytes
-    /// of it read there.
-    resumed: u32,
-    before: u32,
-    /// Why the packet is refused (a packed refusal), or [`NO_REFUSAL`].
-    refusal: u64,
     /// How the segment leaves its stream (`read << 32 | skip`): the bytes
     /// read of a message its end cuts, or the body bytes still to come.
     tail: u64,
+    /// The judged source (`Judged::pack`, which fits 32 bits).
+    judged: u32,
+    at: u32,
+    end: u32,
+    /// [`RESUMED`] with the bytes read in earlier segments of the first
+    /// message, if it began in one; 0 otherwise.
+    resumed: u32,
+    /// Why the packet is refused (a packed refusal, which fits 32 bits),
+    /// or [`NO_REFUSAL`].
+    refusal: u32,
 }
 
 const NO_REFUSAL: u64 = 0;
+const RESUMED: u32 = 1 << 31;
 
 /// `bpf_loop` step: the message at `at`. Returns 1 to end the walk.
 extern "C" fn walk_step(index: u64, w: *mut c_void) -> i64 {
     let w = unsafe { &mut *w.cast::<WalkCtx>() };
-    if w.md.is_null() || w.state.is_null() {
+    let Some(state) = SIP_WALK.get_ptr(0) else { return 1 };
+    if w.md.is_null() {
         return 1;
     }
     if index >= MAX_MESSAGES as u64 {
         // More messages than one packet is read for.
-        w.refusal = unreadable(UnreadableWhy::TooManyMessages);
+        w.refusal = unreadable(UnreadableWhy::TooManyMessages) as u32;
         return 1;
     }
     let ctx = XdpContext::new(w.md);
-    let state = unsafe { &*w.state };
-    let judged = Judged::unpack(w.judged);
-    let stats = (!w.stats.is_null()).then_some(w.stats);
-    let resumed = (index == 0 && w.resumed != 0).then_some(w.before);
+    let state = unsafe { &*state };
+    let judged = Judged::unpack(w.judged as u64);
+    let stats = w.stats;
+    let resumed = (index == 0 && w.resumed & RESUMED != 0).then_some(w.resumed & !RESUMED);
     let place = Place { at: w.at, resumed, tcp: state.tcp != 0 };
     let m = read_message(&ctx, place, &state.src, stats, judged);
     if m.refusal != 0 {
-        w.refusal = m.refusal;
+        w.refusal = m.refusal as u32;
         return 1;
     }
     if !m.found {
@@ -320,7 +368,7 @@ extern "C" fn walk_step(index: u64, w: *mut c_void) -> i64 {
     if m.kind.is_request() {
         let refusal = check_request(&state.key, stats, judged, m.kind);
         if refusal != 0 {
-            w.refusal = refusal;
+            w.refusal = refusal as u32;
             return 1;
         }
     }
@@ -348,22 +396,23 @@ const UNREADABLE_EVENT_GAP_NS: u64 = 10_000_000;
 
 /// Tells the controller a message was refused as unreadable, and why.
 #[inline(always)]
-fn report_unreadable(walk: &Walk, state: &WalkState, out: &Outcome) {
-    let Some(why) = unreadable_why(walk.refusal) else { return };
+fn report_unreadable(refusal: u64, state: &WalkState, now_ns: u64) {
+    let Some(why) = unreadable_why(refusal) else { return };
     // A plain global written racily by CPUs: a lost update only means one
     // event more or less.
     let last = unsafe { core::ptr::read_volatile(&raw const LAST_UNREADABLE_EVENT_NS) };
-    if out.now_ns.wrapping_sub(last) < UNREADABLE_EVENT_GAP_NS {
+    if now_ns.wrapping_sub(last) < UNREADABLE_EVENT_GAP_NS {
         return;
     }
-    unsafe { core::ptr::write_volatile(&raw mut LAST_UNREADABLE_EVENT_NS, out.now_ns) };
+    unsafe { core::ptr::write_volatile(&raw mut LAST_UNREADABLE_EVENT_NS, now_ns) };
     match SIP_EVENTS.reserve::<Event>(0) {
         Some(mut slot) => {
-            slot.write(Event {
-                reason: why as u8,
-                drop_reason: Reason::Unreadable as u8,
-                ..Event::new(EventKind::Unreadable, state.key, out.now_ns)
-            });
+            let e = slot.as_mut_ptr();
+            unsafe {
+                Event::fill(e, EventKind::Unreadable, &state.key, now_ns);
+                (*e).reason = why as u8;
+                (*e).drop_reason = Reason::Unreadable as u8;
+            }
             slot.submit(0);
         }
         None => count(COUNT_EVENTS_LOST),
@@ -411,8 +460,9 @@ pub extern "C" fn sip_xdp_admit(
         return SOURCE_UNMATCHED;
     }
     let cfg = config();
-    let (src, key) = unsafe { (&*src, &mut *key) };
-    *key = source_key(src, cfg.ipv6_prefix);
+    let (src, out) = (on_stack(unsafe { &*src }), unsafe { &mut *key });
+    let (src, key) = (&src, &source_key(&src, cfg.ipv6_prefix));
+    *out = *key;
     let (source, judged) = judge_source(cfg, src, key, now_ns);
     let ctx = XdpContext::new(md);
     let payload_offset = at as usize & 0xffff;
@@ -491,11 +541,11 @@ fn judge_source(cfg: &FilterConfig, src: &SourceKey, key: &SourceKey, now_ns: u6
     match RuleClass::from_u8(class) {
         Some(RuleClass::Trusted) => {
             let policy = cfg.dest_applies & DEST_APPLIES_TRUSTED != 0;
-            (SOURCE_TRUSTED, Some(Judged { limited: None, policy, trusted: true }))
+            (SOURCE_TRUSTED, Some(Judged { limited: None, policy, trusted: true, untracked: false }))
         }
         Some(RuleClass::Limited) => {
             let policy = cfg.dest_applies & dest_applies_profile(profile) != 0;
-            (SOURCE_LIMITED, Some(Judged { limited: Some(profile), policy, trusted: false }))
+            (SOURCE_LIMITED, Some(Judged { limited: Some(profile), policy, trusted: false, untracked: false }))
         }
         // A prefix ban an older version left in the rule tries (moved to
         // the prefix-ban tries at the next start).
@@ -504,7 +554,7 @@ fn judge_source(cfg: &FilterConfig, src: &SourceKey, key: &SourceKey, now_ns: u6
         // No rule, let through by `default_action = "pass"`: read (so its
         // authentication is accounted), not charged.
         _ if decide(Packet::ToSipPort(Source::Unmatched), cfg).action == Action::Pass => {
-            (SOURCE_UNMATCHED, Some(Judged { limited: None, policy: false, trusted: false }))
+            (SOURCE_UNMATCHED, Some(Judged { limited: None, policy: false, trusted: false, untracked: false }))
         }
         _ => (SOURCE_UNMATCHED, None),
     }
@@ -524,6 +574,18 @@ const SOURCE_UNMATCHED: u64 = 4;
 const JUDGED: u64 = 1 << 16;
 /// Its messages are to be walked.
 const WALK: u64 = 1 << 17;
+
+/// An admitted source's code, as `sip_xdp_admit` packs it.
+#[inline(always)]
+fn pack_source(source: Source) -> u8 {
+    match source {
+        Source::Trusted => SOURCE_TRUSTED as u8,
+        Source::Limited(_) => SOURCE_LIMITED as u8,
+        Source::Denied => SOURCE_DENIED as u8,
+        Source::Banned => SOURCE_BANNED as u8,
+        _ => SOURCE_UNMATCHED as u8,
+    }
+}
 
 #[inline(always)]
 fn unpack_source(v: u64) -> (Source, Option<Judged>) {

@@ -9,7 +9,7 @@ use sip_xdp_common::stream::{place, Handshake, Placement, StreamKey, StreamState
 
 use crate::{
     l4::{TCP_ACK, TCP_SYN},
-    maps::{config, SIP_HANDSHAKES, SIP_READER, SIP_STREAMS, SIP_STREAM_BUF, SIP_WALK},
+    maps::{config, on_stack, SIP_HANDSHAKES, SIP_READER, SIP_STREAMS, SIP_STREAM_BUF, SIP_WALK},
     reader::INGRESS_SLOT,
 };
 
@@ -145,7 +145,7 @@ pub extern "C" fn sip_xdp_stream_egress(key: *const StreamKey, seq: u64, ack: u6
     if key.is_null() {
         return 0;
     }
-    let key = unsafe { &*key };
+    let key = &on_stack(unsafe { &*key });
     let flags = flags as u8;
     if flags & TCP_ACK == 0 {
         return 0;

@@ -203,7 +203,7 @@ impl StartLine {
         let tel = self.token == SCHEME_TEL;
         if tel || self.token == SCHEME_SIP || self.token == SCHEME_SIPS {
             self.kind = self.method;
-            self.user = UserPart::new(tel);
+            self.user.restart(tel);
             self.state = L_URI;
         } else {
             self.state = L_REST;

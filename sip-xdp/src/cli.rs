@@ -77,6 +77,11 @@ pub struct RunArgs {
     /// XDP attach mode: native (driver) with fallback to skb, native only, or skb (generic) only.
     #[arg(long, value_enum, default_value_t = XdpModeArg::Auto)]
     pub xdp_mode: XdpModeArg,
+    /// How the egress observer attaches: a TCX link where the kernel has
+    /// TCX (Linux 6.6) with a clsact filter otherwise, TCX only, or a
+    /// clsact filter only.
+    #[arg(long, value_enum, default_value_t = EgressAttachArg::Auto)]
+    pub egress_attach: EgressAttachArg,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -84,6 +89,13 @@ pub enum XdpModeArg {
     Auto,
     Native,
     Skb,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum EgressAttachArg {
+    Auto,
+    Tcx,
+    Clsact,
 }
 
 #[derive(Subcommand, Debug)]

@@ -23,12 +23,12 @@ use tokio::{
 
 use crate::{
     apply::{apply, reload, summary},
+    attach::{self, AttachMode, Attached, EgressAttach},
     bans,
     config::Config,
     escalation::{self, Escalation},
     events::{Event, EventSink},
-    intl,
-    loader::{self, AttachMode, Attached},
+    intl, loader,
     maps::Maps,
     metrics::{self, Metrics},
     pin::PinDir,
@@ -39,6 +39,7 @@ pub struct RunOptions {
     pub interfaces: Vec<String>,
     pub pin_dir: PinDir,
     pub mode: AttachMode,
+    pub egress: EgressAttach,
 }
 
 pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
@@ -74,11 +75,12 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     }
     let plan = apply(&mut maps, &cfg)?;
     info!("config {}", summary(&cfg, &plan));
-    for (interface, how) in loader::attach(&mut ebpf, pins, &interfaces, opts.mode)? {
+    for (interface, how, egress) in attach::attach(&mut ebpf, pins, &interfaces, opts.mode, opts.egress)? {
         match how {
             Attached::Adopted => info!("{interface}: adopted the pinned filter (no gap in filtering)"),
             Attached::New(mode) => info!("{interface}: attached in {mode:?} mode"),
         }
+        info!("{interface}: egress observer {}", egress.describe());
     }
     let _stats = program_stats(cfg.metrics.program_stats);
     let programs = vec![
@@ -91,7 +93,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     info!("filtering; SIGHUP reloads {}, SIGINT/SIGTERM detach and exit", cfg.path.display());
 
     let result = serve(&mut maps, cfg, kernel_events, &metrics).await;
-    loader::detach(pins, &interfaces);
+    attach::detach(pins, &interfaces);
     drop(ebpf);
     info!("detached from {}", interfaces.join(", "));
     result

@@ -9,7 +9,9 @@
 
 pub mod anomaly;
 pub mod apply;
+pub mod attach;
 pub mod bans;
+pub mod batch;
 pub mod cli;
 pub mod clock;
 pub mod commands;

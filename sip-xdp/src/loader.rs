@@ -1,17 +1,12 @@
-//! Loads the embedded eBPF object (reusing pinned maps), and attaches,
-//! adopts and detaches the XDP program on interfaces through pinned links.
+//! Loads the embedded eBPF object (reusing pinned maps, carrying rules into
+//! resized tries). Attaching is `attach`'s.
 
 use std::{ffi::CString, path::Path};
 
 use anyhow::{anyhow, bail, Context as _};
 use aya::{
     maps::{lpm_trie::Key, LpmTrie, Map, MapData},
-    programs::{
-        links::{FdLink, LinkOrder, PinnedLink},
-        tc::{SchedClassifierLink, TcAttachOptions},
-        xdp::XdpLink,
-        SchedClassifier, TcAttachType, Xdp, XdpMode,
-    },
+    programs::{SchedClassifier, Xdp},
     Ebpf, EbpfLoader,
 };
 use log::{info, warn};
@@ -28,15 +23,6 @@ pub const OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "
 pub const INGRESS_PROGRAM: &str = "sip_xdp_ingress";
 /// Name of the egress (TC) program that counts auth failures.
 pub const EGRESS_PROGRAM: &str = "sip_xdp_egress";
-
-/// How to attach when nothing is attached yet.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AttachMode {
-    /// Native (driver) mode, falling back to generic (skb) mode.
-    Auto,
-    Native,
-    Skb,
-}
 
 /// The capacity this run gives a map: the registry's, or for the
 /// per-source table the config's.
@@ -172,136 +158,6 @@ pub fn ingress(ebpf: &mut Ebpf) -> anyhow::Result<&mut Xdp> {
     let program =
         ebpf.program_mut(INGRESS_PROGRAM).ok_or_else(|| anyhow!("the object has no program {INGRESS_PROGRAM}"))?;
     Ok(program.try_into()?)
-}
-
-/// What `attach` did on one interface.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Attached {
-    /// A pinned link from an earlier run now runs this program (atomic
-    /// replacement: the interface was never unfiltered).
-    Adopted,
-    /// Newly attached in this mode.
-    New(XdpMode),
-}
-
-/// Attaches the loaded program to every interface, adopting pinned links.
-/// All or nothing: if one interface fails, links this call created are
-/// removed again before the error is returned.
-pub fn attach(
-    ebpf: &mut Ebpf,
-    pins: &PinDir,
-    interfaces: &[String],
-    mode: AttachMode,
-) -> anyhow::Result<Vec<(String, Attached)>> {
-    let mut done: Vec<(String, Attached)> = Vec::new();
-    for interface in interfaces {
-        let result = attach_one(ingress(ebpf)?, pins, interface, mode)
-            .and_then(|how| attach_egress(egress(ebpf)?, pins, interface).map(|()| how));
-        match result {
-            Ok(how) => done.push((interface.clone(), how)),
-            Err(err) => {
-                for (name, how) in &done {
-                    if matches!(how, Attached::New(_)) {
-                        detach(pins, std::slice::from_ref(name));
-                    }
-                }
-                return Err(err.context(format!("cannot attach to {interface}")));
-            }
-        }
-    }
-    // Links pinned by an earlier run on interfaces no longer configured.
-    for stale in pins.pinned_links() {
-        if !interfaces.contains(&stale) {
-            info!("detaching from {stale}: no longer configured");
-            detach(pins, &[stale]);
-        }
-    }
-    Ok(done)
-}
-
-fn attach_one(program: &mut Xdp, pins: &PinDir, interface: &str, mode: AttachMode) -> anyhow::Result<Attached> {
-    let link_path = pins.link_path(interface);
-    if link_path.exists() {
-        match adopt(program, &link_path) {
-            Ok(()) => return Ok(Attached::Adopted),
-            Err(err) => {
-                // The interface was recreated since, say: the old link is
-                // defunct and filters nothing; attach afresh.
-                warn!("cannot adopt the pinned link on {interface} ({err:#}); attaching afresh");
-                std::fs::remove_file(&link_path)
-                    .with_context(|| format!("cannot remove stale link {}", link_path.display()))?;
-            }
-        }
-    }
-    let modes: &[XdpMode] = match mode {
-        AttachMode::Auto => &[XdpMode::Driver, XdpMode::Skb],
-        AttachMode::Native => &[XdpMode::Driver],
-        AttachMode::Skb => &[XdpMode::Skb],
-    };
-    let mut last_err = None;
-    for &m in modes {
-        match program.attach(interface, m) {
-            Ok(id) => {
-                let link: FdLink = program.take_link(id)?.try_into().context("XDP link is not an fd link")?;
-                link.pin(&link_path).with_context(|| format!("cannot pin link at {}", link_path.display()))?;
-                return Ok(Attached::New(m));
-            }
-            Err(err) => {
-                if mode == AttachMode::Auto {
-                    info!("{interface}: {m:?} mode unavailable ({err}), trying the next mode");
-                }
-                last_err = Some(err);
-            }
-        }
-    }
-    Err(last_err.map(anyhow::Error::from).unwrap_or_else(|| anyhow!("no XDP mode to try")))
-}
-
-/// Points a pinned link at `program`, keeping the pin.
-fn adopt(program: &mut Xdp, link_path: &Path) -> anyhow::Result<()> {
-    let pinned = PinnedLink::from_pin(link_path)?;
-    let link = XdpLink::try_from(FdLink::from(pinned))?;
-    program.attach_to_link(link)?;
-    Ok(())
-}
-
-/// Attaches (or adopts) the egress observer with a pinned TCX link.
-fn attach_egress(program: &mut SchedClassifier, pins: &PinDir, interface: &str) -> anyhow::Result<()> {
-    let link_path = pins.egress_link_path(interface);
-    if link_path.exists() {
-        let adopted = PinnedLink::from_pin(&link_path)
-            .map_err(anyhow::Error::from)
-            .and_then(|pinned| Ok(SchedClassifierLink::try_from(FdLink::from(pinned))?))
-            .and_then(|link| Ok(program.attach_to_link(link)?));
-        match adopted {
-            Ok(_) => return Ok(()),
-            Err(err) => {
-                warn!("cannot adopt the pinned egress link on {interface} ({err:#}); attaching afresh");
-                std::fs::remove_file(&link_path)
-                    .with_context(|| format!("cannot remove stale link {}", link_path.display()))?;
-            }
-        }
-    }
-    let id = program
-        .attach_with_options(interface, TcAttachType::Egress, TcAttachOptions::TcxOrder(LinkOrder::default()))
-        .context("cannot attach the egress observer (needs TCX, Linux 6.6 or later)")?;
-    let link: FdLink = program.take_link(id)?.try_into().context("TC link is not an fd link")?;
-    link.pin(&link_path).with_context(|| format!("cannot pin link at {}", link_path.display()))?;
-    Ok(())
-}
-
-/// Removes the link pins of `interfaces`; the programs detach once the
-/// controller's own link handles close.
-pub fn detach(pins: &PinDir, interfaces: &[String]) {
-    for interface in interfaces {
-        for path in [pins.link_path(interface), pins.egress_link_path(interface)] {
-            if let Err(err) = std::fs::remove_file(&path) {
-                if err.kind() != std::io::ErrorKind::NotFound {
-                    warn!("cannot remove {}: {err}", path.display());
-                }
-            }
-        }
-    }
 }
 
 /// Every interface exists: checked before the kernel is touched.

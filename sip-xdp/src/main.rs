@@ -2,11 +2,11 @@ use std::io::Write as _;
 
 use clap::Parser as _;
 use sip_xdp::{
-    cli::{AllowCommand, BanCommand, Cli, Command, IntlCommand, XdpModeArg},
+    attach::{AttachMode, EgressAttach},
+    cli::{AllowCommand, BanCommand, Cli, Command, EgressAttachArg, IntlCommand, XdpModeArg},
     commands,
     daemon::{self, RunOptions},
     error::exit_status,
-    loader::AttachMode,
     pin::PinDir,
 };
 
@@ -24,6 +24,11 @@ fn main() {
                     XdpModeArg::Auto => AttachMode::Auto,
                     XdpModeArg::Native => AttachMode::Native,
                     XdpModeArg::Skb => AttachMode::Skb,
+                },
+                egress: match args.egress_attach {
+                    EgressAttachArg::Auto => EgressAttach::Auto,
+                    EgressAttachArg::Tcx => EgressAttach::Tcx,
+                    EgressAttachArg::Clsact => EgressAttach::Clsact,
                 },
             };
             tokio::runtime::Builder::new_current_thread()

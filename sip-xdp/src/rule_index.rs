@@ -7,9 +7,11 @@
 use std::{fs::File, os::fd::AsRawFd, path::Path};
 
 use anyhow::Context as _;
-use aya::maps::{Array, MapData};
+use aya::maps::{Array, IterableMap, MapData};
 use ipnet::IpNet;
-use sip_xdp_common::allow_index::{position, v4_prefix_buckets, V6Buckets, INDEX_WORDS};
+use sip_xdp_common::allow_index::{position, v4_prefix_buckets, V6Buckets, INDEX_MAP_WORDS, INDEX_WORDS};
+
+use crate::batch;
 
 /// Both families' index bits, word for word as the map holds them.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -71,12 +73,11 @@ pub fn rebuild(
 ) -> anyhow::Result<()> {
     let _lock = lock(lock_dir)?;
     let wanted = IndexBits::of(&current()?);
-    for (i, bits) in wanted.words() {
-        if words.get(&i, 0)? != bits {
-            words.set(i, bits, 0)?;
-        }
-    }
-    Ok(())
+    // Half a million words: read and written in batches, not one call
+    // each.
+    let found = batch::read_u64_array(words.map(), INDEX_MAP_WORDS)?;
+    let changed: Vec<(u32, u64)> = wanted.words().filter(|(i, bits)| found[*i as usize] != *bits).collect();
+    batch::write_u64_array(words.map(), &changed)
 }
 
 /// An exclusive flock on `dir` (created if missing), held until the file

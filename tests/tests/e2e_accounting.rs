@@ -207,37 +207,6 @@ fn outcome(lab: &Lab, outcome: &str) -> u64 {
     lab.metric(&format!("sipxdp_auth_responses_total{{outcome=\"{outcome}\"}}")) as u64
 }
 
-/// One REGISTER with a wrong password over UDP, from a new socket on
-/// `from` to `server`: the status line of the answer, if one comes within
-/// a second.
-fn guess(lab: &Lab, from: &str, server: &str, seq: u32) -> Option<String> {
-    let sock = lab.udp_in(&lab.stranger, &host_port(from, 0));
-    let port = sock.local_addr().unwrap().port();
-    sock.send_to(&register_with_credentials("UDP", from, port, server, "1001", seq), host_port(server, 5060)).unwrap();
-    recv_within(&sock, Duration::from_secs(1)).map(|r| String::from_utf8_lossy(&r).lines().next().unwrap().to_string())
-}
-
-/// Guesses from `from` one at a time, each after the previous answer,
-/// until one goes unanswered (at most `limit`); how many were answered,
-/// each with a 401.
-fn guess_until_unanswered(lab: &Lab, from: &str, server: &str, limit: u32) -> u64 {
-    for seq in 0..limit {
-        match guess(lab, from, server, seq) {
-            Some(status) => assert!(status.starts_with("SIP/2.0 401"), "{status}"),
-            None => return seq as u64,
-        }
-    }
-    limit as u64
-}
-
-/// Does a fresh OPTIONS from `from` get any answer within a second?
-fn answered(lab: &Lab, from: &str, server: &str) -> bool {
-    let sock = lab.udp_in(&lab.stranger, &host_port(from, 0));
-    let port = sock.local_addr().unwrap().port();
-    sock.send_to(&options_request(from, port, 99), host_port(server, 5060)).unwrap();
-    recv_within(&sock, Duration::from_secs(1)).is_some()
-}
-
 /// The ban of `source`, or a panic naming the bans there are.
 fn banned(lab: &Lab, source: &str) -> serde_json::Value {
     lab.ban_of(source).unwrap_or_else(|| panic!("{source} is not banned: {:?}", lab.bans()))
@@ -281,7 +250,7 @@ fn svcrack_over_udp_is_banned_at_the_fifth_rejected_password() {
     let (guesses, chains) = (outcome(&lab, "failure"), outcome(&lab, "challenge"));
     println!("svcrack: {guesses} guesses answered; {chains} challenges");
     assert!(guesses >= MAX && guesses < MAX + chains.max(1), "{guesses} guesses answered, {chains} chains");
-    assert!(!answered(&lab, STRANGER_IP, EDGE_STRANGER_IP), "a banned source gets no answer at all");
+    assert!(!lab.answered(STRANGER_IP, EDGE_STRANGER_IP), "a banned source gets no answer at all");
     trunk_registers(&lab);
     lab.controller
         .as_mut()
@@ -324,7 +293,7 @@ fn password_guessing_over_tcp_one_request_per_segment_is_banned_at_the_fifth() {
     assert_eq!(banned(&lab, STRANGER_IP)["reason"], "auth_failures");
     // Neither a new connection nor a datagram gets through.
     assert!(lab.try_tcp_in(&lab.stranger, STRANGER_IP, EDGE_STRANGER_IP, Duration::from_secs(2)).is_err());
-    assert!(!answered(&lab, STRANGER_IP, EDGE_STRANGER_IP));
+    assert!(!lab.answered(STRANGER_IP, EDGE_STRANGER_IP));
     trunk_registers(&lab);
     assert!(
         lab.sipp_register_over(&lab.trunk, TRUNK_IP, EDGE_TRUNK_IP, "secret", "t1"),
@@ -380,7 +349,7 @@ fn guessing_from_a_new_ipv6_address_each_time_bans_the_whole_64() {
     lab.start_controller(&config(&lab, &[&format!("{trusted}/128")], &["2001:2:0:5::/64", "2001:2:0:6::/64"], ""));
     let mut answered_guesses = 0;
     for (seq, from) in rotating.iter().enumerate() {
-        match guess(&lab, from, EDGE_STRANGER_IP6, seq as u32) {
+        match lab.guess(from, EDGE_STRANGER_IP6, seq as u32) {
             Some(status) => assert!(status.starts_with("SIP/2.0 401"), "{status}"),
             None => break,
         }
@@ -389,8 +358,8 @@ fn guessing_from_a_new_ipv6_address_each_time_bans_the_whole_64() {
     println!("IPv6, a new address per guess: {answered_guesses} answered");
     assert_eq!(answered_guesses, MAX, "one /64, one source: banned at its fifth rejected guess");
     assert_eq!(banned(&lab, "2001:2:0:5::/64")["reason"], "auth_failures");
-    assert!(!answered(&lab, fresh, EDGE_STRANGER_IP6), "an address of the /64 never used before gets no answer");
-    assert!(answered(&lab, neighbour, EDGE_STRANGER_IP6), "the next /64 is not banned");
+    assert!(!lab.answered(fresh, EDGE_STRANGER_IP6), "an address of the /64 never used before gets no answer");
+    assert!(lab.answered(neighbour, EDGE_STRANGER_IP6), "the next /64 is not banned");
     assert!(
         lab.sipp_register(&lab.stranger, trusted, EDGE_STRANGER_IP6),
         "a trusted address inside the banned /64 still registers"
@@ -423,7 +392,7 @@ fn svwar_enumerating_extensions_is_banned_for_unanswered_challenges() {
     println!("svwar: {challenges} requests answered (challenged) before the ban");
     assert!((UNANSWERED..=UNANSWERED + 5).contains(&challenges), "{challenges}\n{said}");
     assert_eq!(outcome(&lab, "failure"), 0, "no credentials, so no failures");
-    assert!(!answered(&lab, STRANGER_IP, EDGE_STRANGER_IP));
+    assert!(!lab.answered(STRANGER_IP, EDGE_STRANGER_IP));
     trunk_registers(&lab);
     lab.controller
         .as_mut()
@@ -436,7 +405,7 @@ fn svwar_enumerating_extensions_is_banned_for_unanswered_challenges() {
 /// Five sources of one network, each banned by its own guesses.
 fn ban_five(lab: &Lab, sources: &[String], server: &str) {
     for (i, from) in sources.iter().enumerate() {
-        assert_eq!(guess_until_unanswered(lab, from, server, 10), MAX, "source {i}: {from}");
+        assert_eq!(lab.guess_until_unanswered(from, server, 10), MAX, "source {i}: {from}");
     }
 }
 
@@ -471,7 +440,7 @@ fn five_banned_sources_of_a_24_ban_the_24_but_never_a_network_with_a_trusted_hos
     let ban = banned(&lab, "198.18.2.0/24");
     assert_eq!(ban["reason"], "escalated");
     assert!((590..=600).contains(&ban["remaining_secs"].as_u64().unwrap()), "ban.duration_secs: {ban}");
-    assert!(!answered(&lab, sixth, EDGE_STRANGER_IP), "an address of the /24 that never guessed gets no answer");
+    assert!(!lab.answered(sixth, EDGE_STRANGER_IP), "an address of the /24 that never guessed gets no answer");
     for from in &v4 {
         assert_eq!(banned(&lab, from)["reason"], "auth_failures");
     }
@@ -489,8 +458,8 @@ fn five_banned_sources_of_a_24_ban_the_24_but_never_a_network_with_a_trusted_hos
     let log = controller.text();
     assert!(!log.contains("source=198.18.3.0/24") && !log.contains("source=2001:2::/48"), "{log}");
     assert!(lab.ban_of("198.18.3.0/24").is_none() && lab.ban_of("2001:2::/48").is_none(), "{:?}", lab.bans());
-    assert!(answered(&lab, sixth_trusted_net, EDGE_STRANGER_IP), "the rest of 198.18.3.0/24 is answered");
-    assert!(answered(&lab, sixth_v6, EDGE_STRANGER_IP6), "and the rest of 2001:2::/48");
+    assert!(lab.answered(sixth_trusted_net, EDGE_STRANGER_IP), "the rest of 198.18.3.0/24 is answered");
+    assert!(lab.answered(sixth_v6, EDGE_STRANGER_IP6), "and the rest of 2001:2::/48");
     assert!(lab.sipp_register(&lab.stranger, trusted_host, EDGE_STRANGER_IP), "the trusted host registers");
     trunk_registers(&lab);
     let escalations = lab.metric("sipxdp_bans_total{reason=\"escalated\"}");
@@ -509,17 +478,17 @@ fn an_escalation_holds_over_the_customers_rule_of_that_network_and_rules_inside_
     }
     lab.start_kamailio();
     lab.start_controller(&config(&lab, &[], &["198.18.2.0/24", "198.18.2.128/25"], ""));
-    assert!(answered(&lab, in_the_25, EDGE_STRANGER_IP), "answered before");
+    assert!(lab.answered(in_the_25, EDGE_STRANGER_IP), "answered before");
     ban_five(&lab, &v4, EDGE_STRANGER_IP);
     lab.controller
         .as_mut()
         .unwrap()
         .wait_for("event=ban source=198.18.2.0/24 reason=escalated", Duration::from_secs(10));
-    assert!(!answered(&lab, sixth, EDGE_STRANGER_IP), "under the rule of the same /24");
-    assert!(!answered(&lab, in_the_25, EDGE_STRANGER_IP), "under the longer rule inside it");
+    assert!(!lab.answered(sixth, EDGE_STRANGER_IP), "under the rule of the same /24");
+    assert!(!lab.answered(in_the_25, EDGE_STRANGER_IP), "under the longer rule inside it");
     // Lifted, both are answered again.
     lab.cli_ok(&["ban", "del", "198.18.2.0/24"]);
-    assert!(answered(&lab, sixth, EDGE_STRANGER_IP) && answered(&lab, in_the_25, EDGE_STRANGER_IP));
+    assert!(lab.answered(sixth, EDGE_STRANGER_IP) && lab.answered(in_the_25, EDGE_STRANGER_IP));
 }
 
 #[test]
@@ -548,9 +517,9 @@ fn five_banned_64s_of_a_48_ban_the_48() {
         let net = format!("{}/64", from.strip_suffix("1").unwrap());
         assert_eq!(banned(&lab, &net)["reason"], "auth_failures");
     }
-    assert!(!answered(&lab, sixth, EDGE_STRANGER_IP6), "a /64 of the /48 that never guessed gets no answer");
-    assert!(!answered(&lab, STRANGER_IP6, EDGE_STRANGER_IP6), "nor the stranger's own");
-    assert!(answered(&lab, STRANGER_IP, EDGE_STRANGER_IP), "IPv4 is another network");
+    assert!(!lab.answered(sixth, EDGE_STRANGER_IP6), "a /64 of the /48 that never guessed gets no answer");
+    assert!(!lab.answered(STRANGER_IP6, EDGE_STRANGER_IP6), "nor the stranger's own");
+    assert!(lab.answered(STRANGER_IP, EDGE_STRANGER_IP), "IPv4 is another network");
     assert!(lab.sipp_register(&lab.trunk, TRUNK_IP, EDGE_TRUNK_IP), "the trunk registers over IPv4");
 }
 
@@ -572,7 +541,7 @@ fn escalation_is_only_reported_in_monitor_mode_and_off_with_escalate_after_0() {
         };
         lab.start_controller(&cfg);
         for (i, from) in sources.iter().enumerate() {
-            let answered = guess_until_unanswered(&lab, from, EDGE_STRANGER_IP, MAX as u32);
+            let answered = lab.guess_until_unanswered(from, EDGE_STRANGER_IP, MAX as u32);
             if mode == "monitor" {
                 // Nothing is dropped: every guess is answered, the fifth
                 // would have banned.
@@ -580,7 +549,7 @@ fn escalation_is_only_reported_in_monitor_mode_and_off_with_escalate_after_0() {
                 let line = format!("event=would_ban source={from} reason=auth_failures");
                 lab.controller.as_mut().unwrap().wait_for(&line, Duration::from_secs(5));
             } else {
-                assert_eq!((answered, guess(&lab, from, EDGE_STRANGER_IP, 99)), (MAX, None), "source {i}");
+                assert_eq!((answered, lab.guess(from, EDGE_STRANGER_IP, 99)), (MAX, None), "source {i}");
             }
         }
         let controller = lab.controller.as_mut().unwrap();
@@ -594,6 +563,6 @@ fn escalation_is_only_reported_in_monitor_mode_and_off_with_escalate_after_0() {
             assert!(!controller.text().contains("escalat"), "{}", controller.text());
             assert_eq!(lab.bans().len(), 5, "{:?}", lab.bans());
         }
-        assert!(answered(&lab, sixth, EDGE_STRANGER_IP), "{mode}: the rest of the /24 is answered");
+        assert!(lab.answered(sixth, EDGE_STRANGER_IP), "{mode}: the rest of the /24 is answered");
     }
 }

@@ -10,6 +10,40 @@ use std::{
 use super::Lab;
 
 impl Lab {
+    /// One REGISTER with a wrong password over UDP, from a new socket in
+    /// the stranger namespace on `from` to `server`: the status line of the
+    /// answer, if one comes within a second.
+    pub fn guess(&self, from: &str, server: &str, seq: u32) -> Option<String> {
+        let sock = self.udp_in(&self.stranger, &host_port(from, 0));
+        let port = sock.local_addr().expect("local address").port();
+        let request = register_with_credentials("UDP", from, port, server, "1001", seq);
+        sock.send_to(&request, host_port(server, 5060)).expect("send");
+        recv_within(&sock, Duration::from_secs(1))
+            .map(|r| String::from_utf8_lossy(&r).lines().next().unwrap_or_default().to_string())
+    }
+
+    /// Guesses from `from` one at a time, each after the previous answer,
+    /// until one goes unanswered (at most `limit`); how many were
+    /// answered, each with a 401.
+    pub fn guess_until_unanswered(&self, from: &str, server: &str, limit: u32) -> u64 {
+        for seq in 0..limit {
+            match self.guess(from, server, seq) {
+                Some(status) => assert!(status.starts_with("SIP/2.0 401"), "{status}"),
+                None => return seq as u64,
+            }
+        }
+        limit as u64
+    }
+
+    /// Does a fresh OPTIONS from `from` (stranger namespace) get any
+    /// answer within a second?
+    pub fn answered(&self, from: &str, server: &str) -> bool {
+        let sock = self.udp_in(&self.stranger, &host_port(from, 0));
+        let port = sock.local_addr().expect("local address").port();
+        sock.send_to(&options_request(from, port, 99), host_port(server, 5060)).expect("send");
+        recv_within(&sock, Duration::from_secs(1)).is_some()
+    }
+
     /// A TCP connection to port 5060 of `server_ip`, made inside `ns` from
     /// `local_ip` (any free port).
     pub fn tcp_in(&self, ns: &str, local_ip: &str, server_ip: &str) -> SipStream {

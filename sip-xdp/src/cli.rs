@@ -55,6 +55,25 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// What this host offers the filter: the kernel features `run` needs
+    /// (each with the first Linux release that has it), privileges, bpffs,
+    /// and for each interface its driver and what XDP program is attached.
+    /// Exit status 1 if `run` could not start here.
+    Doctor {
+        /// Take the interfaces from this config (default: the packaged
+        /// config, if present).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Interface to check (repeatable); replaces the config's.
+        #[arg(long = "iface", value_name = "IF")]
+        interfaces: Vec<String>,
+        /// Attach a pass-all XDP program in native mode for a moment, on
+        /// interfaces with none attached, to learn if the driver supports
+        /// it. Some drivers reset the link when XDP comes or goes: not on
+        /// a live edge at peak.
+        #[arg(long)]
+        try_attach: bool,
+    },
     /// The busiest sources of traffic to the SIP ports.
     Sources {
         /// How many sources to show, by packets.

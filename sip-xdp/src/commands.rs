@@ -221,3 +221,32 @@ pub fn intl_unblock(pins: &PinDir, source: &str) -> anyhow::Result<String> {
     let net = parse_arg(source)?;
     intl::unblock(&mut Maps::open(pins)?, net)
 }
+
+/// Where the package puts the config: `doctor` reads its interfaces
+/// when no other config is named.
+pub const PACKAGED_CONFIG: &str = "/etc/sip-xdp/sip-xdp.toml";
+
+/// `sip-xdp doctor`: the report on stdout; status 1 if `run` could not
+/// start on this kernel.
+pub fn doctor(
+    pin_dir: &Path,
+    config: Option<&Path>,
+    interfaces: Vec<String>,
+    try_attach: bool,
+) -> anyhow::Result<String> {
+    let interfaces = if !interfaces.is_empty() {
+        interfaces
+    } else if let Some(file) = config {
+        Config::load(file)?.interfaces
+    } else if Path::new(PACKAGED_CONFIG).exists() {
+        Config::load(Path::new(PACKAGED_CONFIG))?.interfaces
+    } else {
+        Vec::new()
+    };
+    let (report, ready) = crate::doctor::report(pin_dir, &interfaces, try_attach);
+    if !ready {
+        print!("{report}");
+        return Err(anyhow::anyhow!("this kernel cannot run sip-xdp (see above)"));
+    }
+    Ok(report)
+}

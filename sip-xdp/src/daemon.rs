@@ -48,6 +48,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let cfg = Config::load(&opts.config)?;
     let interfaces = if opts.interfaces.is_empty() { cfg.interfaces.clone() } else { opts.interfaces.clone() };
     loader::check_interfaces(&interfaces)?;
+    crate::features::require()?;
 
     let pins = &opts.pin_dir;
     if pins.prepare()? {

@@ -49,6 +49,9 @@ fn main() {
         Command::Intl(IntlCommand::Unblock { source }) => commands::intl_unblock(&pins, &source),
         Command::Stats { json } => commands::stats(&pins, json),
         Command::Sources { top, json } => commands::sources(&pins, top, json),
+        Command::Doctor { config, interfaces, try_attach } => {
+            commands::doctor(&cli.pin_dir, config.as_deref(), interfaces, try_attach)
+        }
     };
     match result {
         Ok(out) => {

@@ -132,3 +132,54 @@ fn an_egress_attachment_that_fails_leaves_no_interface_filtered() {
     run.signal(libc::SIGTERM);
     assert_eq!(run.wait_exit(Duration::from_secs(10)), Some(0));
 }
+
+/// `sip-xdp doctor` in the edge namespace, on the lab's interfaces.
+fn doctor(lab: &Lab, extra: &[&str]) -> std::process::Output {
+    Command::new("ip")
+        .args(["netns", "exec", &lab.edge])
+        .arg(sip_xdp_bin())
+        .arg("--pin-dir")
+        .arg(&lab.pins)
+        .args(["doctor", "--iface", &lab.edge_trunk_if, "--iface", &lab.edge_stranger_if])
+        .args(extra)
+        .output()
+        .expect("run doctor")
+}
+
+#[test]
+fn doctor_reports_the_kernel_the_drivers_and_what_is_attached_without_changing_it() {
+    let mut lab = Lab::new();
+    lab.start_kamailio();
+    let out = doctor(&lab, &["--try-attach"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    for line in [
+        "  yes  bpf_loop in XDP programs (Linux 5.17)",
+        "  yes  LPM trie maps (Linux 4.11)",
+        "  yes  CAP_BPF",
+        "ready: this kernel has every feature `sip-xdp run` needs",
+    ] {
+        assert!(text.contains(line), "{line:?} missing:\n{text}");
+    }
+    // veth has native XDP: the trial attach says so and leaves nothing.
+    let stanza = format!("  {}: driver veth\n    XDP now: none\n    native XDP: yes", lab.edge_trunk_if);
+    assert!(text.contains(&stanza), "{text}");
+    assert!(!has_xdp(&lab, &lab.edge_trunk_if), "the trial attach left a program");
+
+    // With the filter running, doctor names its program and tries nothing.
+    let config = lab.write_config("sip-xdp.toml", &lab.base_config(&[]));
+    let mut run = lab.spawn_controller(&config, &["--xdp-mode", "native"]);
+    run.wait_for("filtering;", Duration::from_secs(30));
+    let out = doctor(&lab, &["--try-attach"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("XDP now: native, program ") && text.contains("(sip_xdp_ingres"), "{text}");
+    assert!(text.contains("native XDP: not tried: a program is attached"), "{text}");
+    assert!(lab.sipp_register(&lab.trunk, TRUNK_IP, EDGE_TRUNK_IP), "the filter is untouched: the trunk registers");
+    assert!(!lab.sipp_register(&lab.stranger, STRANGER_IP, EDGE_STRANGER_IP), "and the stranger is still dropped");
+    run.signal(libc::SIGTERM);
+    assert_eq!(run.wait_exit(Duration::from_secs(10)), Some(0));
+
+    // Bad input: an interface that is not there is said so, not a panic.
+    let out = Command::new(sip_xdp_bin()).args(["doctor", "--iface", "nosuchif0"]).output().expect("doctor");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("  nosuchif0: no such interface"));
+}

@@ -17,7 +17,7 @@ use sip_xdp_common::{
     registry::private_names::SIP_EVENTS,
 };
 use tokio::{
-    signal::unix::{signal, SignalKind},
+    signal::unix::{signal, Signal, SignalKind},
     sync::mpsc::{unbounded_channel, UnboundedReceiver},
 };
 
@@ -46,6 +46,10 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     // Everything that can be wrong with the input is checked before the
     // kernel is touched.
     let cfg = Config::load(&opts.config)?;
+    // Caught from now on: a SIGHUP (`systemctl reload`) or SIGTERM that
+    // comes while the programs load waits for the loop instead of killing
+    // the process half-started.
+    let signals = Signals::catch()?;
     let interfaces = if opts.interfaces.is_empty() { cfg.interfaces.clone() } else { opts.interfaces.clone() };
     loader::check_interfaces(&interfaces)?;
     crate::features::require()?;
@@ -93,11 +97,27 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     info!("metrics on http://{}/metrics", cfg.metrics.listen);
     info!("filtering; SIGHUP reloads {}, SIGINT/SIGTERM detach and exit", cfg.path.display());
 
-    let result = serve(&mut maps, cfg, kernel_events, &metrics).await;
+    let result = serve(&mut maps, cfg, kernel_events, &metrics, signals).await;
     attach::detach(pins, &interfaces);
     drop(ebpf);
     info!("detached from {}", interfaces.join(", "));
     result
+}
+
+struct Signals {
+    interrupt: Signal,
+    terminate: Signal,
+    hangup: Signal,
+}
+
+impl Signals {
+    fn catch() -> anyhow::Result<Signals> {
+        Ok(Signals {
+            interrupt: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
+            terminate: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
+            hangup: signal(SignalKind::hangup()).context("cannot handle SIGHUP")?,
+        })
+    }
 }
 
 /// How often bans are swept: expiries are reported within this.
@@ -109,10 +129,9 @@ async fn serve(
     mut cfg: Config,
     mut kernel_events: UnboundedReceiver<Vec<u8>>,
     metrics: &Metrics,
+    signals: Signals,
 ) -> anyhow::Result<()> {
-    let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
-    let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
-    let mut hangup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+    let Signals { mut interrupt, mut terminate, mut hangup } = signals;
     let mut report = Report { sink: EventSink::new(&cfg.events), metrics, escalation: Escalation::default() };
     let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
     let mut prefix_bans = std::collections::BTreeSet::new();

@@ -183,3 +183,28 @@ fn doctor_reports_the_kernel_the_drivers_and_what_is_attached_without_changing_i
     let out = Command::new(sip_xdp_bin()).args(["doctor", "--iface", "nosuchif0"]).output().expect("doctor");
     assert!(String::from_utf8_lossy(&out.stdout).contains("  nosuchif0: no such interface"));
 }
+
+#[test]
+fn a_reload_or_stop_asked_for_while_the_programs_load_waits_for_the_start_to_finish() {
+    let lab = Lab::new();
+    let config = lab.write_config("sip-xdp.toml", &lab.base_config(&[]));
+    // `systemctl reload` right after `start`: the SIGHUP lands while the
+    // programs load (the log line comes before loading), and must not kill
+    // the process half-started.
+    let mut run = lab.spawn_controller(&config, &["--xdp-mode", "native"]);
+    run.wait_for("loading the XDP program", Duration::from_secs(30));
+    run.signal(libc::SIGHUP);
+    run.wait_for("filtering;", Duration::from_secs(30));
+    run.wait_for("reloaded", Duration::from_secs(10));
+    assert!(has_xdp(&lab, &lab.edge_stranger_if));
+    run.signal(libc::SIGTERM);
+    assert_eq!(run.wait_exit(Duration::from_secs(10)), Some(0), "{}", run.text());
+
+    // A stop asked for while loading: the start completes, then detaches.
+    let mut run = lab.spawn_controller(&config, &["--xdp-mode", "native"]);
+    run.wait_for("loading the XDP program", Duration::from_secs(30));
+    run.signal(libc::SIGTERM);
+    assert_eq!(run.wait_exit(Duration::from_secs(30)), Some(0), "{}", run.text());
+    assert!(run.text().contains("detached from"), "{}", run.text());
+    assert!(!has_xdp(&lab, &lab.edge_stranger_if), "nothing left attached");
+}

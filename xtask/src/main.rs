@@ -2,6 +2,7 @@
 //! it is doing; setup is idempotent and fast when there is nothing to do.
 
 mod setup;
+mod system_vm;
 
 use std::{
     path::{Path, PathBuf},
@@ -51,6 +52,15 @@ enum Task {
         /// Only these sections (comma-separated, 1-5); the report is partial.
         #[arg(long)]
         sections: Option<String>,
+    },
+    /// Boot a Debian 12 system (systemd, Debian's 6.1 kernel) under qemu,
+    /// install the package in it and drive the service: enforce, reload,
+    /// SIGKILL and adoption, stop, purge (tests/vm/package-test.sh). Part
+    /// of `test`; alone, it tests the .deb given. Needs root.
+    PackageTest {
+        /// The package to test.
+        #[arg(long, value_name = "DEB")]
+        deb: PathBuf,
     },
     /// Set up if needed, then run a lab of namespaces on this machine
     /// (Kamailio, sip-xdp, Prometheus, a trunk and an attacker) with a live
@@ -106,6 +116,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             run_cmd(cmd.env("SIP_XDP_BIN", &bin))
         }
+        Task::PackageTest { deb } => package_test(&root, &deb),
         Task::Demo { duration } => {
             setup::all()?;
             let bin = build(&root, false)?;
@@ -119,6 +130,26 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             )
         }
     }
+}
+
+/// The package layer: the .deb installed and driven in a booted Debian 12.
+fn package_test(root: &Path, deb: &Path) -> anyhow::Result<()> {
+    let cache = Path::new("/var/cache/sip-xdp/vm");
+    let image = system_vm::image(cache)?;
+    let share = root.join("target/vm/package-test");
+    std::fs::create_dir_all(&share)?;
+    std::fs::copy(deb, share.join("sip-xdp.deb")).with_context(|| format!("cannot read {}", deb.display()))?;
+    std::fs::copy(root.join("tests/fixtures/kamailio.cfg"), share.join("kamailio.cfg"))?;
+    std::fs::copy(root.join("tests/vm/package-test.sh"), share.join("script.sh"))?;
+    step(&format!("package test: booting Debian 12 (kernel {}, systemd) with {}", image.release, deb.display()));
+    let started = std::time::Instant::now();
+    let (output, status) = system_vm::run(&image, &share, std::time::Duration::from_secs(900))?;
+    eprintln!("{output}");
+    step(&format!("package test: exit status {status} after {:.0?}", started.elapsed()));
+    if status != 0 {
+        bail!("the package test failed in the VM (console log: {})", share.join("console.log").display());
+    }
+    Ok(())
 }
 
 fn workspace_root() -> PathBuf {

@@ -140,7 +140,8 @@ fn bpf_linker() -> anyhow::Result<()> {
 }
 
 fn debian_packages() -> anyhow::Result<()> {
-    let missing: Vec<&str> = DEBIAN_PACKAGES
+    let wanted: Vec<&str> = DEBIAN_PACKAGES.iter().chain(crate::system_vm::HOST_PACKAGES).copied().collect();
+    let missing: Vec<&str> = wanted
         .iter()
         .copied()
         .filter(|p| {
@@ -150,7 +151,7 @@ fn debian_packages() -> anyhow::Result<()> {
         })
         .collect();
     if missing.is_empty() {
-        eprintln!("    present: {}", DEBIAN_PACKAGES.join(", "));
+        eprintln!("    present: {}", wanted.join(", "));
         return Ok(());
     }
     eprintln!("    installing {}", missing.join(", "));

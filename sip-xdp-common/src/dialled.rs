@@ -12,8 +12,15 @@
 //! Percent-escapes are decoded first (RFC 3261 §19.1.4: `%HH` and the
 //! character it encodes are the same character), so a server that
 //! unescapes the user part before matching its dial plan, as PBXs do, and
-//! the filter read the same number. A malformed escape cannot be read the
-//! way a server would: [`Dialled::Malformed`], which the policy refuses.
+//! the filter read the same number. A malformed escape, or one of a byte
+//! outside printable ASCII (which Kamailio refuses to unescape), cannot be
+//! read the way a server would: [`Dialled::Malformed`], which the policy
+//! refuses.
+//!
+//! Where a URI's parts begin and end follows Kamailio's URI parser, the
+//! reference of the differential test (`tests/tests/e2e_reading.rs`): a
+//! `sip:` user part ends at a `:` (a password follows), `urn:` is read
+//! like `sip:`, and a `tel:` URI with an `@` dials what follows the `@`.
 
 /// Digits kept; longer numbers are matched on their first digits.
 pub const MAX_DIGITS: usize = 20;
@@ -79,6 +86,14 @@ const IN_USER: u8 = 0;
 const PAST_USER: u8 = 1;
 /// The URI has ended.
 const ENDED: u8 = 2;
+/// After the first `:` of a `sip:`, `sips:` or `urn:` user part: the
+/// password if an `@` follows (Kamailio's user part ends at the colon),
+/// otherwise the port of a host.
+const IN_PASSWORD: u8 = 3;
+/// After an `@` in a `tel:` URI: Kamailio parses `tel:` with the `sip:`
+/// grammar and then takes the host for the number, so what follows the
+/// `@` is what it dials.
+const TEL_HOST: u8 = 4;
 
 // Where a `UserPart` is in a percent-escape.
 const NO_ESCAPE: u8 = 0;
@@ -87,12 +102,27 @@ const ESCAPE_FIRST: u8 = 1;
 /// After `%` and one hex digit.
 const ESCAPE_SECOND: u8 = 2;
 
+/// The schemes whose URIs have a user part, as [`UserPart`] reads them.
+pub const SCHEME_SIP: u8 = 0;
+pub const SCHEME_TEL: u8 = 1;
+/// `urn:`: Kamailio parses it with the `sip:` grammar, so
+/// `urn:+25261234567@host` has the user part `+25261234567` to it.
+pub const SCHEME_URN: u8 = 2;
+
+/// The characters an escape may decode to in a user part that servers
+/// read: Kamailio's unescaping of a user part fails on any other (a
+/// control byte, DEL, a byte past ASCII), so no server reads such a user
+/// part as the filter could.
+const ESCAPED_PRINTABLE: core::ops::RangeInclusive<u8> = 32..=126;
+
 /// The Request-URI after its scheme's colon, read one byte at a time:
 /// escapes decoded, the number scanned from the decoded characters, and
-/// whether there is a user part at all. For `sip:`/`sips:` the user part
-/// is what precedes an `@` (`sip:0025261234567 SIP/2.0` names a host, not
-/// a number: a server sees no user); for `tel:` it is the number up to its
-/// parameters.
+/// whether there is a user part at all, as Kamailio's URI parser splits
+/// it. For `sip:`, `sips:` and `urn:` the user part is what precedes an
+/// `@` (`sip:0025261234567 SIP/2.0` names a host, not a number: a server
+/// sees no user), up to a `:` that starts a password; for `tel:` it is
+/// the number up to its parameters, or what follows an `@` if the URI has
+/// one.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct UserPart {
@@ -101,13 +131,17 @@ pub struct UserPart {
     escape: u8,
     /// The high nibble of an escape being read.
     high: u8,
-    /// A `tel:` URI.
-    tel: u8,
-    /// A `%` not followed by two hex digits, in the user part.
+    /// [`SCHEME_SIP`] (`sips:` too), [`SCHEME_TEL`] or [`SCHEME_URN`].
+    scheme: u8,
+    /// A `%` not followed by two hex digits, or an escape of a byte no
+    /// server reads, in the user part.
     pub malformed: u8,
     /// The URI ended without an `@`: no user part.
     pub no_user: u8,
-    pub _pad: [u8; 2],
+    /// In [`IN_PASSWORD`]: a byte other than a digit was seen (what
+    /// follows the colon is no port).
+    alpha: u8,
+    pub _pad: u8,
 }
 
 #[inline(always)]
@@ -127,16 +161,17 @@ fn ends_uri(c: u8) -> bool {
 }
 
 impl UserPart {
-    pub const fn new(tel: bool) -> UserPart {
+    pub const fn new(scheme: u8) -> UserPart {
         UserPart {
             number: NumberScan { digits: [0; MAX_DIGITS], len: 0, plus: 0, state: SCAN_RUNNING, _pad: 0 },
             place: IN_USER,
             escape: NO_ESCAPE,
             high: 0,
-            tel: tel as u8,
+            scheme,
             malformed: 0,
             no_user: 0,
-            _pad: [0; 2],
+            alpha: 0,
+            _pad: 0,
         }
     }
 
@@ -145,16 +180,23 @@ impl UserPart {
     /// match reads no further): clearing them is a `memset` call on BPF,
     /// a frame the oldest verifiers count against the stack.
     #[inline(always)]
-    pub fn restart(&mut self, tel: bool) {
+    pub fn restart(&mut self, scheme: u8) {
+        self.restart_number();
+        self.place = IN_USER;
+        self.high = 0;
+        self.scheme = scheme;
+        self.no_user = 0;
+        self.alpha = 0;
+    }
+
+    /// The number scanned afresh, as if nothing had been read of it.
+    #[inline(always)]
+    fn restart_number(&mut self) {
         self.number.len = 0;
         self.number.plus = 0;
         self.number.state = SCAN_RUNNING;
-        self.place = IN_USER;
         self.escape = NO_ESCAPE;
-        self.high = 0;
-        self.tel = tel as u8;
         self.malformed = 0;
-        self.no_user = 0;
     }
 
     /// Feeds the next byte of the URI; false once the URI has ended.
@@ -167,9 +209,29 @@ impl UserPart {
             self.end();
             return false;
         }
-        if self.place != IN_USER {
-            return true;
+        match self.place {
+            IN_USER => self.user_byte(c),
+            IN_PASSWORD => self.password_byte(c),
+            // Kamailio takes a tel URI's host for its number: the number
+            // is read again from there, as it is, undecoded (an escape is
+            // no host character: such a URI does not parse at all).
+            TEL_HOST => {
+                self.number.step(c);
+            }
+            // A tel URI's parameters may still be followed by `@` and a
+            // host, which Kamailio then reads as the number.
+            _ => {
+                if c == b'@' && self.scheme == SCHEME_TEL {
+                    self.tel_host();
+                }
+            }
         }
+        true
+    }
+
+    /// A byte of the user part.
+    #[inline(always)]
+    fn user_byte(&mut self, c: u8) {
         match (self.escape, hex(c)) {
             (ESCAPE_FIRST, Some(h)) => {
                 self.high = h;
@@ -177,9 +239,14 @@ impl UserPart {
             }
             (ESCAPE_SECOND, Some(l)) => {
                 self.escape = NO_ESCAPE;
-                // A decoded character is data, never the `@` that ends
-                // the user part: it goes to the number as it is.
-                self.number.step(self.high << 4 | l);
+                let decoded = self.high << 4 | l;
+                if ESCAPED_PRINTABLE.contains(&decoded) {
+                    // A decoded character is data, never the `@` that
+                    // ends the user part: it goes to the number as it is.
+                    self.number.step(decoded);
+                } else {
+                    self.malformed();
+                }
             }
             (NO_ESCAPE, _) => self.raw(c),
             // A `%` not followed by two hex digits; the byte that broke
@@ -189,7 +256,6 @@ impl UserPart {
                 self.raw(c);
             }
         }
-        true
     }
 
     /// A byte of the user part that is not inside an escape.
@@ -199,12 +265,52 @@ impl UserPart {
             self.escape = ESCAPE_FIRST;
             return;
         }
-        // The `@` after a sip user part; the parameters after a tel
-        // number (`;phone-context=`).
-        if (c == b'@' && self.tel == 0) || (c == b';' && self.tel != 0) {
-            self.place = PAST_USER;
+        if self.scheme == SCHEME_TEL {
+            match c {
+                b'@' => {
+                    self.tel_host();
+                    return;
+                }
+                // The parameters after a tel number (`;phone-context=`).
+                b';' => self.place = PAST_USER,
+                _ => {}
+            }
+        } else {
+            match c {
+                // The `@` after a user part.
+                b'@' => self.place = PAST_USER,
+                // A password follows (or a port, if no `@` does).
+                b':' => {
+                    self.place = IN_PASSWORD;
+                    self.alpha = 0;
+                }
+                _ => {}
+            }
         }
         self.number.step(c);
+    }
+
+    /// A byte after the colon of a `sip:`, `sips:` or `urn:` user part.
+    /// The number ended at the colon; what is left to learn is whether
+    /// the URI has a user part at all. (A port followed by parameters and
+    /// then an `@` is no URI Kamailio parses; the number before the colon
+    /// is read then, to err on the side of the policy.)
+    #[inline(always)]
+    fn password_byte(&mut self, c: u8) {
+        match c {
+            // A password: the user part was what preceded the colon.
+            b'@' => self.place = PAST_USER,
+            b'0'..=b'9' => {}
+            _ => self.alpha = 1,
+        }
+    }
+
+    /// An `@` in a `tel:` URI: what follows is the number, and what came
+    /// before it (escapes included) is nothing a server reads.
+    #[inline(always)]
+    fn tel_host(&mut self) {
+        self.restart_number();
+        self.place = TEL_HOST;
     }
 
     #[inline(always)]
@@ -217,14 +323,25 @@ impl UserPart {
     /// The URI ends (a blank or the line's end).
     #[inline(always)]
     pub fn end(&mut self) {
-        if self.place == IN_USER {
-            if self.escape != NO_ESCAPE {
-                self.malformed();
+        match self.place {
+            IN_USER => {
+                if self.escape != NO_ESCAPE {
+                    self.malformed();
+                }
+                if self.scheme != SCHEME_TEL {
+                    self.no_user = 1;
+                }
+                self.number.step(b' ');
             }
-            if self.tel == 0 {
-                self.no_user = 1;
+            // No `@` after the colon: what preceded it was a host, and
+            // what follows a port. Kamailio makes one exception: a `urn:`
+            // whose colon is followed by something other than digits
+            // keeps what preceded the colon as its user part.
+            IN_PASSWORD if self.scheme != SCHEME_URN || self.alpha == 0 => self.no_user = 1,
+            TEL_HOST => {
+                self.number.step(b' ');
             }
-            self.number.step(b' ');
+            _ => {}
         }
         self.place = ENDED;
     }
@@ -319,15 +436,15 @@ fn starts_with(digits: &[u8; MAX_DIGITS], prefix: &[u8; MAX_INTL_PREFIX_LEN], n:
 }
 
 /// Host convenience: what the Request-URI after its scheme's colon
-/// (`+252...@host SIP/2.0`) dials.
-pub fn dialled_uri(uri: &[u8], tel: bool, prefixes: &IntlPrefixes) -> Dialled {
+/// (`+252...@host SIP/2.0`) dials, in a URI of `scheme`.
+pub fn dialled_uri(uri: &[u8], scheme: u8, prefixes: &IntlPrefixes) -> Dialled {
     // Over a used one, as the kernel reads a URI: what `restart` leaves
     // must not matter.
-    let mut user = UserPart::new(false);
-    for c in b"+99999999999999999999@ " {
+    let mut user = UserPart::new(SCHEME_SIP);
+    for c in b"+99999999999999999999:x%zz@ " {
         user.step(*c);
     }
-    user.restart(tel);
+    user.restart(scheme);
     for &c in uri {
         if !user.step(c) {
             break;
@@ -358,8 +475,12 @@ mod tests {
     /// unverifiable, `!` for malformed.
     fn number(uri: &str) -> Option<(bool, String)> {
         let (scheme, rest) = uri.split_once(':').unwrap();
-        let tel = scheme.eq_ignore_ascii_case("tel");
-        match dialled_uri(rest.as_bytes(), tel, &intl_prefixes(&["00", "011"])) {
+        let scheme = match scheme.to_ascii_lowercase().as_str() {
+            "tel" => SCHEME_TEL,
+            "urn" => SCHEME_URN,
+            _ => SCHEME_SIP,
+        };
+        match dialled_uri(rest.as_bytes(), scheme, &intl_prefixes(&["00", "011"])) {
             Dialled::NotANumber => None,
             Dialled::Unverifiable => Some((true, String::from("?"))),
             Dialled::Malformed => Some((true, String::from("!"))),
@@ -423,8 +544,25 @@ mod tests {
         ] {
             assert_eq!(number(uri), intl("!"), "{uri}");
         }
-        // Past the user part, escapes are not the number's business.
+        // Kamailio unescapes only to printable ASCII: an escaped control
+        // byte, DEL or a byte past ASCII fails its unescaping.
+        for uri in [
+            "sip:+25261234567%0D@pbx SIP/2.0",
+            "sip:+4930%00@pbx SIP/2.0",
+            "sip:alice%1F@pbx SIP/2.0",
+            "sip:alice%7f@pbx SIP/2.0",
+            "sip:alice%80@pbx SIP/2.0",
+            "tel:+4930%FF SIP/2.0",
+        ] {
+            assert_eq!(number(uri), intl("!"), "{uri}");
+        }
+        assert_eq!(number("sip:+252%20x@pbx SIP/2.0"), intl("252"), "a space, the first printable byte");
+        assert_eq!(number("sip:alice%7E@pbx SIP/2.0"), None, "a tilde, the last");
+        // Past the user part, escapes are not the number's business; nor
+        // in a password, which Kamailio does not unescape as the user.
         assert_eq!(number("sip:+252@pbx;x=%zz SIP/2.0"), intl("252"));
+        assert_eq!(number("sip:+252:%zz@pbx SIP/2.0"), intl("252"));
+        assert_eq!(number("sip:alice:%00@pbx SIP/2.0"), None);
         // Without a user part, a bad escape is in the host: not a number.
         assert_eq!(number("sip:%zz SIP/2.0"), None);
     }
@@ -436,10 +574,30 @@ mod tests {
         assert_eq!(number("sip:pbx.example.net SIP/2.0"), None);
         // A tel URI is all number.
         assert_eq!(number("tel:0025261234567 SIP/2.0"), intl("25261234567"));
+        // A colon then a port: still no user part.
+        assert_eq!(number("sip:0025261234567:5060 SIP/2.0"), None);
+        assert_eq!(number("urn:0025261234567:5060 SIP/2.0"), None);
         // Cut short before any `@`: read as a user part (the server never
         // gets the rest, so this errs on the side of the policy).
         assert_eq!(number("sip:+25261234567"), intl("25261234567"));
         assert_eq!(number("sip:+25"), intl("?"));
+    }
+
+    #[test]
+    fn uris_split_as_kamailio_splits_them() {
+        // urn: is parsed like sip:.
+        assert_eq!(number("urn:+25261234567@pbx SIP/2.0"), intl("25261234567"));
+        assert_eq!(number("urn:0025261234567 SIP/2.0"), None);
+        // ...but a urn: whose colon is followed by more than digits keeps
+        // what precedes the colon as its user part.
+        assert_eq!(number("urn:0025261234567:x SIP/2.0"), intl("25261234567"));
+        assert_eq!(number("urn:service:sos SIP/2.0"), None);
+        // A tel URI with an `@` dials its host, whatever came before.
+        assert_eq!(number("tel:+4930123456@0025261234567 SIP/2.0"), intl("25261234567"));
+        assert_eq!(number("tel:+4930;phone-context=+49@0025261234567 SIP/2.0"), intl("25261234567"));
+        assert_eq!(number("tel:%zz@0025261234567;x SIP/2.0"), intl("25261234567"));
+        assert_eq!(number("tel:+25261234567@198.18.0.1 SIP/2.0"), national());
+        assert_eq!(number("tel:+25261234567@pbx.example SIP/2.0"), None);
     }
 
     #[test]
@@ -475,8 +633,9 @@ mod tests {
         let mut v: Vec<u8> = Vec::new();
         for b in 0..=255u8 {
             v.push(b);
-            let _ = dialled_uri(&v, false, &prefixes);
-            let _ = dialled_uri(&v, true, &prefixes);
+            for scheme in [SCHEME_SIP, SCHEME_TEL, SCHEME_URN] {
+                let _ = dialled_uri(&v, scheme, &prefixes);
+            }
         }
     }
 }

@@ -11,9 +11,9 @@
 //! A request line is `Method SP Request-URI SP SIP-Version` (RFC 3261 §7.1);
 //! a status line is `SIP-Version SP Status-Code SP Reason-Phrase`. We check
 //! the method (the methods of RFC 3261 and its standard extensions), the
-//! space, and that the Request-URI starts with `sip:`, `sips:` or `tel:`
-//! (scheme case-insensitive), which separates SIP from other text on the
-//! same port. Methods are compared case-insensitively: RFC 3261 makes them
+//! space, and that the Request-URI starts with `sip:`, `sips:`, `tel:` or
+//! `urn:` (the schemes Kamailio parses; case-insensitive), which separates
+//! SIP from other text on the same port. Methods are compared case-insensitively: RFC 3261 makes them
 //! case-sensitive, but servers (Kamailio among them) take `invite` for an
 //! INVITE, and a filter stricter than its server can be walked around.
 //! The message reader ([`crate::message`]) reads start lines byte by byte
@@ -135,7 +135,8 @@ pub fn classify(window: &[u8; SIP_WINDOW]) -> SipKind {
     SipKind::NotSip
 }
 
-/// Does the Request-URI at `start` begin with `sip:`, `sips:` or `tel:`?
+/// Does the Request-URI at `start` begin with `sip:`, `sips:`, `tel:` or
+/// `urn:`?
 #[inline(always)]
 fn has_sip_scheme(window: &[u8; SIP_WINDOW], start: usize) -> bool {
     let uri: &[u8; 5] = match window.get(start..start + 5) {
@@ -149,7 +150,8 @@ fn has_sip_scheme(window: &[u8; SIP_WINDOW], start: usize) -> bool {
     let s = [uri[0] | 0x20, uri[1] | 0x20, uri[2] | 0x20, uri[3] | 0x20];
     let sip = s[0] == b's' && s[1] == b'i' && s[2] == b'p';
     let tel = s[0] == b't' && s[1] == b'e' && s[2] == b'l';
-    ((sip || tel) && uri[3] == b':') || (sip && s[3] == b's' && uri[4] == b':')
+    let urn = s[0] == b'u' && s[1] == b'r' && s[2] == b'n';
+    ((sip || tel || urn) && uri[3] == b':') || (sip && s[3] == b's' && uri[4] == b':')
 }
 
 /// The status code, if the window starts with a status line

@@ -3,6 +3,7 @@
 //! namespace plumbing for the end-to-end tests.
 
 pub mod behaviour;
+pub mod encodings;
 pub mod frames;
 pub mod harness;
 pub mod netns;

@@ -1,5 +1,6 @@
 //! Reading one SIP message the way a server does: leading CRLFs skipped
-//! (RFC 3261 §7.5, and RFC 5626 keep-alives), the start line
+//! (RFC 3261 §7.5, and RFC 5626 keep-alives; Kamailio skips blanks and NUL
+//! bytes there too), the start line
 //! ([`StartLine`]: method, status, and the Request-URI's user part,
 //! unescaped, which is what an INVITE dials), then the header fields the
 //! filter judges by: Call-ID and CSeq (which link a response to its
@@ -75,7 +76,7 @@ const HEADER_OF: [u8; 8] =
     [H_CALL_ID, H_CALL_ID, H_CSEQ, H_LENGTH, H_LENGTH, H_CREDENTIALS, H_CREDENTIALS, H_USER_AGENT];
 
 // Where the reader is.
-/// CR/LF before the start line.
+/// CR/LF (and the other bytes servers skip) before the start line.
 const S_SKIP: u8 = 0;
 /// In the start line.
 const S_START_LINE: u8 = 1;
@@ -159,6 +160,16 @@ fn lower(c: u8) -> u8 {
     }
 }
 
+/// Bytes skipped before a start line. RFC 3261 §7.5 lets a server skip
+/// CRLFs there; Kamailio also skips spaces, tabs and NUL bytes (its TCP
+/// reader skips blanks between messages, and its message parser blanks and
+/// NULs before the start line), so ` INVITE` is an INVITE to it: the
+/// filter must not take it for something else.
+#[inline(always)]
+fn skipped_before_start(c: u8) -> bool {
+    matches!(c, b'\r' | b'\n' | b' ' | b'\t' | 0)
+}
+
 #[inline(always)]
 fn is_wsp(c: u8) -> bool {
     c == b' ' || c == b'\t'
@@ -215,7 +226,7 @@ impl MessageReader {
         self.state == S_REST_OF_LINE
     }
 
-    /// A start line was found (not only CR/LF so far).
+    /// A start line was found (not only bytes skipped before one so far).
     #[inline(always)]
     pub fn found(&self) -> bool {
         self.state != S_SKIP
@@ -240,7 +251,7 @@ impl MessageReader {
     pub fn step(&mut self, pos: u32, c: u8) -> bool {
         match self.state {
             S_SKIP => {
-                if c != b'\r' && c != b'\n' {
+                if !skipped_before_start(c) {
                     self.start = pos;
                     self.state = S_START_LINE;
                     self.line.step(c);
@@ -533,6 +544,12 @@ mod tests {
         assert_eq!(r.end(), Some(4 + msg.len() as u32));
         let keepalive = read(b"\r\n\r\n");
         assert!(!keepalive.found() && r.found());
+        // What Kamailio skips before a start line besides.
+        for prefix in [" ", "\t", "\0", "\r\n \r\n", "\0\t \n"] {
+            let r = read(format!("{prefix}{msg}").as_bytes());
+            assert_eq!((r.start as usize, r.kind()), (prefix.len(), SipKind::Register), "{prefix:?}");
+        }
+        assert!(!read(b" \t\0").found());
     }
 
     #[test]

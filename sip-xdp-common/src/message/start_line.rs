@@ -1,7 +1,8 @@
 //! The start line of a message, read one byte at a time as the message
 //! reader meets it: the method (case-insensitive, as servers compare it),
-//! the Request-URI's scheme and, for `sip:`, `sips:` and `tel:`, its user
-//! part ([`UserPart`]: what an INVITE dials); or a status line's code.
+//! the Request-URI's scheme and, for `sip:`, `sips:`, `tel:` and `urn:`,
+//! its user part ([`UserPart`]: what an INVITE dials); or a status line's
+//! code.
 //!
 //! What a start line is agrees with the in-place classifier
 //! ([`crate::sip::classify`]) on every line that starts where the
@@ -10,7 +11,7 @@
 //! segment) and across segments.
 
 use crate::{
-    dialled::UserPart,
+    dialled::{UserPart, SCHEME_SIP, SCHEME_TEL, SCHEME_URN},
     message::{fnv, fnv_step, FNV_OFFSET},
     sip::SipKind,
 };
@@ -64,9 +65,12 @@ const fn method_hashes() -> [(u64, SipKind); METHODS.len()] {
 /// Computed at compile time: the kernel only compares.
 const METHOD_HASHES: [(u64, SipKind); METHODS.len()] = method_hashes();
 const STATUS_TOKEN: u64 = fnv(b"sip/2.0");
-const SCHEME_SIP: u64 = fnv(b"sip");
-const SCHEME_SIPS: u64 = fnv(b"sips");
-const SCHEME_TEL: u64 = fnv(b"tel");
+const SCHEME_SIP_HASH: u64 = fnv(b"sip");
+const SCHEME_SIPS_HASH: u64 = fnv(b"sips");
+const SCHEME_TEL_HASH: u64 = fnv(b"tel");
+/// Kamailio parses `urn:` Request-URIs like `sip:` ones, user part and
+/// all (`urn:+25261234567@host`), so they are requests with a number too.
+const SCHEME_URN_HASH: u64 = fnv(b"urn");
 
 #[inline(always)]
 fn lower(c: u8) -> u8 {
@@ -95,7 +99,7 @@ pub struct StartLine {
     /// Digits of the status code read.
     digits: u8,
     pub _pad: u8,
-    /// The Request-URI's user part (`sip:`, `sips:`, `tel:`).
+    /// The Request-URI's user part (`sip:`, `sips:`, `tel:`, `urn:`).
     pub user: UserPart,
 }
 
@@ -110,7 +114,7 @@ impl StartLine {
             kind: SipKind::NotSip as u8,
             digits: 0,
             _pad: 0,
-            user: UserPart::new(false),
+            user: UserPart::new(SCHEME_SIP),
         }
     }
 
@@ -200,14 +204,18 @@ impl StartLine {
             self.token_len += 1;
             return;
         }
-        let tel = self.token == SCHEME_TEL;
-        if tel || self.token == SCHEME_SIP || self.token == SCHEME_SIPS {
-            self.kind = self.method;
-            self.user.restart(tel);
-            self.state = L_URI;
-        } else {
-            self.state = L_REST;
-        }
+        let scheme = match self.token {
+            SCHEME_SIP_HASH | SCHEME_SIPS_HASH => SCHEME_SIP,
+            SCHEME_TEL_HASH => SCHEME_TEL,
+            SCHEME_URN_HASH => SCHEME_URN,
+            _ => {
+                self.state = L_REST;
+                return;
+            }
+        };
+        self.kind = self.method;
+        self.user.restart(scheme);
+        self.state = L_URI;
     }
 
     /// `SIP/2.0 ddd` then a space or the line's end; codes 100 to 699.
@@ -273,6 +281,8 @@ mod tests {
         assert_eq!(kind(b"INVITE sip:+25261234@example.net SIP/2.0\r\n"), Invite);
         assert_eq!(kind(b"OPTIONS sip:100@198.18.0.1 SIP/2.0\r\n"), Options);
         assert_eq!(kind(b"INVITE tel:+15551234 SIP/2.0"), Invite);
+        assert_eq!(kind(b"INVITE urn:service:sos SIP/2.0"), Invite);
+        assert_eq!(kind(b"INVITE tels:+15551234 SIP/2.0"), NotSip, "no scheme Kamailio parses");
         assert_eq!(kind(b"REGISTER sips:example.net SIP/2.0"), Register);
         assert_eq!(kind(b"REGISTER SIP:example.net SIP/2.0"), Register);
         assert_eq!(kind(b"SUBSCRIBE sips:bob@example.net SIP/2.0"), OtherRequest);
@@ -340,7 +350,10 @@ mod tests {
     fn agrees_with_the_in_place_classifier() {
         let mut lines: Vec<Vec<u8>> = Vec::new();
         for m in ["REGISTER", "INVITE", "invite", "Options", "ACK", "BYE", "SUBSCRIBE", "FROB", "INVITES", "SIP/2.0"] {
-            for uri in ["sip:1@x", "SIPS:x", "tel:+1", "http://x", "sip;x", " sip:x", "200 OK", "2000", "099 x"] {
+            for uri in [
+                "sip:1@x", "SIPS:x", "tel:+1", "URN:x", "tels:+1", "http://x", "sip;x", " sip:x", "200 OK", "2000",
+                "099 x",
+            ] {
                 lines.push(format!("{m} {uri} SIP/2.0\r\n").into_bytes());
             }
         }

@@ -162,10 +162,17 @@ impl Lab {
     /// Starts Kamailio; with `log`, its log lines go to that file instead
     /// of the collected output (for fail2ban to read).
     pub fn start_kamailio_logging_to(&mut self, log: Option<&Path>) {
+        self.start_kamailio_with("kamailio.cfg", log);
+    }
+
+    /// Starts Kamailio with the config `fixture_name` (a file of
+    /// `tests/fixtures`, which must answer an OPTIONS: that is how its
+    /// readiness is seen); `log` as for [`Lab::start_kamailio_logging_to`].
+    pub fn start_kamailio_with(&mut self, fixture_name: &str, log: Option<&Path>) {
         let run = self.dir.join("kamailio");
         std::fs::create_dir_all(&run).expect("kamailio dir");
         let run = run.to_str().expect("utf-8").to_string();
-        let cfg = fixture("kamailio.cfg");
+        let cfg = fixture(fixture_name);
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.edge]);
         let args = ["-DD", "-E", "-f", cfg.to_str().expect("utf-8"), "-Y", &run, "-w", &run, "-m", "32", "-M", "4"];

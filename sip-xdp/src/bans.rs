@@ -43,7 +43,7 @@ pub struct BanRow {
 /// address, or an IPv6 prefix at least as long as the ones sources are
 /// accounted by (banning an address bans its prefix). Wider prefixes go
 /// to the prefix-ban tries.
-fn source_of(net: &IpNet, v6_prefix: u8) -> Option<SourceKey> {
+pub(crate) fn source_of(net: &IpNet, v6_prefix: u8) -> Option<SourceKey> {
     match net {
         IpNet::V4(n) if n.prefix_len() == 32 => Some(key_of(IpAddr::V4(n.addr()), v6_prefix)),
         IpNet::V6(n) if n.prefix_len() >= v6_prefix => Some(key_of(IpAddr::V6(n.addr()), v6_prefix)),
@@ -83,7 +83,7 @@ pub fn list(maps: &Maps) -> anyhow::Result<Vec<BanRow>> {
 }
 
 /// The trusted rule covering `net`, if any: trusted sources are never banned.
-fn trusted_cover(maps: &Maps, net: &IpNet) -> anyhow::Result<Option<IpNet>> {
+pub(crate) fn trusted_cover(maps: &Maps, net: &IpNet) -> anyhow::Result<Option<IpNet>> {
     Ok(maps
         .rule_entries()?
         .into_iter()

@@ -182,12 +182,18 @@ pub fn ban_del(pins: &PinDir, target: &str) -> anyhow::Result<String> {
 
 pub fn ban_list(pins: &PinDir, as_json: bool) -> anyhow::Result<String> {
     let rows = bans::list(&Maps::open(pins)?)?;
+    // Bans from other edges of a fleet name the edge; others are as ever.
+    let origins = crate::fleet::origin::Origins::new(pins);
     if as_json {
         let list: Vec<_> = rows
             .iter()
             .map(|r| {
-                json!({"source": r.source, "reason": r.reason, "remaining_secs": r.remaining_secs,
-                       "dropped": r.dropped, "offenses": r.offenses})
+                let mut row = json!({"source": r.source, "reason": r.reason, "remaining_secs": r.remaining_secs,
+                       "dropped": r.dropped, "offenses": r.offenses});
+                if let Some(origin) = origins.get(&r.source) {
+                    row["origin"] = json!(origin);
+                }
+                row
             })
             .collect();
         return Ok(format!("{}\n", serde_json::to_string_pretty(&list)?));
@@ -197,7 +203,11 @@ pub fn ban_list(pins: &PinDir, as_json: bool) -> anyhow::Result<String> {
     for r in &rows {
         let remaining = r.remaining_secs.map_or("-".to_string(), |s| format!("{s}s"));
         let dropped = r.dropped.map_or("-".to_string(), |d| d.to_string());
-        writeln!(out, "{:<44} {:<14} {:>10} {:>12} {:>9}", r.source, r.reason, remaining, dropped, r.offenses)?;
+        write!(out, "{:<44} {:<14} {:>10} {:>12} {:>9}", r.source, r.reason, remaining, dropped, r.offenses)?;
+        match origins.get(&r.source) {
+            Some(origin) => writeln!(out, " origin={origin}")?,
+            None => writeln!(out)?,
+        }
     }
     writeln!(out, "{} active bans", rows.len())?;
     Ok(out)

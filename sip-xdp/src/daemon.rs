@@ -28,6 +28,7 @@ use crate::{
     config::Config,
     escalation::{self, Escalation},
     events::{Event, EventSink},
+    fleet::{store::Inbound, Fleet},
     intl, loader,
     maps::Maps,
     metrics::{self, Metrics},
@@ -93,11 +94,17 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         ("egress", loader::egress(&mut ebpf)?.info()?.id()),
     ];
     let metrics = Arc::new(Metrics::new(cfg.metrics.top_sources)?);
+    // Started only once this edge enforces on its own: the fleet adds to
+    // local enforcement, never stands in for it.
+    let fleet = match &cfg.fleet {
+        Some(f) => Some(Fleet::start(f, pins, &metrics)?),
+        None => None,
+    };
     metrics::serve(metrics_server, Arc::clone(&metrics), pins.clone(), programs);
     info!("metrics on http://{}/metrics", cfg.metrics.listen);
     info!("filtering; SIGHUP reloads {}, SIGINT/SIGTERM detach and exit", cfg.path.display());
 
-    let result = serve(&mut maps, cfg, kernel_events, &metrics, signals).await;
+    let result = serve(&mut maps, cfg, kernel_events, &metrics, signals, fleet).await;
     attach::detach(pins, &interfaces);
     drop(ebpf);
     info!("detached from {}", interfaces.join(", "));
@@ -122,6 +129,9 @@ impl Signals {
 
 /// How often bans are swept: expiries are reported within this.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+/// With a fleet to publish to, the ban tables are swept this often, so a
+/// `ban add` (another process) reaches the fleet within 100 ms.
+const FLEET_SWEEP_INTERVAL: Duration = Duration::from_millis(50);
 
 /// Signals, kernel events and the ban sweep, until SIGINT/SIGTERM.
 async fn serve(
@@ -130,10 +140,15 @@ async fn serve(
     mut kernel_events: UnboundedReceiver<Vec<u8>>,
     metrics: &Metrics,
     signals: Signals,
+    fleet: Option<(Fleet, UnboundedReceiver<Inbound>)>,
 ) -> anyhow::Result<()> {
     let Signals { mut interrupt, mut terminate, mut hangup } = signals;
-    let mut report = Report { sink: EventSink::new(&cfg.events), metrics, escalation: Escalation::default() };
-    let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
+    let (fleet, mut fleet_inbound) = fleet.unzip();
+    let fast = fleet.as_ref().is_some_and(Fleet::publishes);
+    let fleet_cfg = cfg.fleet.clone();
+    let mut report = Report { sink: EventSink::new(&cfg.events), metrics, escalation: Escalation::default(), fleet };
+    let mut sweep = tokio::time::interval(if fast { FLEET_SWEEP_INTERVAL } else { SWEEP_INTERVAL });
+    let mut last_slow_sweep = Instant::now();
     let mut prefix_bans = std::collections::BTreeSet::new();
     let mut detectors = intl::Detectors::default();
     let mut anomaly_tick = tokio::time::interval(Duration::from_secs(cfg.anomaly.check_secs));
@@ -152,6 +167,19 @@ async fn serve(
                 if cfg.events != events {
                     report.sink = EventSink::new(&cfg.events);
                 }
+                if cfg.fleet != fleet_cfg {
+                    warn!("[fleet] changes take effect at the next start");
+                }
+            }
+            Some(msg) = next_inbound(&mut fleet_inbound) => {
+                let Report { sink, metrics, fleet, .. } = &mut report;
+                if let Some(fleet) = fleet {
+                    let mut emit = |e: &Event| {
+                        metrics.observe(e);
+                        sink.emit(e);
+                    };
+                    fleet.inbound(msg, maps, cfg.filter.mode, &mut prefix_bans, &mut emit);
+                }
             }
             Some(record) = kernel_events.recv() => {
                 if let Some(event) = Event::from_kernel(&record, cfg.filter.ipv6_prefix) {
@@ -165,16 +193,22 @@ async fn serve(
                 }
             }
             _ = sweep.tick() => {
+                let slow = last_slow_sweep.elapsed() >= SWEEP_INTERVAL;
                 let swept = bans::sweep(maps, &cfg.rules, cfg.ban.max_duration_secs * NS_PER_SEC, &mut prefix_bans)
                     .and_then(|mut events| {
-                        events.extend(intl::sweep(maps)?);
+                        if slow {
+                            events.extend(intl::sweep(maps)?);
+                        }
                         Ok(events)
                     });
                 match swept {
                     Ok(events) => events.iter().for_each(|e| report.event(maps, &cfg, e)),
                     Err(err) => warn!("ban sweep failed: {err:#}"),
                 }
-                report.escalation.prune(&cfg.ban, Instant::now());
+                if slow {
+                    last_slow_sweep = Instant::now();
+                    report.escalation.prune(&cfg.ban, Instant::now());
+                }
             }
         }
     }
@@ -186,12 +220,25 @@ struct Report<'a> {
     sink: EventSink,
     metrics: &'a Metrics,
     escalation: Escalation,
+    /// This edge's own bans and unbans are published there.
+    fleet: Option<Fleet>,
+}
+
+/// The next message from the fleet store, or never without a fleet.
+async fn next_inbound(rx: &mut Option<UnboundedReceiver<Inbound>>) -> Option<Inbound> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 impl Report<'_> {
     fn event(&mut self, maps: &mut Maps, cfg: &Config, event: &Event) {
         self.metrics.observe(event);
         self.sink.emit(event);
+        if let Some(fleet) = &mut self.fleet {
+            fleet.local(event);
+        }
         let Some(network) = self.escalation.observe(event, &cfg.ban, Instant::now()) else { return };
         if cfg.filter.mode == Mode::Monitor {
             let would = escalation::would_ban(network);

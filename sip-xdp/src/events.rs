@@ -42,6 +42,9 @@ sip_xdp_common::closed_set! {
         /// A message from a source judged by what it sends, refused because
         /// the filter could not read it (`reason` says why).
         Unreadable = 8 => "unreadable",
+        /// A ban announced by another edge and not applied here (`reason`:
+        /// `trusted` or `too_wide`).
+        FleetBanRefused = 9 => "fleet_ban_refused",
     }
 }
 
@@ -63,6 +66,8 @@ pub struct Event {
     pub calls: Option<u64>,
     pub baseline: Option<f64>,
     pub cost: Option<f64>,
+    /// For fleet bans: the edge that made the ban.
+    pub origin: Option<String>,
     pub at: SystemTime,
 }
 
@@ -84,6 +89,7 @@ impl Event {
             calls: None,
             baseline: None,
             cost: None,
+            origin: None,
             at: SystemTime::now(),
         }
     }
@@ -127,7 +133,7 @@ impl Event {
     }
 
     pub fn to_json(&self) -> serde_json::Value {
-        json!({
+        let mut doc = json!({
             "event": self.kind.name(),
             "source": self.source,
             "reason": self.reason,
@@ -138,7 +144,12 @@ impl Event {
             "baseline": self.baseline,
             "cost": self.cost,
             "time": humantime::format_rfc3339_seconds(self.at).to_string(),
-        })
+        });
+        // Only fleet events carry it, so every other document is as it was.
+        if let Some(origin) = &self.origin {
+            doc["origin"] = json!(origin);
+        }
+        doc
     }
 
     pub fn to_text(&self) -> String {
@@ -161,6 +172,9 @@ impl Event {
         }
         if let Some(c) = self.cost {
             line.push_str(&format!(" cost={c:.2}"));
+        }
+        if let Some(o) = &self.origin {
+            line.push_str(&format!(" origin={o}"));
         }
         line
     }

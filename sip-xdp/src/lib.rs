@@ -22,6 +22,7 @@ pub mod error;
 pub mod escalation;
 pub mod events;
 pub mod features;
+pub mod fleet;
 pub mod intl;
 pub mod kernel_config;
 pub mod loader;

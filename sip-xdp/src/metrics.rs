@@ -200,8 +200,18 @@ impl Metrics {
             Kind::IntlBlock => self.intl_blocks_total.inc(),
             // Unreadable messages are counted by the kernel, every one (its
             // events are throttled).
-            Kind::WouldBan | Kind::Unban | Kind::DestinationBlocked | Kind::IntlUnblock | Kind::Unreadable => {}
+            Kind::WouldBan
+            | Kind::Unban
+            | Kind::DestinationBlocked
+            | Kind::IntlUnblock
+            | Kind::Unreadable
+            | Kind::FleetBanRefused => {}
         }
+    }
+
+    /// Adds series that only some configs have (the fleet's).
+    pub fn register(&self, collector: Box<dyn prometheus::core::Collector>) -> anyhow::Result<()> {
+        Ok(self.registry.register(collector)?)
     }
 
     pub fn reload(&self, ok: bool) {

@@ -14,8 +14,8 @@ use crate::{run_cmd, step};
 /// Debian packages the tests and the benchmark use: the SIP server,
 /// clients and attack tools of the end-to-end layer, Prometheus (server and
 /// promtool), iproute2 for namespaces and veth pairs, ethtool for veth
-/// offloads, and what sip-xdp is compared with: nftables, iptables with
-/// ipset, and fail2ban.
+/// offloads, what sip-xdp is compared with: nftables, iptables with
+/// ipset, and fail2ban, and the fleet's store: redis-server and redis-cli.
 const DEBIAN_PACKAGES: &[&str] = &[
     "kamailio",
     "sip-tester",
@@ -28,6 +28,8 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "iptables",
     "ipset",
     "fail2ban",
+    "redis-server",
+    "redis-tools",
 ];
 /// The bpf-linker release known to build against the nightly's LLVM 22.
 const BPF_LINKER_VERSION: &str = "0.13.0";

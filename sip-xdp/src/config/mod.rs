@@ -13,6 +13,7 @@ mod destinations;
 mod events;
 mod filter;
 mod fingerprints;
+mod fleet;
 mod metrics;
 mod rules;
 mod source;
@@ -32,6 +33,7 @@ pub use self::{
     destinations::Destinations,
     events::{EventFormat, Events},
     filter::{Filter, MAX_SOURCES_TABLE, MIN_SOURCES_TABLE},
+    fleet::{valid_node, Fleet},
     metrics::MetricsConfig,
 };
 use self::{classes::Classes, source::Source};
@@ -58,6 +60,8 @@ pub struct Config {
     /// Scanner fingerprints: User-Agent substrings of attack tools.
     pub user_agents: Vec<String>,
     pub anomaly: Anomaly,
+    /// Bans shared with other edges; None: this edge stands alone.
+    pub fleet: Option<Fleet>,
 }
 
 #[derive(Deserialize)]
@@ -87,6 +91,8 @@ struct RawConfig {
     fingerprints: fingerprints::RawFingerprints,
     #[serde(default)]
     anomaly: anomaly::RawAnomaly,
+    #[serde(default)]
+    fleet: fleet::RawFleet,
 }
 
 impl Config {
@@ -121,6 +127,7 @@ impl Config {
             destinations: raw.destinations.validate(&src, &classes)?,
             user_agents: raw.fingerprints.validate(&src)?,
             anomaly: raw.anomaly.validate(&src)?,
+            fleet: raw.fleet.validate(&src)?,
             profiles,
         })
     }
@@ -387,6 +394,31 @@ webhook = "https://hooks.example.net/sip-xdp"
         assert!(e.contains("key `destinations.applies_to`: unknown class"), "{e}");
         let e = err("[destinations]\ninternational_prefixes = [\"00000\"]\n");
         assert!(e.contains("1 to 4 digits"), "{e}");
+    }
+
+    #[test]
+    fn fleet_parses_with_defaults_and_errors() {
+        assert_eq!(parse("").unwrap().fleet, None, "no [fleet]: alone");
+        let f = parse("[fleet]\nredis = \"redis://198.18.0.9:6379/0\"\nnode = \"edge-a\"\n").unwrap().fleet.unwrap();
+        assert_eq!((f.node.as_str(), f.publish, f.subscribe), ("edge-a", true, true));
+        assert_eq!((f.max_prefix_v4, f.max_prefix_v6, f.reconcile_secs, f.password), (16, 32, 10, None));
+        let f =
+            parse("[fleet]\nredis = \"rediss://:pw@r.example.net:6380\"\npublish = false\n").unwrap().fleet.unwrap();
+        assert!(!f.publish && valid_node(&f.node), "node defaults to the hostname: {:?}", f.node);
+        let e = err("[fleet]\nredis = \"http://r:6379\"\n");
+        assert!(e.contains("test.toml:2:9: key `fleet.redis`: \"http://r:6379\" is not a redis://"), "{e}");
+        let e = err("[fleet]\nredis = \"redis://r\"\nnode = \"edge a\"\n");
+        assert!(e.contains("test.toml:3:8: key `fleet.node`"), "{e}");
+        let e = err("[fleet]\nredis = \"redis://r\"\nmax_prefix_v4 = 0\n");
+        assert!(e.contains("key `fleet.max_prefix_v4`: 0 is out of range (1-32)"), "{e}");
+        let e = err("[fleet]\nredis = \"redis://r\"\nmax_prefix_v6 = 129\n");
+        assert!(e.contains("key `fleet.max_prefix_v6`: 129 is out of range (1-128)"), "{e}");
+        let e = err("[fleet]\nredis = \"redis://r\"\npassword_file = \"/nonexistent/pw\"\n");
+        assert!(e.contains("key `fleet.password_file`: cannot read /nonexistent/pw"), "{e}");
+        let e = err("[fleet]\nnode = \"edge-a\"\n");
+        assert!(e.contains("key `fleet`: needs `redis`"), "{e}");
+        let e = err("[fleet]\nredis = \"redis://r\"\nchannel = \"x\"\n");
+        assert!(e.contains("channel"), "unknown keys are errors: {e}");
     }
 
     #[test]

@@ -10,10 +10,12 @@
 //! [`sip`] what the tests send and read (requests, UDP and TCP helpers),
 //! [`sipp`] SIPp runs.
 
+mod fleet;
 mod process;
 mod sip;
 mod sipp;
 
+pub use fleet::*;
 pub use process::*;
 pub use sip::*;
 pub use sipp::*;

@@ -100,14 +100,15 @@ fn a_ban_on_one_edge_is_enforced_on_all_and_lifted_from_any() {
     let ban = ban_on(a, STRANGER_IP).unwrap_or_else(|| panic!("cracker not banned on A; svcrack said: {said}"));
     assert_eq!(ban["reason"], "auth_failures");
     assert!(ban.get("origin").is_none(), "A's own ban has no origin: {ban}");
+    let a_left = || ban_on(a, STRANGER_IP).unwrap()["remaining_secs"].as_u64().unwrap();
     // On B and C within a second, with reason, origin and time left.
     for lab in [b, c] {
         let took = wait_ban(lab, STRANGER_IP, true, PROPAGATION);
         eprintln!("{}: ban from edge-0 in force after {took:?}", lab.edge);
         let ban = ban_on(lab, STRANGER_IP).unwrap();
         assert_eq!((ban["reason"].as_str(), ban["origin"].as_str()), (Some("auth_failures"), Some("edge-0")));
-        let left = ban["remaining_secs"].as_u64().unwrap();
-        assert!((590..=600).contains(&left), "the time left travels: {left}");
+        let (left, on_a) = (ban["remaining_secs"].as_u64().unwrap(), a_left());
+        assert!(left.abs_diff(on_a) <= 2, "the time left travels: {left}s here, {on_a}s on A");
         assert!(!lab.answered(STRANGER_IP, EDGE_STRANGER_IP), "{}: the attacker gets no answer", lab.edge);
         assert!(lab.cli_ok(&["ban", "list"]).contains("origin=edge-0"), "ban list names the origin");
         let log = lab.controller.as_ref().unwrap().text();
@@ -119,7 +120,7 @@ fn a_ban_on_one_edge_is_enforced_on_all_and_lifted_from_any() {
     }
     assert!(keys(&fleet).contains(&format!("sip-xdp:ban:{STRANGER_IP}/32")), "one key per ban");
     let ttl: i64 = fleet.redis_cli_ok(&["PTTL", &format!("sip-xdp:ban:{STRANGER_IP}/32")]).trim().parse().unwrap();
-    assert!((590_000..=600_000).contains(&ttl), "the key's TTL is the time left: {ttl}");
+    assert!((ttl / 1000).abs_diff(a_left() as i64) <= 2, "the key's TTL is the time left: {ttl} ms");
 
     // `ban del` on C lifts it everywhere, and the key goes.
     c.cli_ok(&["ban", "del", STRANGER_IP]);

@@ -42,6 +42,9 @@ pub fn ban(
     fleet: &Fleet,
     ban: &FleetBan,
     prefix_bans: &mut BTreeSet<IpNet>,
+    // Called with the label just before the kernel has the ban, so that
+    // whoever sees the ban finds its origin too.
+    before: impl FnOnce(&str),
 ) -> anyhow::Result<Applied> {
     let widest = match ban.net {
         IpNet::V4(_) => fleet.max_prefix_v4,
@@ -73,6 +76,7 @@ pub fn ban(
                 _pad: 0,
             };
             let label = source_label(&key, v6_prefix);
+            before(&label);
             maps.bans.insert(key, entry, 0).with_context(|| format!("cannot ban {label}"))?;
             Ok(Applied::Banned(label))
         }
@@ -86,6 +90,7 @@ pub fn ban(
                 ban_expires_secs: u32::try_from(expires).unwrap_or(u32::MAX),
                 ..RuleValue::new(ORIGIN_BAN, RuleClass::Banned, ban.reason as u8)
             };
+            before(&ban.net.to_string());
             maps.insert_prefix_ban(ban.net, value)?;
             prefix_bans.insert(ban.net);
             Ok(Applied::Banned(ban.net.to_string()))

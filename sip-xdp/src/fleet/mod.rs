@@ -235,11 +235,14 @@ impl Fleet {
             });
             return;
         }
-        match apply::ban(maps, &self.cfg, ban, prefix_bans) {
+        let origins = &self.origins;
+        let record = |label: &str| {
+            if let Err(err) = origins.set(label, &ban.origin) {
+                warn!("fleet: cannot record the origin of {label}: {err}");
+            }
+        };
+        match apply::ban(maps, &self.cfg, ban, prefix_bans, record) {
             Ok(Applied::Banned(label)) => {
-                if let Err(err) = self.origins.set(&label, &ban.origin) {
-                    warn!("fleet: cannot record the origin of {label}: {err}");
-                }
                 emit(&Event {
                     duration_secs: Some(ban.remaining_ms.div_ceil(1000)),
                     origin: Some(ban.origin.clone()),
@@ -248,7 +251,9 @@ impl Fleet {
             }
             Ok(Applied::Already) => {}
             Ok(Applied::Refused(why, rule)) => {
-                if !report_refusal && !self.refused_keys.insert(ban.net) {
+                // A key refused once is not reported again at every
+                // reconciliation; a message is always reported.
+                if !self.refused_keys.insert(ban.net) && !report_refusal {
                     return;
                 }
                 self.metrics.refused.with_label_values(&[why]).inc();

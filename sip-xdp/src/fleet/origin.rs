@@ -11,9 +11,14 @@ pub struct Origins {
     dir: PathBuf,
 }
 
-/// `/` cannot be in a file name; `_` is in no address or prefix.
+/// `/` cannot be in a file name, and a bpffs refuses names with dots
+/// (reserved for itself); `_` and `-` are in no address or prefix.
 fn file_name(source: &str) -> String {
-    source.replace('/', "_")
+    source.replace('/', "_").replace('.', "-")
+}
+
+fn source_of(file_name: &str) -> String {
+    file_name.replace('_', "/").replace('-', ".")
 }
 
 impl Origins {
@@ -45,7 +50,7 @@ impl Origins {
         entries
             .flatten()
             .filter_map(|e| {
-                let source = e.file_name().into_string().ok()?.replace('_', "/");
+                let source = source_of(&e.file_name().into_string().ok()?);
                 let node = std::fs::read_link(e.path()).ok()?.to_str()?.to_string();
                 Some((source, node))
             })

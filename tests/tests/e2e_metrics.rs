@@ -8,11 +8,17 @@ use std::{collections::BTreeSet, process::Stdio, time::Duration};
 use sip_xdp_tests::netns::*;
 
 fn config(lab: &Lab) -> String {
-    lab.customers_config(
+    lab.customers_config(&format!(
         "[auth_failures]\nmax = 3\nwindow_secs = 60\n[metrics]\nlisten = \"127.0.0.1:9560\"\ntop_sources = 5\nprogram_stats = true\n\
-         [destinations]\nblock = [\"252\"]\napplies_to = [\"customers\"]\n",
-    )
+         [destinations]\nblock = [\"252\"]\napplies_to = [\"customers\"]\n\
+         [fleet]\nredis = \"redis://{NO_REDIS}:6379/0\"\nnode = \"metrics-edge\"\n",
+    ))
 }
+
+/// An address on the trunk's link that no host holds: the fleet's Redis
+/// is never reached, so its series exist, `sipxdp_fleet_connected` is 0
+/// and the fleet panels and alert have data to show.
+const NO_REDIS: &str = "198.18.1.99";
 
 /// `name{labels} value` lines of the exposition, labels as written.
 fn sample(text: &str, series: &str) -> f64 {
@@ -111,6 +117,8 @@ fn metrics_match_the_kernel_and_every_dashboard_and_alert_query_has_data() {
     assert_eq!(sample(&text, "sipxdp_map_entries{map=\"bans\"}"), 1.0);
     assert!(sample(&text, "sipxdp_program_runs_total{program=\"ingress\"}") >= 37.0);
     assert!(sample(&text, "sipxdp_program_run_seconds_total{program=\"egress\"}") > 0.0);
+    assert_eq!(sample(&text, "sipxdp_fleet_connected"), 0.0, "no Redis at {NO_REDIS}");
+    assert_eq!(sample(&text, "sipxdp_fleet_bans_published_total{op=\"ban\"}"), 0.0, "nothing published");
 
     // promtool's lint is clean.
     let mut check = std::process::Command::new("promtool")
@@ -169,7 +177,9 @@ fn metrics_match_the_kernel_and_every_dashboard_and_alert_query_has_data() {
     for expr in &exprs {
         for name in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| w.starts_with("sipxdp_"))
         {
-            assert!(exported.contains(name), "{name} (in {expr}) is not exported");
+            // A histogram's series carry its family's name and a suffix.
+            let family = ["_bucket", "_sum", "_count"].iter().find_map(|s| name.strip_suffix(s)).unwrap_or(name);
+            assert!(exported.contains(name) || exported.contains(family), "{name} (in {expr}) is not exported");
         }
         let concrete = expr.replace("$__rate_interval", "15s").replace("$__range", "1m").replace("$instance", ".+");
         let result = query(&concrete);

@@ -23,7 +23,7 @@ fn promtool(args: &[&str]) -> String {
 
 #[test]
 fn alert_rules_pass_promtool_and_their_unit_tests() {
-    assert!(promtool(&["check", "rules", "sip-xdp.rules.yml"]).contains("SUCCESS: 10 rules found"));
+    assert!(promtool(&["check", "rules", "sip-xdp.rules.yml"]).contains("SUCCESS: 11 rules found"));
     assert!(promtool(&["test", "rules", "sip-xdp.rules.test.yml"]).contains("SUCCESS"));
     assert!(promtool(&["check", "config", "prometheus.yml"]).contains("SUCCESS"));
     // Each alert has a unit test.
@@ -83,6 +83,9 @@ fn the_dashboard_is_importable_and_uses_the_datasource_variable() {
         "blocked invites",
         "scanner hits",
         "spend anomaly",
+        "fleet: connected",
+        "fleet bans published, received, refused",
+        "propagation delay",
     ] {
         assert!(titles.iter().any(|t| t.contains(wanted)), "no panel for {wanted}: {titles:?}");
     }

@@ -75,8 +75,24 @@ fn quick_benchmark_writes_every_section() {
         assert!(l["attempts"].as_u64().unwrap() > 0);
         assert!(l["succeeded"].as_u64().is_some());
     }
-    assert_eq!(doc["targets"].as_array().expect("targets").len(), 5, "every target is reported against");
-    for heading in ["## Targets", "## 1.", "## 2.", "## 3.", "## 4.", "## 5."] {
+    let propagation = doc["fleet"]["propagation"].as_array().expect("section 6");
+    let sizes: Vec<u64> = propagation.iter().map(|p| p["edges"].as_u64().unwrap()).collect();
+    assert_eq!(sizes, [3, 10], "propagation with 3 and with 10 edges");
+    for p in propagation {
+        let (edges, bans) = (p["edges"].as_u64().unwrap(), p["bans"].as_u64().unwrap());
+        assert!(bans >= 1);
+        assert_eq!(
+            p["samples"].as_u64().unwrap() + p["missed"].as_u64().unwrap(),
+            bans * (edges - 1),
+            "one per other edge"
+        );
+        positive(&p["p99_ms"], "propagation p99");
+    }
+    let rate = &doc["fleet"]["apply_rate"];
+    assert_eq!(rate["secs"].as_array().expect("apply rate").len() as u64, rate["edges"].as_u64().unwrap());
+    positive(&rate["bans_per_sec"], "fleet bans applied per second");
+    assert_eq!(doc["targets"].as_array().expect("targets").len(), 6, "every target is reported against");
+    for heading in ["## Targets", "## 1.", "## 2.", "## 3.", "## 4.", "## 5.", "## 6."] {
         assert!(md.contains(heading), "report.md lacks {heading}");
     }
 }

@@ -41,15 +41,15 @@ enum Task {
     /// Set up if needed, then benchmark: cost per packet against a
     /// parse-only baseline, allowlist scaling, a veth flood against
     /// nftables, iptables+ipset and an XDP drop-everything ceiling, time to
-    /// ban against fail2ban, and a trusted trunk's registrations under the
-    /// flood. Writes target/bench/report.md and report.json. Needs root;
+    /// ban against fail2ban, a trusted trunk's registrations under the
+    /// flood, and a fleet's ban propagation through Redis. Writes target/bench/report.md and report.json. Needs root;
     /// about 20 minutes (--quick: under 3).
     Bench {
         /// A short run (few sources, trials and seconds): checks the
         /// machinery, not the figures.
         #[arg(long)]
         quick: bool,
-        /// Only these sections (comma-separated, 1-5); the report is partial.
+        /// Only these sections (comma-separated, 1-6); the report is partial.
         #[arg(long)]
         sections: Option<String>,
     },
@@ -192,7 +192,9 @@ fn build(root: &Path, release: bool) -> anyhow::Result<PathBuf> {
         cmd.arg("--release");
     }
     run_cmd(&mut cmd)?;
-    let bin = root.join("target").join(if release { "release" } else { "debug" }).join("sip-xdp");
+    // Where cargo put it: CARGO_TARGET_DIR when set (relative to the root).
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), |dir| root.join(dir));
+    let bin = target.join(if release { "release" } else { "debug" }).join("sip-xdp");
     eprintln!("    built {}", bin.display());
     Ok(bin)
 }

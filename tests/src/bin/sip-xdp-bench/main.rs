@@ -7,10 +7,13 @@
 //! 3. flood throughput over veth against nftables, iptables+ipset, no
 //!    filter and a drop-everything ceiling;
 //! 4. time to ban against fail2ban;
-//! 5. a trusted trunk's registrations under the flood.
+//! 5. a trusted trunk's registrations under the flood;
+//! 6. a fleet sharing bans through Redis: propagation delay with 3 and 10
+//!    edges, and how fast one edge applies fleet bans.
 
 mod ban_time;
 mod cost;
+mod fleet;
 mod flood;
 mod report;
 
@@ -37,6 +40,10 @@ pub struct Plan {
     /// Flood rates of section 5, as shares of the generator's maximum.
     pub attack_shares: Vec<f64>,
     pub registrations: usize,
+    /// Fleet sizes of section 6, bans per size, and bans of the apply rate.
+    pub fleet_edges: Vec<usize>,
+    pub fleet_trials: usize,
+    pub fleet_bans: usize,
 }
 
 impl Plan {
@@ -54,6 +61,9 @@ impl Plan {
                 ban_trials: 5,
                 attack_shares: vec![0.5, 1.0],
                 registrations: 3,
+                fleet_edges: vec![3, 10],
+                fleet_trials: 5,
+                fleet_bans: 300,
             }
         } else {
             Plan {
@@ -68,6 +78,9 @@ impl Plan {
                 ban_trials: 50,
                 attack_shares: vec![0.0, 0.1, 0.25, 0.5, 1.0],
                 registrations: 20,
+                fleet_edges: vec![3, 10],
+                fleet_trials: 20,
+                fleet_bans: 2_000,
             }
         }
     }
@@ -77,7 +90,7 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--help" || a == "-h") {
         println!(
-            "sip-xdp-bench [--quick] [--out DIR] [--sections 1,2,3,4,5]\n\n\
+            "sip-xdp-bench [--quick] [--out DIR] [--sections 1,2,3,4,5,6]\n\n\
              Runs the benchmark sections and writes DIR/report.md and DIR/report.json\n\
              (default DIR: target/bench). --quick: a short run that checks the machinery,\n\
              not the figures. --sections: run only these (a partial report)."
@@ -97,10 +110,10 @@ fn main() {
         Some(i) => {
             args.get(i + 1).map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect()).unwrap_or_default()
         }
-        None => vec![1, 2, 3, 4, 5],
+        None => vec![1, 2, 3, 4, 5, 6],
     };
-    if sections.is_empty() || sections.iter().any(|n| !(1..=5).contains(n)) {
-        fail("--sections takes a comma-separated list of 1 to 5");
+    if sections.is_empty() || sections.iter().any(|n| !(1..=6).contains(n)) {
+        fail("--sections takes a comma-separated list of 1 to 6");
     }
     let plan = Plan::new(quick);
     let started = Instant::now();
@@ -139,6 +152,27 @@ fn main() {
         };
         r.ban_sip_xdp = Some(bans.sip_xdp(plan.ban_trials, &progress("sip-xdp")));
         r.ban_fail2ban = Some(bans.fail2ban(plan.ban_trials, &progress("fail2ban")));
+    }
+    if on(6) {
+        section(
+            6,
+            &format!(
+                "fleet: propagation of {} bans with {:?} edges, and {} fleet bans applied",
+                plan.fleet_trials, plan.fleet_edges, plan.fleet_bans
+            ),
+        );
+        for (i, &n) in plan.fleet_edges.iter().enumerate() {
+            let lab = fleet::start(n);
+            let p = fleet::propagation(&lab, plan.fleet_trials);
+            let q = |x| fleet::percentile(&p.ms, x).unwrap_or(f64::NAN);
+            println!("    {n} edges: p50 {:.1} ms, p99 {:.1} ms, {} missed", q(50.0), q(99.0), p.missed);
+            r.fleet_propagation.push(p);
+            if i == 0 {
+                let rate = fleet::apply_rate(&lab, plan.fleet_bans);
+                println!("    {} fleet bans applied by every edge at {:.0} bans/s", rate.bans, rate.per_sec());
+                r.fleet_rate = Some(rate);
+            }
+        }
     }
 
     r.seconds = started.elapsed().as_secs();

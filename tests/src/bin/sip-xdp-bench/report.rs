@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use crate::{
     ban_time::{self, Trials},
     cost::{Cost, Scale},
+    fleet::{percentile, ApplyRate, Propagation},
     flood::{Sample, Variant},
     Plan,
 };
@@ -28,6 +29,8 @@ pub struct Report {
     pub under_attack: Vec<UnderAttack>,
     pub ban_sip_xdp: Option<Trials>,
     pub ban_fail2ban: Option<Trials>,
+    pub fleet_propagation: Vec<Propagation>,
+    pub fleet_rate: Option<ApplyRate>,
     pub seconds: u64,
 }
 
@@ -168,6 +171,30 @@ impl Report {
             }
         }
 
+        if !self.fleet_propagation.is_empty() {
+            let _ = writeln!(w, "\n## 6. Fleet: bans shared through Redis (a real redis-server; every edge a namespace with its own controller)\n");
+            let _ = writeln!(w, "*Propagation*: `sip-xdp ban add` on edge 0 (found by the controller's 50 ms sweep, then published), until the ban is in force in each other edge's kernel (its pinned table read in a loop); from the ban's own timestamp in edge 0's table, on the same clock. One sample per ban and other edge.\n");
+            let _ = writeln!(w, "| edges | bans | samples | p50 (ms) | p99 (ms) | max (ms) | not within 5 s |\n| ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+            for p in &self.fleet_propagation {
+                let q = |x| percentile(&p.ms, x).map_or("-".into(), |v| format!("{v:.1}"));
+                let _ = writeln!(
+                    w,
+                    "| {} | {} | {} | {} | {} | {} | {} |",
+                    p.edges,
+                    p.trials,
+                    p.ms.len(),
+                    q(50.0),
+                    q(99.0),
+                    q(100.0),
+                    p.missed
+                );
+            }
+            if let Some(r) = &self.fleet_rate {
+                let secs: Vec<String> = r.secs.iter().map(|s| format!("{s:.2}")).collect();
+                let _ = writeln!(w, "\n*Apply rate*: {} bans written by `redis-cli --pipe` in the documented layout (key with TTL, then announcement); until every one of the {} edges has them all in its kernel: {} s per edge, **{:.0} bans/s** (the slowest edge).", r.bans, r.edges, secs.join(", "), r.per_sec());
+            }
+        }
+
         let doc = json!({
             "quick": plan.quick,
             "machine": machine,
@@ -186,6 +213,10 @@ impl Report {
                 "rate_per_sec": ban_time::RATE,
                 "sip_xdp": sx.map(trials_json),
                 "fail2ban": f2b.map(trials_json),
+            },
+            "fleet": {
+                "propagation": self.fleet_propagation.iter().map(|p| json!({"edges": p.edges, "bans": p.trials, "samples": p.ms.len(), "missed": p.missed, "p50_ms": percentile(&p.ms, 50.0), "p99_ms": percentile(&p.ms, 99.0), "max_ms": percentile(&p.ms, 100.0), "ms": p.ms})).collect::<Vec<_>>(),
+                "apply_rate": self.fleet_rate.as_ref().map(|r| json!({"edges": r.edges, "bans": r.bans, "secs": r.secs, "bans_per_sec": r.per_sec()})),
             },
             "legitimate_under_attack": self.under_attack.iter().map(|u| json!({"share_of_max": u.share, "flood_pps": u.pps, "attempts": u.attempts, "succeeded": u.succeeded})).collect::<Vec<_>>(),
         });
@@ -254,6 +285,18 @@ impl Report {
             let got: Vec<String> =
                 self.under_attack.iter().map(|u| format!("{}/{}", u.succeeded, u.attempts)).collect();
             out.push(("trusted trunk registrations succeed 100% at every flood rate".into(), got.join(", "), all));
+        }
+        if !self.fleet_propagation.is_empty() {
+            let p99: Vec<Option<f64>> = self.fleet_propagation.iter().map(|p| percentile(&p.ms, 99.0)).collect();
+            let met =
+                self.fleet_propagation.iter().zip(&p99).all(|(p, q)| p.missed == 0 && q.is_some_and(|q| q < 1000.0));
+            let got: Vec<String> = self
+                .fleet_propagation
+                .iter()
+                .zip(&p99)
+                .map(|(p, q)| format!("{} edges {}", p.edges, q.map_or("-".into(), |q| format!("{q:.0} ms"))))
+                .collect();
+            out.push(("a ban is in force on every other edge within 1 s (p99)".into(), got.join(", "), met));
         }
         out
     }

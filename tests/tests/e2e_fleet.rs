@@ -264,3 +264,42 @@ fn with_redis_down_an_edge_still_bans_and_the_fleet_catches_up() {
         assert_eq!(lab.metric("sipxdp_fleet_connected"), 1.0);
     }
 }
+
+#[test]
+fn an_edge_logs_in_with_its_password_file_and_one_without_stays_out() {
+    const PASSWORD: &str = "fleet-secret-1";
+    const SCRIPTED: &str = "198.18.2.9";
+    let mut fleet = FleetLab::new(2);
+    fleet.start_redis_with_password(PASSWORD);
+    // Edge 0 reads the password from a file (first line); edge 1 has none.
+    let pw_file = fleet.edges[0].dir.join("redis.pw");
+    std::fs::write(&pw_file, format!("{PASSWORD}\n")).unwrap();
+    let with_pw =
+        config(&fleet, 0, &[]).replace("[fleet]\n", &format!("[fleet]\npassword_file = \"{}\"\n", pw_file.display()));
+    let without = config(&fleet, 1, &[]);
+    fleet.edges[0].start_controller(&with_pw);
+    fleet.edges[1].start_controller(&without);
+    fleet.edges[0].controller.as_mut().unwrap().wait_for("fleet: connected to Redis", Duration::from_secs(10));
+    fleet.edges[1].controller.as_mut().unwrap().wait_for("fleet: Redis", Duration::from_secs(10));
+    let (a, b) = (&fleet.edges[0], &fleet.edges[1]);
+    assert_eq!(a.metric("sipxdp_fleet_connected"), 1.0);
+    assert_eq!(b.metric("sipxdp_fleet_connected"), 0.0, "no password, no fleet");
+    let log = b.controller.as_ref().unwrap().text();
+    assert!(!log.contains("fleet: connected to Redis"), "edge 1 got in without a password:\n{log}");
+    assert!(!log.contains(PASSWORD) && !a.controller.as_ref().unwrap().text().contains(PASSWORD), "never logged");
+
+    // The logged-in edge publishes and receives.
+    a.cli_ok(&["ban", "add", "198.18.2.50", "--duration", "600"]);
+    let deadline = Instant::now() + PROPAGATION;
+    while !keys(&fleet).contains("sip-xdp:ban:198.18.2.50/32") {
+        assert!(Instant::now() < deadline, "edge 0's ban never reached Redis");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    fleet.redis_cli_ok(&["SET", &format!("sip-xdp:ban:{SCRIPTED}/32"), r#"{"origin":"ops"}"#, "EX", "600"]);
+    let msg = format!(r#"{{"op":"ban","cidr":"{SCRIPTED}/32","origin":"ops","duration_ms":600000}}"#);
+    fleet.redis_cli_ok(&["PUBLISH", "sip-xdp:bans", &msg]);
+    wait_ban(a, SCRIPTED, true, PROPAGATION);
+    // The other edge, locked out, keeps its own state and no one else's.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(ban_on(b, SCRIPTED).is_none() && ban_on(b, "198.18.2.50").is_none(), "edge 1 is not in the fleet");
+}

@@ -161,6 +161,10 @@ impl Session<'_> {
         let mut cmd = self.client.get_connection_with_timeout(IO_TIMEOUT)?;
         cmd.set_read_timeout(Some(IO_TIMEOUT))?;
         cmd.set_write_timeout(Some(IO_TIMEOUT))?;
+        // A server that wants a password accepts the connection and even
+        // the subscription, and refuses only the commands: ask one first,
+        // so a refused login is a failed connection, never "connected".
+        redis::cmd("PING").query::<()>(&mut cmd)?;
         while let Some(op) = self.pending.front() {
             self.publish(&mut cmd, op)?;
             self.pending.pop_front();

@@ -19,6 +19,8 @@ pub struct FleetLab {
     /// The namespace of the store.
     pub store: String,
     pub redis: Option<Proc>,
+    /// The store's `requirepass`, if it has one (`redis_cli` gives it).
+    pub password: Option<String>,
     dir: std::path::PathBuf,
 }
 
@@ -48,29 +50,42 @@ impl FleetLab {
             ip(&["-n", &lab.edge, "link", "set", &e, "up"]);
             ip(&["-n", &store, "link", "set", &s, "up"]);
         }
-        FleetLab { edges, store, redis: None, dir }
+        FleetLab { edges, store, redis: None, password: None, dir }
     }
 
     /// Starts `redis-server` in the store's namespace (no persistence: a
     /// restart is an empty store) and waits until it answers.
     pub fn start_redis(&mut self) {
+        self.start_redis_with(&[]);
+    }
+
+    /// The same, with a password (`requirepass`): clients must log in.
+    pub fn start_redis_with_password(&mut self, password: &str) {
+        self.password = Some(password.to_string());
+        self.start_redis_with(&["--requirepass", password]);
+    }
+
+    fn start_redis_with(&mut self, extra: &[&str]) {
         let dir = self.dir.to_str().expect("utf-8").to_string();
         let proc = Proc::spawn(
             "redis-server",
-            Command::new("ip").args(["netns", "exec", &self.store, "redis-server"]).args([
-                "--port",
-                &REDIS_PORT.to_string(),
-                "--bind",
-                "0.0.0.0",
-                "--protected-mode",
-                "no",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                &dir,
-            ]),
+            Command::new("ip")
+                .args(["netns", "exec", &self.store, "redis-server"])
+                .args([
+                    "--port",
+                    &REDIS_PORT.to_string(),
+                    "--bind",
+                    "0.0.0.0",
+                    "--protected-mode",
+                    "no",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    &dir,
+                ])
+                .args(extra),
         );
         self.redis = Some(proc);
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -92,6 +107,7 @@ impl FleetLab {
     pub fn redis_cli(&self, args: &[&str]) -> Output {
         Command::new("ip")
             .args(["netns", "exec", &self.store, "redis-cli", "-h", "127.0.0.1", "-p", &REDIS_PORT.to_string()])
+            .args(self.password.iter().flat_map(|pw| ["--no-auth-warning", "-a", pw]))
             .args(args)
             .output()
             .expect("run redis-cli")

@@ -147,8 +147,12 @@ fn undo(pins: &PinDir, interface: &str, xdp: Attached, egress: Option<Egress>) {
         remove_pin(&pins.link_path(interface));
     }
     match egress {
-        Some(Egress::Tcx { adopted: false }) => remove_pin(&pins.egress_link_path(interface)),
-        Some(Egress::Clsact { adopted: false }) => remove_egress_filter(interface),
+        Some(Egress::Tcx { adopted: false }) => {
+            remove_pin(&pins.egress_link_path(interface));
+        }
+        Some(Egress::Clsact { adopted: false }) => {
+            remove_egress_filter(interface);
+        }
         _ => {}
     }
 }
@@ -289,8 +293,9 @@ fn already_exists(err: &tc::TcError) -> bool {
     }
 }
 
-/// Removes our egress filter from `interface`'s `clsact` qdisc, if there.
-fn remove_egress_filter(interface: &str) {
+/// Removes our egress filter from `interface`'s `clsact` qdisc, if there;
+/// true if it was.
+fn remove_egress_filter(interface: &str) -> bool {
     let removed = SchedClassifierLink::attached(
         interface,
         TcAttachType::Egress,
@@ -300,15 +305,21 @@ fn remove_egress_filter(interface: &str) {
     )
     .map_err(anyhow::Error::from)
     .and_then(|link| Ok(link.detach()?));
-    if let Err(err) = removed {
+    if let Err(err) = &removed {
         log::debug!("no clsact egress filter of ours on {interface}: {err:#}");
     }
+    removed.is_ok()
 }
 
-fn remove_pin(path: &Path) {
-    if let Err(err) = std::fs::remove_file(path) {
-        if err.kind() != std::io::ErrorKind::NotFound {
-            warn!("cannot remove {}: {err}", path.display());
+/// Removes a pin; true if it was there.
+fn remove_pin(path: &Path) -> bool {
+    match std::fs::remove_file(path) {
+        Ok(()) => true,
+        Err(err) => {
+            if err.kind() != std::io::ErrorKind::NotFound {
+                warn!("cannot remove {}: {err}", path.display());
+            }
+            false
         }
     }
 }
@@ -322,4 +333,49 @@ pub fn detach(pins: &PinDir, interfaces: &[String]) {
         remove_pin(&pins.egress_link_path(interface));
         remove_egress_filter(interface);
     }
+}
+
+/// What a controller that is gone (killed, crashed, handed over) left in
+/// force, taken off: every pinned link, and our clsact filter wherever it
+/// is, since no pin records those. The caller holds the pin directory's
+/// lock, so no `run` is using any of it. Returns the interfaces something
+/// was taken off.
+pub fn detach_left_behind(pins: &PinDir) -> Vec<String> {
+    let mut detached = std::collections::BTreeSet::new();
+    for interface in pins.pinned_links() {
+        if remove_pin(&pins.link_path(&interface)) {
+            detached.insert(interface);
+        }
+    }
+    for interface in pins.pinned_egress_links() {
+        if remove_pin(&pins.egress_link_path(&interface)) {
+            detached.insert(interface);
+        }
+    }
+    for interface in host_interfaces() {
+        if remove_egress_filter(&interface) {
+            detached.insert(interface);
+        }
+    }
+    detached.into_iter().collect()
+}
+
+/// The interfaces of this network namespace.
+fn host_interfaces() -> Vec<String> {
+    let mut names = Vec::new();
+    // SAFETY: if_nameindex returns an array ended by a zeroed entry, or
+    // null; it is freed once read.
+    unsafe {
+        let list = libc::if_nameindex();
+        if list.is_null() {
+            return names;
+        }
+        let mut entry = list;
+        while (*entry).if_index != 0 && !(*entry).if_name.is_null() {
+            names.push(std::ffi::CStr::from_ptr((*entry).if_name).to_string_lossy().into_owned());
+            entry = entry.add(1);
+        }
+        libc::if_freenameindex(list);
+    }
+    names
 }

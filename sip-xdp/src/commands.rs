@@ -95,6 +95,22 @@ pub fn allow_list(pins: &PinDir, as_json: bool) -> anyhow::Result<String> {
     Ok(out)
 }
 
+/// `detach`: takes off what a controller that is gone left in force.
+pub fn detach(pins: &PinDir) -> anyhow::Result<String> {
+    if !pins.root().is_dir() {
+        return Ok(format!("nothing pinned at {}: nothing to detach\n", pins.root().display()));
+    }
+    // Held by a running controller, which detaches when stopped: taking
+    // the filter from under it would leave it managing nothing.
+    let _lock = pins.lock()?;
+    let detached = crate::attach::detach_left_behind(pins);
+    Ok(if detached.is_empty() {
+        "nothing was attached\n".to_string()
+    } else {
+        format!("detached from {}; the maps stay pinned in {}\n", detached.join(", "), pins.root().display())
+    })
+}
+
 pub fn stats(pins: &PinDir, as_json: bool) -> anyhow::Result<String> {
     let rows = Maps::open(pins)?.stats()?;
     let interfaces = pins.pinned_links();

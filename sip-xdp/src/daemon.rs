@@ -1,6 +1,7 @@
 //! `sip-xdp run`: load, apply the config, attach, then serve signals until
 //! told to stop. The kernel keeps filtering if this process dies; a new run
-//! adopts what it left pinned.
+//! adopts what it left pinned. SIGTERM detaches; SIGUSR2 leaves the filter
+//! in force on purpose, for a new binary to adopt (package upgrades).
 
 use std::{
     path::PathBuf,
@@ -33,6 +34,7 @@ use crate::{
     maps::Maps,
     metrics::{self, Metrics},
     pin::PinDir,
+    systemd,
 };
 
 pub struct RunOptions {
@@ -43,7 +45,17 @@ pub struct RunOptions {
     pub egress: EgressAttach,
 }
 
-pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// SIGINT/SIGTERM: the filter is off the interfaces.
+    Detached,
+    /// SIGUSR2: the filter is left attached and pinned, and the next run
+    /// adopts it; the process exits with [`crate::error::HANDED_OVER`].
+    HandedOver,
+}
+
+pub async fn run(opts: RunOptions) -> anyhow::Result<Stopped> {
     // Everything that can be wrong with the input is checked before the
     // kernel is touched.
     let cfg = Config::load(&opts.config)?;
@@ -102,19 +114,43 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     };
     metrics::serve(metrics_server, Arc::clone(&metrics), pins.clone(), programs);
     info!("metrics on http://{}/metrics", cfg.metrics.listen);
-    info!("filtering; SIGHUP reloads {}, SIGINT/SIGTERM detach and exit", cfg.path.display());
+    info!(
+        "filtering; SIGHUP reloads {}, SIGINT/SIGTERM detach and exit, SIGUSR2 exits leaving the filter in force",
+        cfg.path.display()
+    );
+    // Only now: a `Type=notify` unit is active once traffic is filtered,
+    // so `systemctl start` returning means the host is protected.
+    systemd::ready(&format!("filtering on {} in {} mode", interfaces.join(", "), cfg.filter.mode.name()));
 
-    let result = serve(&mut maps, cfg, kernel_events, &metrics, signals, fleet).await;
-    attach::detach(pins, &interfaces);
-    drop(ebpf);
-    info!("detached from {}", interfaces.join(", "));
-    result
+    let stopped = serve(&mut maps, cfg, kernel_events, &metrics, signals, fleet).await;
+    systemd::stopping();
+    match stopped {
+        Ok(Stopped::HandedOver) => {
+            // Dropping our handles leaves the pinned links (and clsact
+            // filters) in the kernel: nothing is detached.
+            drop(ebpf);
+            info!(
+                "left the filter attached to {} and pinned in {}: the next `sip-xdp run` adopts it",
+                interfaces.join(", "),
+                pins.root().display()
+            );
+        }
+        // An error in the loop detaches as a stop does: no half-managed
+        // filter is left behind by a controller that gave up.
+        Ok(Stopped::Detached) | Err(_) => {
+            attach::detach(pins, &interfaces);
+            drop(ebpf);
+            info!("detached from {}", interfaces.join(", "));
+        }
+    }
+    stopped
 }
 
 struct Signals {
     interrupt: Signal,
     terminate: Signal,
     hangup: Signal,
+    handover: Signal,
 }
 
 impl Signals {
@@ -123,6 +159,7 @@ impl Signals {
             interrupt: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
             terminate: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
             hangup: signal(SignalKind::hangup()).context("cannot handle SIGHUP")?,
+            handover: signal(SignalKind::user_defined2()).context("cannot handle SIGUSR2")?,
         })
     }
 }
@@ -133,7 +170,8 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// `ban add` (another process) reaches the fleet within 100 ms.
 const FLEET_SWEEP_INTERVAL: Duration = Duration::from_millis(50);
 
-/// Signals, kernel events and the ban sweep, until SIGINT/SIGTERM.
+/// Signals, kernel events and the ban sweep, until SIGINT/SIGTERM or
+/// SIGUSR2.
 async fn serve(
     maps: &mut Maps,
     mut cfg: Config,
@@ -141,8 +179,8 @@ async fn serve(
     metrics: &Metrics,
     signals: Signals,
     fleet: Option<(Fleet, UnboundedReceiver<Inbound>)>,
-) -> anyhow::Result<()> {
-    let Signals { mut interrupt, mut terminate, mut hangup } = signals;
+) -> anyhow::Result<Stopped> {
+    let Signals { mut interrupt, mut terminate, mut hangup, mut handover } = signals;
     let (fleet, mut fleet_inbound) = fleet.unzip();
     let fast = fleet.as_ref().is_some_and(Fleet::publishes);
     let fleet_cfg = cfg.fleet.clone();
@@ -156,11 +194,14 @@ async fn serve(
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = interrupt.recv() => { info!("SIGINT received"); return Ok(()); }
-            _ = terminate.recv() => { info!("SIGTERM received"); return Ok(()); }
+            _ = interrupt.recv() => { info!("SIGINT received"); return Ok(Stopped::Detached); }
+            _ = terminate.recv() => { info!("SIGTERM received"); return Ok(Stopped::Detached); }
+            _ = handover.recv() => { info!("SIGUSR2 received: handing over"); return Ok(Stopped::HandedOver); }
             _ = hangup.recv() => {
+                systemd::reloading();
                 let events = cfg.events.clone();
                 let (new, ok) = reload(maps, cfg);
+                systemd::reloaded(ok);
                 cfg = new;
                 metrics.reload(ok);
                 metrics.top_sources.store(cfg.metrics.top_sources, std::sync::atomic::Ordering::Relaxed);

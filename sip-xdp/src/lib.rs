@@ -4,15 +4,15 @@
 //! From file to kernel: `config` validates the TOML, `kernel_config` turns
 //! it into the maps' form, `apply` writes it (with `rule_plan` and
 //! `rule_index`), `loader` loads, pins and attaches the programs, and
-//! `daemon` runs the loop of signals, kernel events and sweeps. The CLI's
-//! commands (`commands`, `bans`, `intl`) work on the pinned `maps`.
+//! `daemon` runs the loop of signals, kernel events and sweeps, telling
+//! systemd where it stands through `systemd`. The CLI's commands
+//! (`commands`, `bans`, `intl`) work on the pinned `maps`.
 
 pub mod anomaly;
 pub mod apply;
 pub mod attach;
 pub mod bans;
 pub mod batch;
-pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod config;
@@ -32,3 +32,8 @@ pub mod pin;
 pub mod rule_index;
 pub mod rule_plan;
 pub mod rules;
+pub mod systemd;
+
+/// The command line lives in a crate of its own, so that xtask can render
+/// man pages and completions from it without building the eBPF object.
+pub use sip_xdp_cli as cli;

@@ -6,7 +6,7 @@ use sip_xdp::{
     cli::{AllowCommand, BanCommand, Cli, Command, EgressAttachArg, IntlCommand, XdpModeArg},
     commands,
     daemon::{self, RunOptions},
-    error::exit_status,
+    error::{exit_status, HANDED_OVER},
     pin::PinDir,
 };
 
@@ -36,7 +36,12 @@ fn main() {
                 .build()
                 .map_err(anyhow::Error::from)
                 .and_then(|rt| rt.block_on(daemon::run(opts)))
-                .map(|()| String::new())
+                .map(|stopped| {
+                    if stopped == daemon::Stopped::HandedOver {
+                        std::process::exit(HANDED_OVER);
+                    }
+                    String::new()
+                })
         }
         Command::CheckConfig { file } => commands::check_config(&file),
         Command::Allow(AllowCommand::Add { cidr }) => commands::allow_add(&pins, &cidr),
@@ -48,6 +53,7 @@ fn main() {
         Command::Intl(IntlCommand::List { json }) => commands::intl_list(&pins, json),
         Command::Intl(IntlCommand::Unblock { source }) => commands::intl_unblock(&pins, &source),
         Command::Stats { json } => commands::stats(&pins, json),
+        Command::Detach => commands::detach(&pins),
         Command::Sources { top, json } => commands::sources(&pins, top, json),
         Command::Doctor { config, interfaces, try_attach } => {
             commands::doctor(&cli.pin_dir, config.as_deref(), interfaces, try_attach)

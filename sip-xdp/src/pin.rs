@@ -14,7 +14,7 @@ use std::{
 use anyhow::{bail, Context as _};
 use sip_xdp_common::registry::names::SIP_CONFIG;
 
-pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/sip-xdp";
+pub use sip_xdp_cli::DEFAULT_PIN_DIR;
 /// Where bpffs is normally mounted.
 const STANDARD_BPFFS: &str = "/sys/fs/bpf";
 /// `f_type` of a bpffs mount (linux/magic.h).
@@ -59,15 +59,12 @@ impl PinDir {
 
     /// Interfaces with a pinned link, i.e. where the filter is in force.
     pub fn pinned_links(&self) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(self.links_dir())
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| e.file_name().into_string().ok())
-            .map(|n| interface_of(&n))
-            .collect();
-        names.sort();
-        names
+        interfaces_in(&self.links_dir())
+    }
+
+    /// Interfaces with a pinned TC egress link (TCX).
+    pub fn pinned_egress_links(&self) -> Vec<String> {
+        interfaces_in(&self.root.join("egress"))
     }
 
     /// For CLI commands: fails with a clear message unless an instance's
@@ -132,6 +129,19 @@ impl PinDir {
 /// dots and the escape character itself.
 fn pin_name(interface: &str) -> String {
     interface.replace('%', "%25").replace('.', "%2e")
+}
+
+/// The interfaces named by the pins in `dir`, sorted.
+fn interfaces_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .map(|n| interface_of(&n))
+        .collect();
+    names.sort();
+    names
 }
 
 fn interface_of(pin_name: &str) -> String {

@@ -62,7 +62,7 @@ check "apt-get install ./sip-xdp.deb" quietly apt-get install -y /tmp/sip-xdp.de
 dpkg -L sip-xdp > /tmp/files
 check "the binary in /usr/sbin" test -x /usr/sbin/sip-xdp
 check "the config is a conffile" grep -qx /etc/sip-xdp/sip-xdp.toml /var/lib/dpkg/info/sip-xdp.conffiles
-check "a man page" sh -c 'ls /usr/share/man/man1/sip-xdp*.1* >/dev/null'
+check "a man page" sh -c 'ls /usr/share/man/man8/sip-xdp*.8* >/dev/null'
 check "the dashboard" sh -c 'ls /usr/share/sip-xdp/ | grep -qi dashboard'
 echo "--- sip-xdp doctor on $(uname -r)"
 sip-xdp doctor --iface et --iface eo

@@ -1,6 +1,7 @@
 //! `cargo xtask`: setup, build, run and test sip-xdp. Every step says what
 //! it is doing; setup is idempotent and fast when there is nothing to do.
 
+mod package;
 mod setup;
 mod system_vm;
 
@@ -21,8 +22,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Install what building and testing need: rust-src for the nightly,
-    /// bpf-linker built against the nightly's LLVM, Debian packages.
+    /// Install what building, testing and packaging need: rust-src for the
+    /// nightly, bpf-linker built against the nightly's LLVM, cargo-deb,
+    /// Debian packages.
     Setup,
     /// Build the controller with the embedded XDP program.
     Build {
@@ -53,6 +55,20 @@ enum Task {
         #[arg(long)]
         sections: Option<String>,
     },
+    /// Set up if needed, then build the Debian package (cargo-deb) and print
+    /// its path.
+    ///
+    /// target/debian/sip-xdp_VERSION_amd64.deb (under CARGO_TARGET_DIR if
+    /// set), installable on Debian 12 with `apt-get install
+    /// ./sip-xdp_*.deb`. It holds the release binary in /usr/sbin
+    /// (the XDP programs built in: no toolchain needed on the server), the
+    /// systemd unit sip-xdp.service, /etc/sip-xdp/sip-xdp.toml as a
+    /// conffile (monitor mode, no interface: installing filters nothing),
+    /// man pages and bash, zsh and fish completions generated from the CLI
+    /// definition, and under /usr/share/sip-xdp/ the Grafana dashboard and
+    /// provisioning files, the Prometheus rules and example configs. See
+    /// README, "Install on a server".
+    Package,
     /// Boot a Debian 12 system (systemd, Debian's 6.1 kernel) under qemu,
     /// install the package in it and drive the service: enforce, reload,
     /// SIGKILL and adoption, stop, purge (tests/vm/package-test.sh). Part
@@ -115,6 +131,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 cmd.args(["--sections", &sections]);
             }
             run_cmd(cmd.env("SIP_XDP_BIN", &bin))
+        }
+        Task::Package => {
+            setup::all()?;
+            let deb = package::package(&root)?;
+            println!("{}", deb.display());
+            Ok(())
         }
         Task::PackageTest { deb } => package_test(&root, &deb),
         Task::Demo { duration } => {
@@ -184,6 +206,15 @@ fn nightly_cargo() -> Command {
     cmd
 }
 
+/// Where cargo puts what it builds: `CARGO_TARGET_DIR` if set (relative to
+/// the workspace, where every cargo command here runs), else `target/`.
+fn target_dir(root: &Path) -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => root.join(dir),
+        None => root.join("target"),
+    }
+}
+
 fn build(root: &Path, release: bool) -> anyhow::Result<PathBuf> {
     step(&format!("building sip-xdp ({}) with its XDP program", if release { "release" } else { "debug" }));
     let mut cmd = cargo();
@@ -192,9 +223,7 @@ fn build(root: &Path, release: bool) -> anyhow::Result<PathBuf> {
         cmd.arg("--release");
     }
     run_cmd(&mut cmd)?;
-    // Where cargo put it: CARGO_TARGET_DIR when set (relative to the root).
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), |dir| root.join(dir));
-    let bin = target.join(if release { "release" } else { "debug" }).join("sip-xdp");
+    let bin = target_dir(root).join(if release { "release" } else { "debug" }).join("sip-xdp");
     eprintln!("    built {}", bin.display());
     Ok(bin)
 }
@@ -203,7 +232,10 @@ fn build(root: &Path, release: bool) -> anyhow::Result<PathBuf> {
 /// in `tests/tests/` belongs to the layer its name starts with, so a new
 /// file runs by being there, and a file that fits no layer stops the run.
 const LAYERS: [(&str, &str); 4] = [
-    ("host_", "host checks of the shipped files: promtool on the alert rules, the dashboard's structure"),
+    (
+        "host_",
+        "host checks of the shipped files: promtool on the alert rules, the dashboard's structure, the Debian package",
+    ),
     ("verdict_", "verdict tables through BPF_PROG_TEST_RUN (XDP ingress, TC egress), golden CLI and metrics output"),
     ("e2e_", "end to end in network namespaces (Kamailio, SIPp, sipvicious, Prometheus)"),
     ("bench_", "benchmark smoke: `cargo xtask bench --quick` runs every section and writes a complete report"),

@@ -16,6 +16,10 @@ use crate::{run_cmd, step};
 /// promtool), iproute2 for namespaces and veth pairs, ethtool for veth
 /// offloads, what sip-xdp is compared with: nftables, iptables with
 /// ipset, and fail2ban, and the fleet's store: redis-server and redis-cli.
+/// For the package: dpkg-dev (cargo-deb's dpkg-shlibdeps computes
+/// Depends), and what the package test checks its contents with: systemd
+/// (systemd-analyze verify), man-db and groff-base (the man pages render),
+/// zsh and fish (their completions load).
 const DEBIAN_PACKAGES: &[&str] = &[
     "kamailio",
     "sip-tester",
@@ -30,7 +34,15 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "fail2ban",
     "redis-server",
     "redis-tools",
+    "dpkg-dev",
+    "systemd",
+    "man-db",
+    "groff-base",
+    "zsh",
+    "fish",
 ];
+/// The cargo-deb release `cargo xtask package` was written against.
+const CARGO_DEB_VERSION: &str = "3.8.0";
 /// The bpf-linker release known to build against the nightly's LLVM 22.
 const BPF_LINKER_VERSION: &str = "0.13.0";
 /// Where the LLVM symlinks bpf-linker loads at run time live (they must
@@ -38,14 +50,29 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 const LLVM_LINK_ROOT: &str = "/opt/sip-xdp/llvm";
 
 pub fn all() -> anyhow::Result<()> {
-    step("setup 1/4: nightly toolchain");
+    step("setup 1/5: nightly toolchain");
     nightly()?;
-    step("setup 2/4: rust-src for the nightly (the eBPF crate builds core itself)");
+    step("setup 2/5: rust-src for the nightly (the eBPF crate builds core itself)");
     rust_src()?;
-    step("setup 3/4: bpf-linker against the nightly's own LLVM");
+    step("setup 3/5: bpf-linker against the nightly's own LLVM");
     bpf_linker()?;
-    step("setup 4/4: Debian packages for the tests");
+    step("setup 4/5: cargo-deb (cargo xtask package)");
+    cargo_deb()?;
+    step("setup 5/5: Debian packages for the tests and the package");
     debian_packages()?;
+    Ok(())
+}
+
+/// Any cargo-deb that runs will do; a missing one is built from source
+/// with its own lock file (a minute or two).
+fn cargo_deb() -> anyhow::Result<()> {
+    if let Ok(version) = output(Command::new("cargo").args(["deb", "--version"])) {
+        eprintln!("    present: {}", version.trim());
+        return Ok(());
+    }
+    eprintln!("    building cargo-deb {CARGO_DEB_VERSION} (a minute or two)");
+    run_cmd(Command::new("cargo").args(["install", "--locked", "cargo-deb", "--version", CARGO_DEB_VERSION]))?;
+    output(Command::new("cargo").args(["deb", "--version"])).context("the freshly built cargo-deb does not run")?;
     Ok(())
 }
 

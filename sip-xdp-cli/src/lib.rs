@@ -1,11 +1,24 @@
 //! Command-line interface. The command and flag names are the interface
 //! operators' scripts use: keep them stable.
+//!
+//! A crate of its own, with clap as its only dependency, so that xtask can
+//! render man pages and shell completions from this very definition without
+//! building the controller (whose build script compiles the eBPF object and
+//! needs the toolchain `cargo xtask setup` installs). The controller
+//! re-exports it as `sip_xdp::cli`.
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory as _, Parser, Subcommand, ValueEnum};
 
-use crate::pin::DEFAULT_PIN_DIR;
+/// Where `run` pins the filter's maps and links unless told otherwise.
+pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/sip-xdp";
+
+/// The whole command line as clap sees it (every subcommand, flag and help
+/// text): what the man pages and completions are generated from.
+pub fn command() -> clap::Command {
+    Cli::command()
+}
 
 #[derive(Parser, Debug)]
 #[command(
@@ -16,7 +29,7 @@ use crate::pin::DEFAULT_PIN_DIR;
 on the allowlist, in the kernel's XDP hook, before the network stack sees it.\n\n\
 `sip-xdp run` loads the filter, attaches it and pins its state under the pin directory; the other \
 commands work on that pinned state while it runs. Exit status: 0 success, 1 runtime error, 2 bad \
-config or argument."
+config or argument, 75 (`run` only) handed over on SIGUSR2 with the filter left in force."
 )]
 pub struct Cli {
     /// Directory on bpffs where the running instance pins its maps and links.
@@ -29,10 +42,12 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Load the filter, attach it to the interfaces and keep it configured
-    /// until SIGINT/SIGTERM (which detach it). SIGHUP reloads the config.
-    /// If an earlier instance left the filter pinned, it is adopted without
-    /// a moment unfiltered.
+    /// Load the filter, attach it to the interfaces and keep it configured.
+    ///
+    /// Runs until SIGINT/SIGTERM, which detach it. SIGHUP reloads the
+    /// config. SIGUSR2 hands over: exit with status 75, leaving the filter
+    /// attached and pinned for the next start. If an earlier instance left
+    /// the filter pinned, it is adopted without a moment unfiltered.
     Run(RunArgs),
     /// Validate a config file (and the allowlist files it names) without
     /// loading anything.
@@ -74,6 +89,14 @@ pub enum Command {
         #[arg(long)]
         try_attach: bool,
     },
+    /// Take the filter off the interfaces when no controller runs.
+    ///
+    /// A controller that crashed, was killed or handed over (SIGUSR2)
+    /// leaves the filter in force; this removes the pinned links and the
+    /// clsact egress filters. Refused while a `run` manages the pin
+    /// directory: stopping it detaches. The maps (runtime allowlist, bans)
+    /// stay pinned.
+    Detach,
     /// The busiest sources of traffic to the SIP ports.
     Sources {
         /// How many sources to show, by packets.
@@ -165,3 +188,53 @@ pub enum IntlCommand {
     /// Lift a source's block now.
     Unblock { source: String },
 }
+
+/// Sections of the man pages that the flags' help cannot hold, by page
+/// (`sip-xdp`, `sip-xdp-run`, ...): heading, then paragraphs. Kept here,
+/// beside the commands they describe.
+pub const MAN_SECTIONS: &[(&str, &str, &[&str])] = &[
+    (
+        "sip-xdp-run",
+        "SIGNALS",
+        &[
+            "SIGHUP: re-read the config file. A broken file is reported and the running config stays in force.",
+            "SIGINT, SIGTERM: detach the filter from every interface and exit (status 0). The maps stay pinned, \
+             so the next start finds the runtime allowlist and bans again.",
+            "SIGUSR2: hand over. Exit with status 75 leaving the filter attached and pinned; the next run adopts it \
+             in place, so the interfaces are never unfiltered. The packaged unit restarts on status 75, and package \
+             upgrades hand over this way.",
+            "SIGKILL or a crash: the kernel keeps filtering with the last state; the next run adopts it.",
+        ],
+    ),
+    (
+        "sip-xdp-run",
+        "SYSTEMD",
+        &["Under a Type=notify unit (NOTIFY_SOCKET set), run sends READY=1 once every interface is attached and \
+             the config applied, RELOADING=1 and READY=1 around a SIGHUP reload, and STOPPING=1 before it exits, \
+             each with a STATUS= line."],
+    ),
+    (
+        "sip-xdp-run",
+        "ENVIRONMENT",
+        &["RUST_LOG: log verbosity (default info). NOTIFY_SOCKET: set by systemd, see SYSTEMD."],
+    ),
+    (
+        "sip-xdp",
+        "FILES",
+        &[
+            "/etc/sip-xdp/sip-xdp.toml: the config of sip-xdp.service (installed in monitor mode, attached to no \
+             interface).",
+            "/sys/fs/bpf/sip-xdp: the default pin directory: maps/, links/ (XDP) and egress/ (TC) of the running \
+             filter.",
+            "/usr/share/sip-xdp: the Grafana dashboard and provisioning files, Prometheus alert rules and scrape \
+             config, example configs.",
+            "/usr/share/doc/sip-xdp/README.md: the config reference, metrics, and how restarts and upgrades \
+             keep the filter in force.",
+        ],
+    ),
+    (
+        "sip-xdp",
+        "SEE ALSO",
+        &["systemctl(1), journalctl(1): the service is sip-xdp.service; its log is journalctl -u sip-xdp."],
+    ),
+];

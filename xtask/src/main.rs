@@ -1,13 +1,17 @@
 //! `cargo xtask`: setup, build, run and test sip-xdp. Every step says what
 //! it is doing; setup is idempotent and fast when there is nothing to do.
 
+mod kernel_matrix;
 mod package;
 mod setup;
 mod system_vm;
+mod vm;
 
 use std::{
+    collections::BTreeMap,
     path::{Path, PathBuf},
-    process::Command,
+    process::{Command, Stdio},
+    time::Duration,
 };
 
 use anyhow::{bail, Context as _};
@@ -38,8 +42,30 @@ enum Task {
         args: Vec<String>,
     },
     /// Set up if needed, then run every test layer: host tests, verdict
-    /// tables (BPF_PROG_TEST_RUN) and end-to-end tests in namespaces.
+    /// tables (BPF_PROG_TEST_RUN), end-to-end tests in namespaces, the
+    /// benchmark's smoke run, and the kernel matrix (verdict tables and
+    /// attach tests inside Debian's 6.1 and 6.12 under qemu).
     Test,
+    /// Set up if needed, build, and run tests or a script inside Debian's
+    /// packaged kernels under qemu (software emulation), with this
+    /// machine's root filesystem read-only under a tmpfs overlay. Needs
+    /// root.
+    #[command(after_help = VM_EXAMPLES)]
+    Vm {
+        /// Only this kernel series (default: each, all at once).
+        #[arg(long, value_name = "SERIES", value_parser = ["6.1", "6.12"])]
+        kernel: Option<String>,
+        /// Stop a guest that runs longer than this, in seconds.
+        #[arg(long, value_name = "SECS", default_value_t = kernel_matrix::GUEST_TIMEOUT.as_secs())]
+        timeout: u64,
+        /// After `--`: nothing for the kernel-matrix layer; a test target
+        /// of tests/tests (e.g. verdict_ingress) and its arguments (test
+        /// names, libtest options) for that test binary; anything else is
+        /// a bash script (the words joined by spaces), run as root in the
+        /// workspace with SIP_XDP_BIN set and the built sip-xdp on PATH.
+        #[arg(last = true, value_name = "TEST-OR-SCRIPT")]
+        args: Vec<String>,
+    },
     /// Set up if needed, then benchmark: cost per packet against a
     /// parse-only baseline, allowlist scaling, a veth flood against
     /// nftables, iptables+ipset and an XDP drop-everything ceiling, time to
@@ -88,6 +114,12 @@ enum Task {
     },
 }
 
+const VM_EXAMPLES: &str = "Examples:
+  cargo xtask vm                                  the kernel-matrix layer alone
+  cargo xtask vm --kernel 6.1 -- verdict_ingress  one verdict table on 6.1
+  cargo xtask vm -- e2e_filter sigkill --nocapture
+  cargo xtask vm --kernel 6.12 -- 'uname -r; sip-xdp doctor'";
+
 fn main() {
     if let Err(err) = run(Cli::parse()) {
         eprintln!("xtask: error: {err:#}");
@@ -109,6 +141,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             std::process::exit(status.code().unwrap_or(1));
         }
         Task::Test => test(&root),
+        Task::Vm { kernel, timeout, args } => vm_task(&root, kernel.as_deref(), Duration::from_secs(timeout), &args),
         Task::Bench { quick, sections } => {
             setup::all()?;
             let bin = build(&root, false)?;
@@ -191,6 +224,15 @@ pub fn run_cmd(cmd: &mut Command) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs a command and returns its stdout; fails with its stderr if it fails.
+pub fn output(cmd: &mut Command) -> anyhow::Result<String> {
+    let out = cmd.output().with_context(|| format!("cannot run {cmd:?}"))?;
+    if !out.status.success() {
+        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 fn cargo() -> Command {
     Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
 }
@@ -222,10 +264,35 @@ fn build(root: &Path, release: bool) -> anyhow::Result<PathBuf> {
     if release {
         cmd.arg("--release");
     }
-    run_cmd(&mut cmd)?;
-    let bin = target_dir(root).join(if release { "release" } else { "debug" }).join("sip-xdp");
+    let bin = executables(&mut cmd, "bin")?.remove("sip-xdp").context("cargo built no sip-xdp binary")?;
     eprintln!("    built {}", bin.display());
     Ok(bin)
+}
+
+/// Runs a cargo build command and returns the executables it reports, by
+/// target name, of targets of `kind` ("bin", "test"): where cargo put
+/// them, which depends on CARGO_TARGET_DIR and the profile. Diagnostics
+/// and progress go to the terminal as usual.
+pub fn executables(cmd: &mut Command, kind: &str) -> anyhow::Result<BTreeMap<String, PathBuf>> {
+    cmd.arg("--message-format=json-render-diagnostics").stdout(Stdio::piped());
+    let out = cmd.output().with_context(|| format!("cannot run {cmd:?}"))?;
+    if !out.status.success() {
+        bail!("{cmd:?} failed ({})", out.status);
+    }
+    Ok(artifacts(&String::from_utf8_lossy(&out.stdout), kind))
+}
+
+/// The executables in cargo's JSON messages, by target name.
+fn artifacts(messages: &str, kind: &str) -> BTreeMap<String, PathBuf> {
+    let mut found = BTreeMap::new();
+    for message in messages.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()) {
+        let target = &message["target"];
+        let of_kind = target["kind"].as_array().is_some_and(|k| k.iter().any(|k| k == kind));
+        if let (true, Some(name), Some(exe)) = (of_kind, target["name"].as_str(), message["executable"].as_str()) {
+            found.insert(name.to_string(), PathBuf::from(exe));
+        }
+    }
+    found
 }
 
 /// The layers of the integration tests, in the order they run: every file
@@ -317,8 +384,66 @@ fn test(root: &Path) -> anyhow::Result<()> {
         }
         run_cmd(cmd.env("SIP_XDP_BIN", &bin))?;
     }
+    kernel_matrix(root, &layers[VERDICT_LAYER], &bin, None)?;
+    step("package: the .deb built, then installed and driven in a booted Debian 12");
+    let deb = package::package(root)?;
+    package_test(root, &deb)?;
     step("all test layers passed");
     Ok(())
+}
+
+/// Where the verdict tables are in [`LAYERS`]: the kernel matrix runs them.
+const VERDICT_LAYER: usize = 1;
+
+/// The kernel-matrix layer, on the kernels `which` names (default: all).
+fn kernel_matrix(root: &Path, verdict_targets: &[String], bin: &Path, which: Option<&str>) -> anyhow::Result<()> {
+    let kernels = kernel_matrix::select(vm::kernels()?, which)?;
+    let targets: Vec<&str> =
+        verdict_targets.iter().map(String::as_str).chain(kernel_matrix::E2E.iter().map(|(t, _)| *t)).collect();
+    step("kernel matrix: the test binaries it runs");
+    let binaries = kernel_matrix::build_tests(root, &targets)?;
+    let jobs = kernel_matrix::layer_jobs(verdict_targets, &|target| {
+        binaries.get(target).cloned().with_context(|| format!("cargo built no test binary {target}"))
+    })?;
+    kernel_matrix::run_layer(root, bin, kernels, &jobs)
+}
+
+/// `cargo xtask vm`.
+fn vm_task(root: &Path, which: Option<&str>, timeout: Duration, args: &[String]) -> anyhow::Result<()> {
+    setup::all()?;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("the guests' kernels are cached in /var/cache and the tests inside load programs: run as root");
+    }
+    let layers = test_targets(root)?;
+    let bin = build(root, false)?;
+    let all_targets: Vec<String> = layers.concat();
+    match kernel_matrix::vm_work(args, &all_targets) {
+        kernel_matrix::VmWork::Layer => kernel_matrix(root, &layers[VERDICT_LAYER], &bin, which),
+        kernel_matrix::VmWork::Test { target, args } => {
+            let binary = kernel_matrix::build_tests(root, &[&target])?
+                .remove(&target)
+                .with_context(|| format!("cargo built no test binary {target}"))?;
+            let kernels = kernel_matrix::select(vm::kernels()?, which)?;
+            step(&format!("{target} in {}", kernels.iter().map(|k| k.version.as_str()).collect::<Vec<_>>().join(", ")));
+            kernel_matrix::run_script(&kernels, &kernel_matrix::test_script(root, &bin, &binary, &args), timeout)
+        }
+        kernel_matrix::VmWork::Script(script) => {
+            let kernels = kernel_matrix::select(vm::kernels()?, which)?;
+            step(&format!(
+                "the script in {}",
+                kernels.iter().map(|k| k.version.as_str()).collect::<Vec<_>>().join(", ")
+            ));
+            let bin_dir = bin.parent().unwrap_or(root);
+            let prelude = format!(
+                "export SIP_XDP_BIN={} PATH={}:$PATH\ncd {}\n",
+                vm::shell_quote(&bin.to_string_lossy()),
+                vm::shell_quote(&bin_dir.to_string_lossy()),
+                vm::shell_quote(&root.to_string_lossy())
+            );
+            kernel_matrix::run_script(&kernels, &format!("{prelude}{script}\n"), timeout)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -360,6 +485,21 @@ mod tests {
             [vec!["host_x"], vec!["verdict_a", "verdict_b"], vec!["e2e_a", "e2e_dir"], vec!["bench_smoke"]]
         );
         std::fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn executables_are_taken_from_cargos_messages_by_kind() {
+        let messages = r#"{"reason":"compiler-artifact","target":{"kind":["lib"],"name":"sip_xdp_tests"},"executable":null}
+{"reason":"compiler-artifact","target":{"kind":["test"],"name":"verdict_pins"},"executable":"/t/debug/deps/verdict_pins-1f"}
+{"reason":"compiler-artifact","target":{"kind":["bin"],"name":"sip-xdp"},"executable":"/t/debug/sip-xdp"}
+{"reason":"build-finished","success":true}
+not json"#;
+        let tests = artifacts(messages, "test");
+        assert_eq!(
+            tests.into_iter().collect::<Vec<_>>(),
+            [("verdict_pins".into(), "/t/debug/deps/verdict_pins-1f".into())]
+        );
+        assert_eq!(artifacts(messages, "bin")["sip-xdp"], PathBuf::from("/t/debug/sip-xdp"));
     }
 
     #[test]

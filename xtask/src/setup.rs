@@ -7,9 +7,9 @@ use std::{
     process::Command,
 };
 
-use anyhow::{anyhow, bail, Context as _};
+use anyhow::{anyhow, Context as _};
 
-use crate::{run_cmd, step};
+use crate::{output, run_cmd, step, vm};
 
 /// Debian packages the tests and the benchmark use: the SIP server,
 /// clients and attack tools of the end-to-end layer, Prometheus (server and
@@ -19,7 +19,8 @@ use crate::{run_cmd, step};
 /// For the package: dpkg-dev (cargo-deb's dpkg-shlibdeps computes
 /// Depends), and what the package test checks its contents with: systemd
 /// (systemd-analyze verify), man-db and groff-base (the man pages render),
-/// zsh and fish (their completions load).
+/// zsh and fish (their completions load). The VM runners' own are in [`vm::HOST_PACKAGES`] (the kernel matrix)
+/// and `system_vm::HOST_PACKAGES` (the package test).
 const DEBIAN_PACKAGES: &[&str] = &[
     "kamailio",
     "sip-tester",
@@ -50,16 +51,20 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 const LLVM_LINK_ROOT: &str = "/opt/sip-xdp/llvm";
 
 pub fn all() -> anyhow::Result<()> {
-    step("setup 1/5: nightly toolchain");
+    step("setup 1/6: nightly toolchain");
     nightly()?;
-    step("setup 2/5: rust-src for the nightly (the eBPF crate builds core itself)");
+    step("setup 2/6: rust-src for the nightly (the eBPF crate builds core itself)");
     rust_src()?;
-    step("setup 3/5: bpf-linker against the nightly's own LLVM");
+    step("setup 3/6: bpf-linker against the nightly's own LLVM");
     bpf_linker()?;
-    step("setup 4/5: cargo-deb (cargo xtask package)");
+    step("setup 4/6: cargo-deb (cargo xtask package)");
     cargo_deb()?;
-    step("setup 5/5: Debian packages for the tests and the package");
+    step("setup 5/6: Debian packages for the tests and the package");
     debian_packages()?;
+    step("setup 6/6: Debian's kernels for the kernel matrix (downloaded and unpacked, never installed)");
+    for kernel in vm::kernels()? {
+        eprintln!("    present: {} in {}", kernel.package, kernel.root.display());
+    }
     Ok(())
 }
 
@@ -74,14 +79,6 @@ fn cargo_deb() -> anyhow::Result<()> {
     run_cmd(Command::new("cargo").args(["install", "--locked", "cargo-deb", "--version", CARGO_DEB_VERSION]))?;
     output(Command::new("cargo").args(["deb", "--version"])).context("the freshly built cargo-deb does not run")?;
     Ok(())
-}
-
-fn output(cmd: &mut Command) -> anyhow::Result<String> {
-    let out = cmd.output().with_context(|| format!("cannot run {cmd:?}"))?;
-    if !out.status.success() {
-        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn nightly() -> anyhow::Result<()> {
@@ -169,7 +166,13 @@ fn bpf_linker() -> anyhow::Result<()> {
 }
 
 fn debian_packages() -> anyhow::Result<()> {
-    let wanted: Vec<&str> = DEBIAN_PACKAGES.iter().chain(crate::system_vm::HOST_PACKAGES).copied().collect();
+    // Both VM runners need qemu: each package once.
+    let mut wanted: Vec<&str> = Vec::new();
+    for package in DEBIAN_PACKAGES.iter().chain(vm::HOST_PACKAGES).chain(crate::system_vm::HOST_PACKAGES) {
+        if !wanted.contains(package) {
+            wanted.push(package);
+        }
+    }
     let missing: Vec<&str> = wanted
         .iter()
         .copied()

@@ -73,6 +73,21 @@ mount -t tmpfs -o mode=1777 shm $N/dev/shm
 mount -t tmpfs -o mode=1777 tmpfs $N/tmp
 mount -t tmpfs -o mode=0755 tmpfs $N/run
 mount -t tmpfs -o mode=1777 tmpfs $N/var/tmp
+# A workspace (or anything the scripts name) under /tmp, /run or /var/tmp
+# is hidden by those fresh mounts (CI clones into /tmp): show it again as
+# an overlay of the host's copy, writable in the guest only.
+for keep in "$VM_WORKSPACE" "$VM_CWD"; do
+    case "$keep" in
+    /tmp/?*|/run/?*|/var/tmp/?*)
+        [ -d "/lower$keep" ] || continue
+        grep -q " $N$keep overlay" /proc/mounts && continue
+        k=/upper/keep$(echo "$keep" | tr / _)
+        mkdir -p "$k/data" "$k/work" "$N$keep"
+        mount -t overlay -o "lowerdir=/lower$keep,upperdir=$k/data,workdir=$k/work" overlay "$N$keep" ||
+            fatal "cannot show $keep in the guest"
+        ;;
+    esac
+done
 mount -t bpf -o mode=0700 bpf $N/sys/fs/bpf || say "no bpffs"
 mount -t tracefs tracefs $N/sys/kernel/tracing 2>/dev/null
 mount -t debugfs debugfs $N/sys/kernel/debug 2>/dev/null

@@ -87,6 +87,9 @@ pub fn run(kernel: &Kernel, script: &str, timeout: Duration, on_line: &(dyn Fn(&
         ("VM_OUT", dir.to_string_lossy().into_owned()),
         ("VM_MODULES", kernel.modules_dir.parent().unwrap_or(&kernel.modules_dir).to_string_lossy().into_owned()),
         ("VM_CWD", cwd.to_string_lossy().into_owned()),
+        // The workspace (the test binaries, fixtures and target/): shown
+        // again if it lives under a directory the guest mounts afresh.
+        ("VM_WORKSPACE", crate::workspace_root().to_string_lossy().into_owned()),
         ("VM_KERNEL", kernel.version.clone()),
         ("VM_CONFIG", kernel.config.to_string_lossy().into_owned()),
         ("VM_PRELOAD", PRELOAD_MODULES.join(" ")),

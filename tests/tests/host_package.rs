@@ -255,6 +255,11 @@ fn the_unit_verifies_and_runs_the_controller_as_the_package_expects() {
     }
     // The sandbox keeps the pins writable, and bpf(2) callable.
     assert_eq!(one("ProtectSystem"), "strict");
+    // Not ProtectKernelTunables=: under it, /sys/fs/bpf stays read-only
+    // whatever ReadWritePaths= says (systemd 252), and no pin is made; the
+    // tunables are read-only all the same.
+    assert!(unit_values(&unit, "ProtectKernelTunables").is_empty());
+    assert_eq!(one("ReadOnlyPaths"), "/proc/sys /sys");
     // bpffs: where the default pin directory lives.
     assert_eq!(one("ReadWritePaths"), "/sys/fs/bpf");
     assert!(sip_xdp::pin::DEFAULT_PIN_DIR.starts_with("/sys/fs/bpf/"));

@@ -18,7 +18,8 @@ use crate::vm::{self, shell_quote, tail_lines, Kernel, VmRun};
 
 /// End-to-end tests that run in the guests: the egress observer as a
 /// clsact filter (the only way on 6.1), a failing attach leaving nothing,
-/// doctor on the lab's veths (`e2e_attach`, all of it), and a crashed
+/// doctor on the lab's veths, signals during the load (`e2e_attach`, all
+/// of it, whatever it grows to), and a crashed
 /// controller's filter staying in force and adopted by the next start.
 /// The others depend on no kernel feature these do not cover, and would
 /// cost minutes each under emulation.

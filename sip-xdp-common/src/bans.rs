@@ -20,6 +20,15 @@ crate::closed_set! {
         /// One of the networks that keep attacking (`[ban] escalate_after`
         /// banned sources inside it).
         Escalated = 6 => "escalated",
+        /// Banned through the control API without a more precise reason.
+        Api = 7 => "api",
+        /// The SIP server saw passwords guessed over TLS, which the kernel
+        /// cannot read, and asked through the API.
+        TlsAuth = 8 => "tls_auth_failures",
+        /// A CrowdSec decision (`[crowdsec]`).
+        CrowdSec = 9 => "crowdsec",
+        /// A fail2ban jail, through its sip-xdp action.
+        Fail2ban = 10 => "fail2ban",
     }
 }
 

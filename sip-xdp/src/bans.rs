@@ -51,6 +51,12 @@ pub(crate) fn source_of(net: &IpNet, v6_prefix: u8) -> Option<SourceKey> {
     }
 }
 
+/// The label the ban of `net` has in this kernel (what `ban list` shows).
+pub fn label_of(maps: &Maps, net: &IpNet) -> String {
+    let v6_prefix = maps.v6_prefix();
+    source_of(net, v6_prefix).map_or_else(|| net.to_string(), |key| source_label(&key, v6_prefix))
+}
+
 pub fn list(maps: &Maps) -> anyhow::Result<Vec<BanRow>> {
     let now = boottime_ns();
     let v6_prefix = maps.v6_prefix();
@@ -139,6 +145,101 @@ pub fn add(maps: &mut Maps, net: IpNet, duration_secs: Option<u64>, reason: BanR
         }
     };
     Ok(format!("banned {banned} for {}s\n", duration_ns / NS_PER_SEC))
+}
+
+/// Why a ban from outside the kernel is refused, if it is: `too_wide`
+/// (wider than `/widest_v4` or `/widest_v6`), or `trusted` (it overlaps a
+/// trusted rule: that rule).
+pub(crate) fn refusal(
+    maps: &Maps,
+    net: &IpNet,
+    widest_v4: u8,
+    widest_v6: u8,
+) -> anyhow::Result<Option<(&'static str, Option<IpNet>)>> {
+    let widest = match net {
+        IpNet::V4(_) => widest_v4,
+        IpNet::V6(_) => widest_v6,
+    };
+    if net.prefix_len() < widest {
+        return Ok(Some(("too_wide", None)));
+    }
+    Ok(trusted_cover(maps, net)?.map(|rule| ("trusted", Some(rule))))
+}
+
+/// How a ban placed from outside the kernel landed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Placed {
+    /// In force now, under this label (what `ban list` shows).
+    New(String),
+    /// A ban was in force already: still one ban (its end pushed out to
+    /// the new one's when that is later and `extend` was asked).
+    Already(String),
+}
+
+/// A ban from outside the kernel (the control API, CrowdSec, the fleet):
+/// idempotent, so the same ban twice is one ban, with one offense and one
+/// report. `announced`: written as already reported (fleet bans, which
+/// must not echo back to the fleet), else the next sweep reports it like
+/// any other. `before` is called with the label just before the kernel
+/// has a new ban. The caller has checked trusted rules and widths.
+pub(crate) fn place(
+    maps: &mut Maps,
+    net: IpNet,
+    duration_ns: u64,
+    reason: BanReason,
+    announced: bool,
+    extend: bool,
+    before: impl FnOnce(&str),
+) -> anyhow::Result<Placed> {
+    let now = boottime_ns();
+    let v6_prefix = maps.v6_prefix();
+    match source_of(&net, v6_prefix) {
+        Some(key) => {
+            let label = source_label(&key, v6_prefix);
+            let previous = maps.bans.get(&key, 0).ok();
+            if let Some(mut p) = previous.filter(|p| p.in_force(now)) {
+                if extend && now + duration_ns > p.expires_ns {
+                    p.expires_ns = now + duration_ns;
+                    maps.bans.insert(key, p, 0).with_context(|| format!("cannot extend the ban of {label}"))?;
+                }
+                return Ok(Placed::Already(label));
+            }
+            let entry = BanEntry {
+                expires_ns: now + duration_ns,
+                banned_at_ns: now,
+                dropped: 0,
+                offenses: previous.map_or(0, |p| p.offenses) + 1,
+                reason: reason as u8,
+                state: BanState::Active as u8,
+                announced: announced as u8,
+                _pad: 0,
+            };
+            before(&label);
+            maps.bans.insert(key, entry, 0).with_context(|| format!("cannot ban {label}"))?;
+            Ok(Placed::New(label))
+        }
+        None => {
+            let label = net.to_string();
+            let expires = u32::try_from((now + duration_ns).div_ceil(NS_PER_SEC)).unwrap_or(u32::MAX);
+            if let Some(v) = maps.prefix_ban_entries()?.get(&net).filter(|v| v.ban_in_force(now)) {
+                if extend && v.ban_expires_secs != 0 && expires > v.ban_expires_secs {
+                    maps.insert_prefix_ban(net, RuleValue { ban_expires_secs: expires, ..*v })?;
+                }
+                return Ok(Placed::Already(label));
+            }
+            let state = if announced { PrefixBanState::Announced } else { PrefixBanState::New };
+            // A prefix ban keeps its reason where a limited rule keeps its
+            // profile.
+            let value = RuleValue {
+                ban_state: state as u8,
+                ban_expires_secs: expires,
+                ..RuleValue::new(ORIGIN_BAN, RuleClass::Banned, reason as u8)
+            };
+            before(&label);
+            maps.insert_prefix_ban(net, value)?;
+            Ok(Placed::New(label))
+        }
+    }
 }
 
 /// Lifts a ban at once; the controller reports it.

@@ -16,7 +16,7 @@ use crate::{
     config::Config,
     error::user_error,
     intl,
-    maps::{source_label, Maps},
+    maps::{source_label, Maps, StatRow},
     pin::PinDir,
     rules::parse_cidr,
 };
@@ -115,15 +115,7 @@ pub fn stats(pins: &PinDir, as_json: bool) -> anyhow::Result<String> {
     let rows = Maps::open(pins)?.stats()?;
     let interfaces = pins.pinned_links();
     if as_json {
-        let counters: Vec<_> = rows
-            .iter()
-            .map(|r| {
-                json!({"action": r.action.name(), "reason": r.reason.name(),
-                       "packets": r.counter.packets, "bytes": r.counter.bytes})
-            })
-            .collect();
-        let doc = json!({"attached": interfaces, "counters": counters});
-        return Ok(format!("{}\n", serde_json::to_string_pretty(&doc)?));
+        return Ok(format!("{}\n", serde_json::to_string_pretty(&stats_document(&rows, &interfaces))?));
     }
     let mut out = String::new();
     if interfaces.is_empty() {
@@ -145,6 +137,19 @@ pub fn stats(pins: &PinDir, as_json: bool) -> anyhow::Result<String> {
     let total: u64 = rows.iter().map(|r| r.counter.packets).sum();
     writeln!(out, "total packets: {total}")?;
     Ok(out)
+}
+
+/// The counters as `stats --json` prints them and the API's `/v1/stats`
+/// returns them.
+pub fn stats_document(rows: &[StatRow], interfaces: &[String]) -> serde_json::Value {
+    let counters: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            json!({"action": r.action.name(), "reason": r.reason.name(),
+                   "packets": r.counter.packets, "bytes": r.counter.bytes})
+        })
+        .collect();
+    json!({"attached": interfaces, "counters": counters})
 }
 
 pub fn sources(pins: &PinDir, top: usize, as_json: bool) -> anyhow::Result<String> {
@@ -196,23 +201,29 @@ pub fn ban_del(pins: &PinDir, target: &str) -> anyhow::Result<String> {
     bans::del(&mut Maps::open(pins)?, net)
 }
 
+/// The bans as `ban list --json` prints them and the API's `/v1/bans`
+/// returns them.
+pub fn ban_rows_document(rows: &[bans::BanRow], origins: &crate::fleet::origin::Origins) -> serde_json::Value {
+    let list: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            let mut row = json!({"source": r.source, "reason": r.reason, "remaining_secs": r.remaining_secs,
+                   "dropped": r.dropped, "offenses": r.offenses});
+            if let Some(origin) = origins.get(&r.source) {
+                row["origin"] = json!(origin);
+            }
+            row
+        })
+        .collect();
+    serde_json::Value::Array(list)
+}
+
 pub fn ban_list(pins: &PinDir, as_json: bool) -> anyhow::Result<String> {
     let rows = bans::list(&Maps::open(pins)?)?;
     // Bans from other edges of a fleet name the edge; others are as ever.
     let origins = crate::fleet::origin::Origins::new(pins);
     if as_json {
-        let list: Vec<_> = rows
-            .iter()
-            .map(|r| {
-                let mut row = json!({"source": r.source, "reason": r.reason, "remaining_secs": r.remaining_secs,
-                       "dropped": r.dropped, "offenses": r.offenses});
-                if let Some(origin) = origins.get(&r.source) {
-                    row["origin"] = json!(origin);
-                }
-                row
-            })
-            .collect();
-        return Ok(format!("{}\n", serde_json::to_string_pretty(&list)?));
+        return Ok(format!("{}\n", serde_json::to_string_pretty(&ban_rows_document(&rows, &origins))?));
     }
     let mut out =
         format!("{:<44} {:<14} {:>10} {:>12} {:>9}\n", "SOURCE", "REASON", "REMAINING", "DROPPED", "OFFENSES");

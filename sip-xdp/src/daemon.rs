@@ -23,10 +23,12 @@ use tokio::{
 };
 
 use crate::{
+    api::{self, answer::answer},
     apply::{apply, reload, summary},
     attach::{self, AttachMode, Attached, EgressAttach},
     bans,
-    config::Config,
+    config::{Api, Config},
+    crowdsec::{self, Bouncer, Pull},
     escalation::{self, Escalation},
     events::{Event, EventSink},
     fleet::{store::Inbound, Fleet},
@@ -77,6 +79,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Stopped> {
     }
     let _lock = pins.lock()?;
     let metrics_server = metrics::bind(cfg.metrics.listen)?;
+    let api_server = cfg.api.as_ref().map(api::bind).transpose()?;
     let adopting = !pins.pinned_links().is_empty();
     info!(
         "loading the XDP program ({} pinned state in {})",
@@ -114,6 +117,21 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Stopped> {
     };
     metrics::serve(metrics_server, Arc::clone(&metrics), pins.clone(), programs);
     info!("metrics on http://{}/metrics", cfg.metrics.listen);
+    // Like the fleet, both only add to local enforcement, once it is in place.
+    let (api_tx, api_rx) = unbounded_channel();
+    let api = match (api_server, &cfg.api) {
+        (Some(server), Some(api_cfg)) => {
+            info!("control API on {}", server.describe());
+            api::serve(server, api_tx, &metrics)?;
+            Some((api_cfg.clone(), api_rx))
+        }
+        _ => None,
+    };
+    let crowdsec = match &cfg.crowdsec {
+        Some(c) => Some(crowdsec::start(c, &metrics)?),
+        None => None,
+    };
+    let outside = Outside { api, crowdsec, pins: pins.clone() };
     info!(
         "filtering; SIGHUP reloads {}, SIGINT/SIGTERM detach and exit, SIGUSR2 exits leaving the filter in force",
         cfg.path.display()
@@ -122,7 +140,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Stopped> {
     // so `systemctl start` returning means the host is protected.
     systemd::ready(&format!("filtering on {} in {} mode", interfaces.join(", "), cfg.filter.mode.name()));
 
-    let stopped = serve(&mut maps, cfg, kernel_events, &metrics, signals, fleet).await;
+    let stopped = serve(&mut maps, cfg, kernel_events, &metrics, signals, fleet, outside).await;
     systemd::stopping();
     match stopped {
         Ok(Stopped::HandedOver) => {
@@ -164,6 +182,14 @@ impl Signals {
     }
 }
 
+/// What tools outside the kernel send: control API calls and CrowdSec
+/// decisions.
+struct Outside {
+    api: Option<(Api, UnboundedReceiver<api::Pending>)>,
+    crowdsec: Option<(Bouncer, UnboundedReceiver<Pull>)>,
+    pins: PinDir,
+}
+
 /// How often bans are swept: expiries are reported within this.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// With a fleet to publish to, the ban tables are swept this often, so a
@@ -179,11 +205,15 @@ async fn serve(
     metrics: &Metrics,
     signals: Signals,
     fleet: Option<(Fleet, UnboundedReceiver<Inbound>)>,
+    outside: Outside,
 ) -> anyhow::Result<Stopped> {
     let Signals { mut interrupt, mut terminate, mut hangup, mut handover } = signals;
     let (fleet, mut fleet_inbound) = fleet.unzip();
     let fast = fleet.as_ref().is_some_and(Fleet::publishes);
     let fleet_cfg = cfg.fleet.clone();
+    let (api_cfg, mut api_calls) = outside.api.unzip();
+    let (mut bouncer, mut crowdsec_pulls) = outside.crowdsec.unzip();
+    let started = (cfg.api.clone(), cfg.crowdsec.clone());
     let mut report = Report { sink: EventSink::new(&cfg.events), metrics, escalation: Escalation::default(), fleet };
     let mut sweep = tokio::time::interval(if fast { FLEET_SWEEP_INTERVAL } else { SWEEP_INTERVAL });
     let mut last_slow_sweep = Instant::now();
@@ -211,8 +241,11 @@ async fn serve(
                 if cfg.fleet != fleet_cfg {
                     warn!("[fleet] changes take effect at the next start");
                 }
+                if (&cfg.api, &cfg.crowdsec) != (&started.0, &started.1) {
+                    warn!("[api] and [crowdsec] changes take effect at the next start");
+                }
             }
-            Some(msg) = next_inbound(&mut fleet_inbound) => {
+            Some(msg) = next(&mut fleet_inbound) => {
                 let Report { sink, metrics, fleet, .. } = &mut report;
                 if let Some(fleet) = fleet {
                     let mut emit = |e: &Event| {
@@ -220,6 +253,20 @@ async fn serve(
                         sink.emit(e);
                     };
                     fleet.inbound(msg, maps, cfg.filter.mode, &mut prefix_bans, &mut emit);
+                }
+            }
+            Some((call, reply)) = next(&mut api_calls) => {
+                if let Some(api_cfg) = &api_cfg {
+                    let (answered, event) = answer(maps, api_cfg, &outside.pins, call);
+                    if let Some(event) = event {
+                        report.event(maps, &cfg, &event);
+                    }
+                    let _ = reply.send(answered);
+                }
+            }
+            Some(pull) = next(&mut crowdsec_pulls) => {
+                if let Some(bouncer) = &mut bouncer {
+                    bouncer.apply(maps, pull);
                 }
             }
             Some(record) = kernel_events.recv() => {
@@ -265,8 +312,9 @@ struct Report<'a> {
     fleet: Option<Fleet>,
 }
 
-/// The next message from the fleet store, or never without a fleet.
-async fn next_inbound(rx: &mut Option<UnboundedReceiver<Inbound>>) -> Option<Inbound> {
+/// The next message from an optional source (the fleet store, the API,
+/// CrowdSec), or never without one.
+async fn next<T>(rx: &mut Option<UnboundedReceiver<T>>) -> Option<T> {
     match rx {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,

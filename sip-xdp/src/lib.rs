@@ -5,10 +5,13 @@
 //! it into the maps' form, `apply` writes it (with `rule_plan` and
 //! `rule_index`), `loader` loads, pins and attaches the programs, and
 //! `daemon` runs the loop of signals, kernel events and sweeps, telling
-//! systemd where it stands through `systemd`. The CLI's commands
+//! systemd where it stands through `systemd`. What tools outside the
+//! kernel report (`api`, `crowdsec`) is applied the kernel's way by
+//! `reports`. The CLI's commands
 //! (`commands`, `bans`, `intl`) work on the pinned `maps`.
 
 pub mod anomaly;
+pub mod api;
 pub mod apply;
 pub mod attach;
 pub mod bans;
@@ -16,6 +19,7 @@ pub mod batch;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod crowdsec;
 pub mod daemon;
 pub mod doctor;
 pub mod error;
@@ -29,6 +33,7 @@ pub mod loader;
 pub mod maps;
 pub mod metrics;
 pub mod pin;
+pub mod reports;
 pub mod rule_index;
 pub mod rule_plan;
 pub mod rules;

@@ -1,8 +1,6 @@
 //! `[fleet]`: sharing bans with the other edges through Redis. Without a
 //! `redis` URL the edge stands alone and nothing below applies.
 
-use std::path::Path;
-
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -75,13 +73,7 @@ impl RawFleet {
         }
         let password = match &self.password_file {
             None => None,
-            Some(file) => {
-                let path = resolve(src.path, file.get_ref());
-                let text = std::fs::read_to_string(&path).map_err(|e| {
-                    src.error(file.span(), "fleet.password_file", format!("cannot read {}: {e}", path.display()))
-                })?;
-                Some(text.trim_end_matches(['\n', '\r']).to_string())
-            }
+            Some(file) => Some(src.secret_file(file, "fleet.password_file")?),
         };
         let node = match &self.node {
             Some(n) => n.get_ref().clone(),
@@ -91,29 +83,17 @@ impl RawFleet {
             let span = self.node.as_ref().map_or(0..0, Spanned::span);
             return Err(src.error(span, "fleet.node", format!("{node:?} is not 1-64 of A-Z a-z 0-9 . _ -")));
         }
-        let prefix = |v: &Spanned<i64>, key: &str, max: i64| -> anyhow::Result<u8> {
-            let n = *v.get_ref();
-            if !(1..=max).contains(&n) {
-                return Err(src.error(v.span(), key, format!("{n} is out of range (1-{max})")));
-            }
-            Ok(n as u8)
-        };
         Ok(Some(Fleet {
             redis: u.clone(),
             password,
             node,
             publish: self.publish,
             subscribe: self.subscribe,
-            max_prefix_v4: prefix(&self.max_prefix_v4, "fleet.max_prefix_v4", 32)?,
-            max_prefix_v6: prefix(&self.max_prefix_v6, "fleet.max_prefix_v6", 128)?,
+            max_prefix_v4: src.prefix_len(&self.max_prefix_v4, "fleet.max_prefix_v4", 32)?,
+            max_prefix_v6: src.prefix_len(&self.max_prefix_v6, "fleet.max_prefix_v6", 128)?,
             reconcile_secs: src.positive(&self.reconcile_secs, "fleet.reconcile_secs", 3600)?,
         }))
     }
-}
-
-/// A relative file name is relative to the config file.
-fn resolve(config: &Path, name: &str) -> std::path::PathBuf {
-    config.parent().unwrap_or(Path::new(".")).join(name)
 }
 
 fn hostname() -> String {

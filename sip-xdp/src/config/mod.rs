@@ -7,8 +7,10 @@
 //! `kernel` turns a validated config into what the kernel maps hold.
 
 mod anomaly;
+mod api;
 mod ban;
 mod classes;
+mod crowdsec;
 mod destinations;
 mod events;
 mod filter;
@@ -28,8 +30,10 @@ use toml::Spanned;
 
 pub use self::{
     anomaly::Anomaly,
+    api::{Api, ApiListen},
     ban::{AuthFailures, BanConfig},
     classes::{Profile, MAX_RATE},
+    crowdsec::CrowdSec,
     destinations::Destinations,
     events::{EventFormat, Events},
     filter::{Filter, MAX_SOURCES_TABLE, MIN_SOURCES_TABLE},
@@ -62,6 +66,10 @@ pub struct Config {
     pub anomaly: Anomaly,
     /// Bans shared with other edges; None: this edge stands alone.
     pub fleet: Option<Fleet>,
+    /// The control API; None: off.
+    pub api: Option<Api>,
+    /// A CrowdSec Local API whose decisions are enforced; None: off.
+    pub crowdsec: Option<CrowdSec>,
 }
 
 #[derive(Deserialize)]
@@ -93,6 +101,10 @@ struct RawConfig {
     anomaly: anomaly::RawAnomaly,
     #[serde(default)]
     fleet: fleet::RawFleet,
+    #[serde(default)]
+    api: api::RawApi,
+    #[serde(default)]
+    crowdsec: crowdsec::RawCrowdSec,
 }
 
 impl Config {
@@ -128,6 +140,8 @@ impl Config {
             user_agents: raw.fingerprints.validate(&src)?,
             anomaly: raw.anomaly.validate(&src)?,
             fleet: raw.fleet.validate(&src)?,
+            api: raw.api.validate(&src)?,
+            crowdsec: raw.crowdsec.validate(&src)?,
             profiles,
         })
     }
@@ -394,6 +408,68 @@ webhook = "https://hooks.example.net/sip-xdp"
         assert!(e.contains("key `destinations.applies_to`: unknown class"), "{e}");
         let e = err("[destinations]\ninternational_prefixes = [\"00000\"]\n");
         assert!(e.contains("1 to 4 digits"), "{e}");
+    }
+
+    #[test]
+    fn api_and_crowdsec_are_off_unless_configured_and_refuse_unsafe_settings() {
+        let c = parse("").unwrap();
+        assert_eq!((c.api, c.crowdsec), (None, None), "both off by default");
+        let dir = std::env::temp_dir().join(format!("sip-xdp-api-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("token"), "0123456789abcdef-long-enough\n").unwrap();
+        std::fs::write(dir.join("short"), "abc\n").unwrap();
+        std::fs::write(dir.join("key"), "bouncer-key\n").unwrap();
+        let at = |text: &str| Config::parse(&dir.join("c.toml"), text);
+        let a = at("[api]\nlisten = \"unix:/run/sip-xdp/api.sock\"\n").unwrap().api.unwrap();
+        assert_eq!(a.listen, ApiListen::Unix("/run/sip-xdp/api.sock".into()));
+        assert_eq!((a.token, a.socket_mode, a.socket_group), (None, 0o660, None), "a socket needs no token");
+        assert_eq!((a.max_prefix_v4, a.max_prefix_v6), (16, 32));
+        let a = at("[api]\nlisten = \"127.0.0.1:9561\"\ntoken_file = \"token\"\nsocket_group = \"root\"\n").unwrap();
+        let a = a.api.unwrap();
+        assert_eq!(a.listen, ApiListen::Tcp("127.0.0.1:9561".parse().unwrap()));
+        assert_eq!(
+            (a.token.as_deref(), a.socket_group),
+            (Some("0123456789abcdef-long-enough"), Some(("root".into(), 0)))
+        );
+        let e = |text: &str| {
+            let e = at(text).unwrap_err();
+            assert_eq!(exit_status(&e), 2);
+            e.to_string()
+        };
+        let m = e("[api]\nlisten = \"127.0.0.1:9561\"\n");
+        assert!(m.contains("c.toml:2:10: key `api.listen`: a TCP listener needs `token_file`"), "{m}");
+        let m = e("[api]\nlisten = \"127.0.0.1:9561\"\ntoken_file = \"short\"\n");
+        assert!(m.contains("key `api.token_file`: the token must be at least 16"), "{m}");
+        let m = e("[api]\nlisten = \"unix:api.sock\"\n");
+        assert!(m.contains("key `api.listen`: a unix: socket needs an absolute path"), "{m}");
+        let m = e("[api]\nlisten = \"localhost:9561\"\ntoken_file = \"token\"\n");
+        assert!(m.contains("is neither unix:/path nor address:port"), "{m}");
+        let m = e("[api]\nlisten = \"unix:/run/a.sock\"\nsocket_mode = \"0444\"\n");
+        assert!(m.contains("key `api.socket_mode`: \"0444\" is not an octal mode with u+rw"), "{m}");
+        let m = e("[api]\nlisten = \"unix:/run/a.sock\"\nsocket_group = \"no-such-group-here\"\n");
+        assert!(m.contains("key `api.socket_group`: no group \"no-such-group-here\""), "{m}");
+        let m = e("[api]\ntoken_file = \"token\"\n");
+        assert!(m.contains("key `api`: needs `listen`"), "{m}");
+        let m = e("[api]\nlisten = \"unix:/run/a.sock\"\nmax_prefix_v4 = 0\n");
+        assert!(m.contains("key `api.max_prefix_v4`: 0 is out of range (1-32)"), "{m}");
+
+        let c = at("[crowdsec]\nlapi_url = \"http://127.0.0.1:8080/\"\napi_key_file = \"key\"\n").unwrap();
+        let c = c.crowdsec.unwrap();
+        assert_eq!((c.lapi_url.as_str(), c.api_key.as_str(), c.poll_secs), ("http://127.0.0.1:8080", "bouncer-key", 1));
+        let m = e("[crowdsec]\nlapi_url = \"http://127.0.0.1:8080\"\n");
+        assert!(m.contains("key `crowdsec`: needs `api_key_file` as well"), "{m}");
+        let m = e("[crowdsec]\nlapi_url = \"127.0.0.1:8080\"\napi_key_file = \"key\"\n");
+        assert!(
+            m.contains("key `crowdsec.lapi_url`: \"127.0.0.1:8080\" is not an http:// or https:// base URL"),
+            "{m}"
+        );
+        let m = e("[crowdsec]\nlapi_url = \"http://h/v1/decisions\"\napi_key_file = \"key\"\n");
+        assert!(m.contains("base URL"), "{m}");
+        let m = e("[crowdsec]\nlapi_url = \"http://h\"\napi_key_file = \"missing\"\n");
+        assert!(m.contains("key `crowdsec.api_key_file`: cannot read"), "{m}");
+        let m = e("[crowdsec]\nlapi_url = \"http://h\"\napi_key_file = \"key\"\npoll_secs = 0\n");
+        assert!(m.contains("key `crowdsec.poll_secs`: 0 is out of range"), "{m}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -32,6 +32,26 @@ impl Source<'_> {
         user_error(format!("{}: {msg}", self.path.display()))
     }
 
+    /// The contents of the file `file` names (relative to the config
+    /// file), without the trailing newline: a password, a token, a key.
+    /// A missing or empty file is an error here, at load.
+    pub fn secret_file(&self, file: &Spanned<String>, key: &str) -> anyhow::Result<String> {
+        let path = self.path.parent().unwrap_or(Path::new(".")).join(file.get_ref());
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| self.error(file.span(), key, format!("cannot read {}: {e}", path.display())))?;
+        let secret = text.trim_end_matches(['\n', '\r']).to_string();
+        if secret.is_empty() {
+            return Err(self.error(file.span(), key, format!("{} is empty", path.display())));
+        }
+        Ok(secret)
+    }
+
+    /// The widest prefix a ban from outside may have, for IPv4 (`/1`-`/32`)
+    /// or IPv6 (`/1`-`/128`).
+    pub fn prefix_len(&self, v: &Spanned<i64>, key: &str, max: i64) -> anyhow::Result<u8> {
+        Ok(self.positive(v, key, max)? as u8)
+    }
+
     /// An integer in `1..=max`.
     pub fn positive(&self, v: &Spanned<i64>, key: &str, max: i64) -> anyhow::Result<u64> {
         let n = *v.get_ref();

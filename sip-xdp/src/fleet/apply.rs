@@ -6,15 +6,12 @@ use std::collections::BTreeSet;
 
 use anyhow::Context as _;
 use ipnet::IpNet;
-use sip_xdp_common::{
-    bans::{BanEntry, BanState},
-    rules::{PrefixBanState, RuleClass, RuleValue, ORIGIN_BAN},
-};
+use sip_xdp_common::bans::BanState;
 
 use super::wire::FleetBan;
 use crate::{
-    bans::{source_of, trusted_cover},
-    clock::{boottime_ns, NS_PER_SEC},
+    bans::{self, source_of, Placed},
+    clock::boottime_ns,
     config::Fleet,
     maps::{source_label, Maps},
 };
@@ -31,12 +28,6 @@ pub enum Applied {
     Refused(&'static str, Option<IpNet>),
 }
 
-/// The label the ban of `net` has in this kernel.
-pub fn label_of(maps: &Maps, net: &IpNet) -> String {
-    let v6_prefix = maps.v6_prefix();
-    source_of(net, v6_prefix).map_or_else(|| net.to_string(), |key| source_label(&key, v6_prefix))
-}
-
 pub fn ban(
     maps: &mut Maps,
     fleet: &Fleet,
@@ -46,56 +37,21 @@ pub fn ban(
     // whoever sees the ban finds its origin too.
     before: impl FnOnce(&str),
 ) -> anyhow::Result<Applied> {
-    let widest = match ban.net {
-        IpNet::V4(_) => fleet.max_prefix_v4,
-        IpNet::V6(_) => fleet.max_prefix_v6,
-    };
-    if ban.net.prefix_len() < widest {
-        return Ok(Applied::Refused("too_wide", None));
+    if let Some((why, rule)) = bans::refusal(maps, &ban.net, fleet.max_prefix_v4, fleet.max_prefix_v6)? {
+        return Ok(Applied::Refused(why, rule));
     }
-    if let Some(rule) = trusted_cover(maps, &ban.net)? {
-        return Ok(Applied::Refused("trusted", Some(rule)));
-    }
-    let now = boottime_ns();
     let duration_ns = ban.remaining_ms.saturating_mul(1_000_000);
-    let v6_prefix = maps.v6_prefix();
-    match source_of(&ban.net, v6_prefix) {
-        Some(key) => {
-            let previous = maps.bans.get(&key, 0).ok();
-            if previous.is_some_and(|p| p.in_force(now)) {
-                return Ok(Applied::Already);
+    Ok(match bans::place(maps, ban.net, duration_ns, ban.reason, true, false, before)? {
+        Placed::New(label) => {
+            if source_of(&ban.net, maps.v6_prefix()).is_none() {
+                // Written announced: the sweep must know it, or it would
+                // report the ban's end as an unban.
+                prefix_bans.insert(ban.net);
             }
-            let entry = BanEntry {
-                expires_ns: now + duration_ns,
-                banned_at_ns: now,
-                dropped: 0,
-                offenses: previous.map_or(0, |p| p.offenses) + 1,
-                reason: ban.reason as u8,
-                state: BanState::Active as u8,
-                announced: 1,
-                _pad: 0,
-            };
-            let label = source_label(&key, v6_prefix);
-            before(&label);
-            maps.bans.insert(key, entry, 0).with_context(|| format!("cannot ban {label}"))?;
-            Ok(Applied::Banned(label))
+            Applied::Banned(label)
         }
-        None => {
-            if maps.prefix_ban_entries()?.get(&ban.net).is_some_and(|v| v.ban_in_force(now)) {
-                return Ok(Applied::Already);
-            }
-            let expires = (now + duration_ns).div_ceil(NS_PER_SEC);
-            let value = RuleValue {
-                ban_state: PrefixBanState::Announced as u8,
-                ban_expires_secs: u32::try_from(expires).unwrap_or(u32::MAX),
-                ..RuleValue::new(ORIGIN_BAN, RuleClass::Banned, ban.reason as u8)
-            };
-            before(&ban.net.to_string());
-            maps.insert_prefix_ban(ban.net, value)?;
-            prefix_bans.insert(ban.net);
-            Ok(Applied::Banned(ban.net.to_string()))
-        }
-    }
+        Placed::Already(_) => Applied::Already,
+    })
 }
 
 /// Lifts the ban of `net` if one is in force; its label if so. A lifted

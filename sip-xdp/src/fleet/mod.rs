@@ -302,7 +302,7 @@ impl Fleet {
                 Err(kind) => self.malformed(kind),
                 Ok(None) => {}
                 Ok(Some(ban)) => {
-                    present.insert(apply::label_of(maps, &ban.net));
+                    present.insert(crate::bans::label_of(maps, &ban.net));
                     if ban.origin != self.cfg.node {
                         self.ban(maps, mode, &ban, prefix_bans, emit, false);
                     }

@@ -10,15 +10,19 @@
 //! [`sip`] what the tests send and read (requests, UDP and TCP helpers),
 //! [`sipp`] SIPp runs.
 
+mod api;
 mod fleet;
 mod process;
 mod sip;
 mod sipp;
+mod tls;
 
+pub use api::*;
 pub use fleet::*;
 pub use process::*;
 pub use sip::*;
 pub use sipp::*;
+pub use tls::*;
 
 use std::{
     fs::File,
@@ -171,10 +175,16 @@ impl Lab {
     /// `tests/fixtures`, which must answer an OPTIONS: that is how its
     /// readiness is seen); `log` as for [`Lab::start_kamailio_logging_to`].
     pub fn start_kamailio_with(&mut self, fixture_name: &str, log: Option<&Path>) {
+        self.start_kamailio_from(&fixture(fixture_name), log);
+    }
+
+    /// Starts Kamailio with the config file `cfg` (which must answer an
+    /// OPTIONS on 127.0.0.1:5060 over UDP); `log` as for
+    /// [`Lab::start_kamailio_logging_to`].
+    pub fn start_kamailio_from(&mut self, cfg: &Path, log: Option<&Path>) {
         let run = self.dir.join("kamailio");
         std::fs::create_dir_all(&run).expect("kamailio dir");
         let run = run.to_str().expect("utf-8").to_string();
-        let cfg = fixture(fixture_name);
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.edge]);
         let args = ["-DD", "-E", "-f", cfg.to_str().expect("utf-8"), "-Y", &run, "-w", &run, "-m", "32", "-M", "4"];

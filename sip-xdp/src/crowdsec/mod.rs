@@ -1,0 +1,197 @@
+//! sip-xdp as a CrowdSec remediation component (a "bouncer"): it follows
+//! the Local API's decision stream and enforces `ban` decisions on
+//! addresses and ranges in the kernel, with their durations, and lifts
+//! them when CrowdSec deletes them. The LAPI is never on the packet path:
+//! the poller runs on its own thread, and while the LAPI is down the bans
+//! already applied stay (they expire on their own), local detection goes
+//! on, and the stream is read again from the start once it answers.
+//!
+//! Trusted rules win: a decision that overlaps one is refused. A ban this
+//! module made carries the reason `crowdsec`, so only those are ever
+//! lifted for CrowdSec (a source the kernel banned itself stays banned),
+//! and after a restart the first full read lifts the ones CrowdSec dropped
+//! meanwhile.
+
+pub mod decisions;
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    time::Duration,
+};
+
+use ipnet::IpNet;
+use log::{info, warn};
+use prometheus::{IntCounterVec, IntGauge, Opts};
+use sip_xdp_common::bans::BanReason;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+
+use self::decisions::{Decision, Delta};
+use crate::{
+    bans::{self, Placed},
+    config,
+    maps::Maps,
+    metrics::Metrics,
+    reports::{self, Refused},
+};
+
+/// One read of the stream.
+#[derive(Debug)]
+pub struct Pull {
+    /// A full read (`startup=true`): `delta.new` is every active decision.
+    pub startup: bool,
+    pub delta: Delta,
+}
+
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Starts the poller; pulls arrive on the receiver.
+pub fn start(cfg: &config::CrowdSec, metrics: &Metrics) -> anyhow::Result<(Bouncer, UnboundedReceiver<Pull>)> {
+    let connected =
+        IntGauge::new("sipxdp_crowdsec_connected", "1 while the CrowdSec Local API answers the decision stream.")?;
+    let decisions = IntCounterVec::new(
+        Opts::new("sipxdp_crowdsec_decisions_total", "CrowdSec decisions read, by what became of them."),
+        &["result"],
+    )?;
+    for result in ["banned", "already", "lifted", "refused", "ignored"] {
+        decisions.with_label_values(&[result]);
+    }
+    metrics.register(Box::new(connected.clone()))?;
+    metrics.register(Box::new(decisions.clone()))?;
+    let (tx, rx) = unbounded_channel();
+    let url = format!("{}/v1/decisions/stream", cfg.lapi_url);
+    let key = cfg.api_key.clone();
+    let every = Duration::from_secs(cfg.poll_secs);
+    std::thread::spawn(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(TIMEOUT)).build().into();
+        let mut startup = true;
+        let mut last_error: Option<String> = None;
+        loop {
+            let answer = agent
+                .get(&url)
+                .query("startup", if startup { "true" } else { "false" })
+                .header("X-Api-Key", &key)
+                .header("User-Agent", concat!("sip-xdp/", env!("CARGO_PKG_VERSION")))
+                .call()
+                .map_err(|e| e.to_string())
+                .and_then(|mut r| r.body_mut().read_to_string().map_err(|e| e.to_string()))
+                .and_then(|body| decisions::parse(&body).map_err(|e| format!("unreadable answer: {e}")));
+            match answer {
+                Ok(delta) => {
+                    if last_error.take().is_some() || startup {
+                        info!("crowdsec: following the decisions of {url}");
+                    }
+                    connected.set(1);
+                    if tx.send(Pull { startup, delta }).is_err() {
+                        return;
+                    }
+                    startup = false;
+                }
+                Err(err) => {
+                    connected.set(0);
+                    if last_error.as_deref() != Some(err.as_str()) {
+                        warn!("crowdsec: {url}: {err}; bans already applied stay, retrying every {}s", every.as_secs());
+                    }
+                    last_error = Some(err);
+                    // Deltas are kept per bouncer by the LAPI, but what it
+                    // lost while down is only sure in a full read.
+                    startup = true;
+                }
+            }
+            std::thread::sleep(every);
+        }
+    });
+    Ok((Bouncer { cfg: cfg.clone(), active: HashMap::new(), refused: HashSet::new(), decisions }, rx))
+}
+
+/// The daemon's side: the decisions in force, by what they ban.
+pub struct Bouncer {
+    cfg: config::CrowdSec,
+    /// Per banned address or range: its decisions' ids.
+    active: HashMap<IpNet, BTreeMap<i64, String>>,
+    /// Refused nets, logged once each.
+    refused: HashSet<IpNet>,
+    decisions: IntCounterVec,
+}
+
+impl Bouncer {
+    pub fn apply(&mut self, maps: &mut Maps, pull: Pull) {
+        if let Err(err) = self.try_apply(maps, pull) {
+            warn!("crowdsec: cannot apply decisions: {err:#}");
+        }
+    }
+
+    fn count(&self, result: &str, n: usize) {
+        self.decisions.with_label_values(&[result]).inc_by(n as u64);
+    }
+
+    fn try_apply(&mut self, maps: &mut Maps, pull: Pull) -> anyhow::Result<()> {
+        self.count("ignored", pull.delta.ignored);
+        if pull.startup {
+            let live: HashSet<IpNet> = pull.delta.new.iter().map(|d| d.net).collect();
+            self.active.clear();
+            // What CrowdSec banned here and no longer has (deleted while
+            // this controller or the LAPI was away) is lifted.
+            for row in bans::list(maps)?.into_iter().filter(|r| r.reason == BanReason::CrowdSec.name()) {
+                let Ok(net) = crate::rules::parse_cidr(&row.source) else { continue };
+                if !live.iter().any(|l| bans::label_of(maps, l) == row.source) {
+                    self.lift(maps, net)?;
+                }
+            }
+        }
+        for d in &pull.delta.deleted {
+            let Some(ids) = self.active.get_mut(&d.net) else { continue };
+            ids.remove(&d.id);
+            if ids.is_empty() {
+                self.active.remove(&d.net);
+                self.lift(maps, d.net)?;
+            }
+        }
+        for d in pull.delta.new {
+            self.ban(maps, d)?;
+        }
+        Ok(())
+    }
+
+    fn ban(&mut self, maps: &mut Maps, d: Decision) -> anyhow::Result<()> {
+        let secs = d.remaining.as_secs();
+        if secs == 0 {
+            return Ok(());
+        }
+        let widest = (self.cfg.max_prefix_v4, self.cfg.max_prefix_v6);
+        match reports::ban(maps, d.net, secs, BanReason::CrowdSec, widest)? {
+            Ok(placed) => {
+                self.active.entry(d.net).or_default().insert(d.id, d.scenario.clone());
+                match placed {
+                    Placed::New(label) => {
+                        info!("crowdsec: banning {label} for {secs}s (decision {}: {})", d.id, d.scenario);
+                        self.count("banned", 1);
+                    }
+                    Placed::Already(_) => self.count("already", 1),
+                }
+            }
+            Err(refused) => {
+                if self.refused.insert(d.net) {
+                    let what = match refused {
+                        Refused::Trusted(_) => "trusted",
+                        Refused::TooWide(_) => "too wide",
+                    };
+                    warn!("crowdsec: not banning {} (decision {}, {what}): {refused}", d.net, d.id);
+                }
+                self.count("refused", 1);
+            }
+        }
+        Ok(())
+    }
+
+    /// Lifts the ban of `net` if it is CrowdSec's; the sweep reports it.
+    fn lift(&mut self, maps: &mut Maps, net: IpNet) -> anyhow::Result<()> {
+        let label = bans::label_of(maps, &net);
+        let ours = bans::list(maps)?.iter().any(|r| r.source == label && r.reason == BanReason::CrowdSec.name());
+        if ours {
+            bans::del(maps, net)?;
+            info!("crowdsec: lifting the ban of {label} (its decision is gone)");
+            self.count("lifted", 1);
+        }
+        Ok(())
+    }
+}

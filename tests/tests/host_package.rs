@@ -122,6 +122,9 @@ fn the_package_holds_the_binary_unit_config_docs_and_shared_files_and_nothing_el
         "/usr/share/sip-xdp/prometheus/prometheus.yml",
         "/usr/share/sip-xdp/examples/sip-xdp.toml",
         "/usr/share/sip-xdp/examples/trunks.txt",
+        "/usr/share/sip-xdp/examples/kamailio-tls.cfg",
+        "/usr/share/sip-xdp/api/openapi.json",
+        "/etc/fail2ban/action.d/sip-xdp.conf",
     ]
     .into_iter()
     .map(String::from)
@@ -134,6 +137,9 @@ fn the_package_holds_the_binary_unit_config_docs_and_shared_files_and_nothing_el
         ("usr/share/sip-xdp/dashboards/sip-xdp.json", "grafana/dashboards/sip-xdp.json"),
         ("usr/share/sip-xdp/prometheus/sip-xdp.rules.yml", "prometheus/sip-xdp.rules.yml"),
         ("usr/share/sip-xdp/examples/sip-xdp.toml", "examples/sip-xdp.toml"),
+        ("usr/share/sip-xdp/examples/kamailio-tls.cfg", "examples/kamailio-tls.cfg"),
+        ("usr/share/sip-xdp/api/openapi.json", "api/openapi.json"),
+        ("etc/fail2ban/action.d/sip-xdp.conf", "contrib/fail2ban/action.d/sip-xdp.conf"),
     ] {
         let shipped = std::fs::read(package().root.join(shipped)).unwrap();
         assert!(shipped == std::fs::read(workspace().join(source)).unwrap(), "{source} shipped as is");
@@ -141,9 +147,13 @@ fn the_package_holds_the_binary_unit_config_docs_and_shared_files_and_nothing_el
 }
 
 #[test]
-fn the_config_is_the_only_conffile_and_the_control_fields_fit_debian_12() {
+fn the_configs_are_the_conffiles_and_the_control_fields_fit_debian_12() {
     let conffiles = std::fs::read_to_string(package().control.join("conffiles")).expect("a conffiles list");
-    assert_eq!(conffiles.lines().collect::<Vec<_>>(), ["/etc/sip-xdp/sip-xdp.toml"]);
+    let mut conffiles: Vec<&str> = conffiles.lines().collect();
+    conffiles.sort();
+    // The controller's config, and the fail2ban action (kept across
+    // upgrades once an operator has tuned it, removed on purge).
+    assert_eq!(conffiles, ["/etc/fail2ban/action.d/sip-xdp.conf", "/etc/sip-xdp/sip-xdp.toml"]);
 
     let field = |name: &str| stdout(Command::new("dpkg-deb").arg("-f").arg(&package().deb).arg(name));
     assert_eq!(field("Package").trim(), "sip-xdp");
@@ -263,6 +273,9 @@ fn the_unit_verifies_and_runs_the_controller_as_the_package_expects() {
     // bpffs: where the default pin directory lives.
     assert_eq!(one("ReadWritePaths"), "/sys/fs/bpf");
     assert!(sip_xdp::pin::DEFAULT_PIN_DIR.starts_with("/sys/fs/bpf/"));
+    // /run is read-only under ProtectSystem=strict: the API's socket
+    // directory is the unit's own.
+    assert_eq!(one("RuntimeDirectory"), "sip-xdp");
     assert_eq!(unit_values(&unit, "SystemCallFilter").last().map(String::as_str), Some("bpf"));
     assert_eq!(one("WantedBy"), "multi-user.target");
 }

@@ -19,7 +19,11 @@ use crate::{output, run_cmd, step, vm};
 /// For the package: dpkg-dev (cargo-deb's dpkg-shlibdeps computes
 /// Depends), and what the package test checks its contents with: systemd
 /// (systemd-analyze verify), man-db and groff-base (the man pages render),
-/// zsh and fish (their completions load). The VM runners' own are in [`vm::HOST_PACKAGES`] (the kernel matrix)
+/// zsh and fish (their completions load). For the integrations: the TLS
+/// and HTTP client modules of Kamailio, openssl (the test's certificate),
+/// python3 (the tests' SIP/TLS client: Debian's SIPp has no TLS), curl
+/// (the API's client, and fail2ban's action) and crowdsec (its Local API).
+/// The VM runners' own are in [`vm::HOST_PACKAGES`] (the kernel matrix)
 /// and `system_vm::HOST_PACKAGES` (the package test).
 const DEBIAN_PACKAGES: &[&str] = &[
     "kamailio",
@@ -41,6 +45,12 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "groff-base",
     "zsh",
     "fish",
+    "kamailio-tls-modules",
+    "kamailio-utils-modules",
+    "openssl",
+    "python3",
+    "curl",
+    "crowdsec",
 ];
 /// The cargo-deb release `cargo xtask package` was written against.
 const CARGO_DEB_VERSION: &str = "3.8.0";
@@ -165,6 +175,28 @@ fn bpf_linker() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Debian's crowdsec registers with CrowdSec's central API while it is
+/// configured, which fails without the internet and leaves the package
+/// half-installed. The tests run the Local API alone, with no central
+/// API, so placeholder credentials for it are written first: the package
+/// then leaves them alone. A half-configured crowdsec from an earlier
+/// attempt is configured again.
+fn crowdsec_offline() -> anyhow::Result<()> {
+    let credentials = Path::new("/etc/crowdsec/online_api_credentials.yaml");
+    if !credentials.metadata().is_ok_and(|m| m.len() > 0) {
+        eprintln!("    crowdsec: no central API on this machine ({})", credentials.display());
+        std::fs::create_dir_all("/etc/crowdsec").context("cannot create /etc/crowdsec")?;
+        std::fs::write(
+            credentials,
+            "# Written by sip-xdp's test setup: this machine has no central API, so\n\
+             # the package configures offline. The tests run the Local API alone.\n\
+             url: https://api.crowdsec.net/\nlogin: offline\npassword: offline\n",
+        )
+        .with_context(|| format!("cannot write {}", credentials.display()))?;
+    }
+    run_cmd(Command::new("dpkg").args(["--configure", "-a"]).env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
 fn debian_packages() -> anyhow::Result<()> {
     // Both VM runners need qemu: each package once.
     let mut wanted: Vec<&str> = Vec::new();
@@ -187,6 +219,9 @@ fn debian_packages() -> anyhow::Result<()> {
         return Ok(());
     }
     eprintln!("    installing {}", missing.join(", "));
+    if missing.contains(&"crowdsec") {
+        crowdsec_offline()?;
+    }
     run_cmd(Command::new("apt-get").args(["update", "-q"]))?;
     run_cmd(
         Command::new("apt-get")

@@ -11,6 +11,8 @@
 //! [`sipp`] SIPp runs.
 
 mod api;
+mod crowdsec;
+mod fail2ban;
 mod fleet;
 mod process;
 mod sip;
@@ -18,6 +20,8 @@ mod sipp;
 mod tls;
 
 pub use api::*;
+pub use crowdsec::*;
+pub use fail2ban::*;
 pub use fleet::*;
 pub use process::*;
 pub use sip::*;

@@ -19,7 +19,6 @@
 use std::{
     collections::BTreeMap,
     net::UdpSocket,
-    path::Path,
     process::Command,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
@@ -133,60 +132,18 @@ impl BanLab {
     }
 
     /// fail2ban-server in the edge namespace with a copy of Debian's
-    /// configuration: one jail on Kamailio's auth-failure lines.
+    /// configuration: one jail on Kamailio's auth-failure lines, banning
+    /// with nftables.
     fn start_fail2ban(&self) -> Proc {
-        let dir = self.lab.dir.join("fail2ban");
-        let _ = std::fs::remove_dir_all(&dir);
-        sh(Command::new("cp").args(["-r", "/etc/fail2ban"]).arg(&dir));
-        // Debian's own jails (sshd) are not part of this comparison.
-        let _ = std::fs::remove_dir_all(dir.join("jail.d"));
-        std::fs::create_dir_all(dir.join("jail.d")).expect("jail.d");
-        let log = self.lab.dir.join("kamailio.log");
-        write(
-            &dir.join("fail2ban.local"),
+        self.lab.start_fail2ban(
+            &self.lab.dir.join("kamailio.log"),
+            "auth failure for .* from <HOST>$",
             &format!(
-                "[Definition]\nloglevel = INFO\nlogtarget = {}\nsocket = {}\npidfile = {}\ndbfile = :memory:\n",
-                dir.join("server.log").display(),
-                dir.join("server.sock").display(),
-                dir.join("server.pid").display()
+                "maxretry = {THRESHOLD}\nbantime = 3600\nbanaction = nftables-allports\nprotocol = udp\n\
+                 ignoreip = 127.0.0.1/8 {TRUNK_IP}\n"
             ),
-        );
-        // Kamailio's log to stderr has no timestamps: fail2ban stamps lines
-        // with the time it reads them.
-        write(
-            &dir.join("filter.d/kamailio-auth.conf"),
-            "[Definition]\nfailregex = auth failure for .* from <HOST>$\ndatepattern = {NONE}\n",
-        );
-        write(
-            &dir.join("jail.local"),
-            &format!(
-                "[kamailio-auth]\nenabled = true\nfilter = kamailio-auth\nlogpath = {}\nbackend = polling\n\
-                 maxretry = {THRESHOLD}\nfindtime = 60\nbantime = 3600\nbanaction = nftables-allports\nprotocol = udp\nignoreip = 127.0.0.1/8 {TRUNK_IP}\n",
-                log.display()
-            ),
-        );
-        let mut server = Proc::spawn(
-            "fail2ban-server",
-            Command::new("ip").args(["netns", "exec", &self.lab.edge, "fail2ban-server", "-f", "-x", "-c"]).arg(&dir),
-        );
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !std::fs::read_to_string(dir.join("server.log"))
-            .unwrap_or_default()
-            .contains("Jail 'kamailio-auth' started")
-        {
-            assert!(Instant::now() < deadline, "fail2ban did not start its jail:\n{}", server.text());
-            if let Ok(Some(status)) = server.child.try_wait() {
-                panic!("fail2ban-server exited ({status}):\n{}", server.text());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        server
+        )
     }
-}
-
-fn write(path: &Path, text: &str) {
-    std::fs::create_dir_all(path.parent().expect("parent")).expect("dir");
-    std::fs::write(path, text).expect("write");
 }
 
 /// One attack from `addr`; the time to ban in ms, or None if no ban came

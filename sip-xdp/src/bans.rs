@@ -114,16 +114,7 @@ pub fn add(maps: &mut Maps, net: IpNet, duration_secs: Option<u64>, reason: BanR
     let banned = match source_of(&net, config.ipv6_prefix) {
         Some(key) => {
             let previous = maps.bans.get(&key, 0).ok();
-            let entry = BanEntry {
-                expires_ns: now + duration_ns,
-                banned_at_ns: now,
-                dropped: 0,
-                offenses: previous.map_or(0, |p| p.offenses) + 1,
-                reason: reason as u8,
-                state: BanState::Active as u8,
-                announced: 0,
-                _pad: 0,
-            };
+            let entry = new_entry(previous, now, duration_ns, reason, false);
             let label = source_label(&key, config.ipv6_prefix);
             maps.bans.insert(key, entry, 0).with_context(|| format!("cannot ban {label}"))?;
             label
@@ -145,6 +136,21 @@ pub fn add(maps: &mut Maps, net: IpNet, duration_secs: Option<u64>, reason: BanR
         }
     };
     Ok(format!("banned {banned} for {}s\n", duration_ns / NS_PER_SEC))
+}
+
+/// A ban from now for `duration_ns`, one offense more than `previous`
+/// (the source's entry, kept after expiry as its history).
+fn new_entry(previous: Option<BanEntry>, now: u64, duration_ns: u64, reason: BanReason, announced: bool) -> BanEntry {
+    BanEntry {
+        expires_ns: now + duration_ns,
+        banned_at_ns: now,
+        dropped: 0,
+        offenses: previous.map_or(0, |p| p.offenses) + 1,
+        reason: reason as u8,
+        state: BanState::Active as u8,
+        announced: announced as u8,
+        _pad: 0,
+    }
 }
 
 /// Why a ban from outside the kernel is refused, if it is: `too_wide`
@@ -204,16 +210,7 @@ pub(crate) fn place(
                 }
                 return Ok(Placed::Already(label));
             }
-            let entry = BanEntry {
-                expires_ns: now + duration_ns,
-                banned_at_ns: now,
-                dropped: 0,
-                offenses: previous.map_or(0, |p| p.offenses) + 1,
-                reason: reason as u8,
-                state: BanState::Active as u8,
-                announced: announced as u8,
-                _pad: 0,
-            };
+            let entry = new_entry(previous, now, duration_ns, reason, announced);
             before(&label);
             maps.bans.insert(key, entry, 0).with_context(|| format!("cannot ban {label}"))?;
             Ok(Placed::New(label))

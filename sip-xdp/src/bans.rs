@@ -88,14 +88,25 @@ pub fn list(maps: &Maps) -> anyhow::Result<Vec<BanRow>> {
     Ok(rows)
 }
 
+/// The trusted rules, read once: trusted sources are never banned.
+pub struct Trusted(Vec<IpNet>);
+
+impl Trusted {
+    pub fn read(maps: &Maps) -> anyhow::Result<Trusted> {
+        Ok(Trusted(
+            maps.rule_entries()?.into_iter().filter(|(_, v)| v.is(RuleClass::Trusted)).map(|(rule, _)| rule).collect(),
+        ))
+    }
+
+    /// The trusted rule overlapping `net`, if any.
+    pub fn cover(&self, net: &IpNet) -> Option<IpNet> {
+        self.0.iter().find(|rule| rule.contains(net) || net.contains(*rule)).copied()
+    }
+}
+
 /// The trusted rule covering `net`, if any: trusted sources are never banned.
 pub(crate) fn trusted_cover(maps: &Maps, net: &IpNet) -> anyhow::Result<Option<IpNet>> {
-    Ok(maps
-        .rule_entries()?
-        .into_iter()
-        .filter(|(rule, v)| v.is(RuleClass::Trusted) && (rule.contains(net) || net.contains(rule)))
-        .map(|(rule, _)| rule)
-        .next())
+    Ok(Trusted::read(maps)?.cover(net))
 }
 
 /// Bans `net` for `duration_secs` (default: the running config's first-ban
@@ -157,19 +168,19 @@ fn new_entry(previous: Option<BanEntry>, now: u64, duration_ns: u64, reason: Ban
 /// (wider than `/widest_v4` or `/widest_v6`), or `trusted` (it overlaps a
 /// trusted rule: that rule).
 pub(crate) fn refusal(
-    maps: &Maps,
+    trusted: &Trusted,
     net: &IpNet,
     widest_v4: u8,
     widest_v6: u8,
-) -> anyhow::Result<Option<(&'static str, Option<IpNet>)>> {
+) -> Option<(&'static str, Option<IpNet>)> {
     let widest = match net {
         IpNet::V4(_) => widest_v4,
         IpNet::V6(_) => widest_v6,
     };
     if net.prefix_len() < widest {
-        return Ok(Some(("too_wide", None)));
+        return Some(("too_wide", None));
     }
-    Ok(trusted_cover(maps, net)?.map(|rule| ("trusted", Some(rule))))
+    trusted.cover(net).map(|rule| ("trusted", Some(rule)))
 }
 
 /// How a ban placed from outside the kernel landed.

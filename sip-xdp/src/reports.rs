@@ -19,7 +19,7 @@ use sip_xdp_common::{
 };
 
 use crate::{
-    bans::{self, Placed},
+    bans::{self, Placed, Trusted},
     clock::{boottime_ns, NS_PER_SEC},
     events::{Event, Kind},
     maps::{key_of, source_label, Maps},
@@ -45,16 +45,18 @@ impl std::fmt::Display for Refused {
     }
 }
 
-/// Bans `net` for `duration_secs` unless refused; the same ban twice is
-/// one ban (the second pushes its end out, if later).
+/// Bans `net` for `duration_secs` unless refused (`trusted`: the trusted
+/// rules, read once for a batch of bans); the same ban twice is one ban
+/// (the second pushes its end out, if later).
 pub fn ban(
     maps: &mut Maps,
+    trusted: &Trusted,
     net: IpNet,
     duration_secs: u64,
     reason: BanReason,
     widest: (u8, u8),
 ) -> anyhow::Result<Result<Placed, Refused>> {
-    if let Some((why, rule)) = bans::refusal(maps, &net, widest.0, widest.1)? {
+    if let Some((why, rule)) = bans::refusal(trusted, &net, widest.0, widest.1) {
         return Ok(Err(match (why, rule) {
             (_, Some(rule)) => Refused::Trusted(rule),
             _ => Refused::TooWide(if net.addr().is_ipv4() { widest.0 } else { widest.1 }),

@@ -28,7 +28,8 @@ pub fn answer(maps: &mut Maps, api: &Api, pins: &PinDir, call: Call) -> (Reply, 
 fn try_answer(maps: &mut Maps, api: &Api, pins: &PinDir, call: Call) -> anyhow::Result<(Reply, Option<Event>)> {
     let reply = match call {
         Call::Ban { net, duration_secs, reason } => {
-            match reports::ban(maps, net, duration_secs, reason, (api.max_prefix_v4, api.max_prefix_v6))? {
+            let trusted = bans::Trusted::read(maps)?;
+            match reports::ban(maps, &trusted, net, duration_secs, reason, (api.max_prefix_v4, api.max_prefix_v6))? {
                 Ok(placed) => {
                     let (status, created, source) = match placed {
                         Placed::New(label) => (201, true, label),

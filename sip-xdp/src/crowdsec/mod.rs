@@ -27,7 +27,7 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
 use self::decisions::{Decision, Delta};
 use crate::{
-    bans::{self, Placed},
+    bans::{self, Placed, Trusted},
     config,
     maps::Maps,
     metrics::Metrics,
@@ -127,17 +127,21 @@ impl Bouncer {
     fn try_apply(&mut self, maps: &mut Maps, pull: Pull) -> anyhow::Result<()> {
         self.count("ignored", pull.delta.ignored);
         if pull.startup {
-            let live: HashSet<IpNet> = pull.delta.new.iter().map(|d| d.net).collect();
+            let live: HashSet<String> = pull.delta.new.iter().map(|d| bans::label_of(maps, &d.net)).collect();
             self.active.clear();
             // What CrowdSec banned here and no longer has (deleted while
             // this controller or the LAPI was away) is lifted.
             for row in bans::list(maps)?.into_iter().filter(|r| r.reason == BanReason::CrowdSec.name()) {
                 let Ok(net) = crate::rules::parse_cidr(&row.source) else { continue };
-                if !live.iter().any(|l| bans::label_of(maps, l) == row.source) {
-                    self.lift(maps, net)?;
+                if !live.contains(&row.source) {
+                    bans::del(maps, net)?;
+                    info!("crowdsec: lifting the ban of {} (its decision is gone)", row.source);
+                    self.count("lifted", 1);
                 }
             }
         }
+        // Read once for the whole pull: a blocklist brings thousands.
+        let trusted = Trusted::read(maps)?;
         for d in &pull.delta.deleted {
             let Some(ids) = self.active.get_mut(&d.net) else { continue };
             ids.remove(&d.id);
@@ -147,18 +151,18 @@ impl Bouncer {
             }
         }
         for d in pull.delta.new {
-            self.ban(maps, d)?;
+            self.ban(maps, &trusted, d)?;
         }
         Ok(())
     }
 
-    fn ban(&mut self, maps: &mut Maps, d: Decision) -> anyhow::Result<()> {
+    fn ban(&mut self, maps: &mut Maps, trusted: &Trusted, d: Decision) -> anyhow::Result<()> {
         let secs = d.remaining.as_secs();
         if secs == 0 {
             return Ok(());
         }
         let widest = (self.cfg.max_prefix_v4, self.cfg.max_prefix_v6);
-        match reports::ban(maps, d.net, secs, BanReason::CrowdSec, widest)? {
+        match reports::ban(maps, trusted, d.net, secs, BanReason::CrowdSec, widest)? {
             Ok(placed) => {
                 self.active.entry(d.net).or_default().insert(d.id, d.scenario.clone());
                 match placed {

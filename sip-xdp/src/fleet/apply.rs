@@ -37,7 +37,8 @@ pub fn ban(
     // whoever sees the ban finds its origin too.
     before: impl FnOnce(&str),
 ) -> anyhow::Result<Applied> {
-    if let Some((why, rule)) = bans::refusal(maps, &ban.net, fleet.max_prefix_v4, fleet.max_prefix_v6)? {
+    let trusted = bans::Trusted::read(maps)?;
+    if let Some((why, rule)) = bans::refusal(&trusted, &ban.net, fleet.max_prefix_v4, fleet.max_prefix_v6) {
         return Ok(Applied::Refused(why, rule));
     }
     let duration_ns = ban.remaining_ms.saturating_mul(1_000_000);

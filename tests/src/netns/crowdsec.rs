@@ -32,7 +32,7 @@ impl Lab {
              config_paths:\n  config_dir: {d}/\n  data_dir: {d}/data/\n  simulation_path: /etc/crowdsec/simulation.yaml\n  \
              hub_dir: /var/lib/crowdsec/hub/\n  index_path: /var/lib/crowdsec/hub/.index.json\n  \
              notification_dir: {d}/notifications/\n  plugin_dir: /usr/lib/crowdsec/plugins/\n\
-             db_config:\n  type: sqlite\n  db_path: {d}/data/crowdsec.db\n\
+             db_config:\n  type: sqlite\n  use_wal: true\n  db_path: {d}/data/crowdsec.db\n\
              api:\n  client:\n    credentials_path: {d}/local_api_credentials.yaml\n  server:\n    \
              listen_uri: 127.0.0.1:8080\n    profiles_path: /etc/crowdsec/profiles.yaml\n    trusted_ips:\n      - 127.0.0.1\n\
              prometheus:\n  enabled: false\n"

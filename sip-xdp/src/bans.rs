@@ -112,6 +112,7 @@ pub(crate) fn trusted_cover(maps: &Maps, net: &IpNet) -> anyhow::Result<Option<I
 /// Bans `net` for `duration_secs` (default: the running config's first-ban
 /// duration), for `reason`.
 pub fn add(maps: &mut Maps, net: IpNet, duration_secs: Option<u64>, reason: BanReason) -> anyhow::Result<String> {
+    let net = crate::rules::canonical(net);
     if let Some(rule) = trusted_cover(maps, &net)? {
         return Err(user_error(format!("{net} overlaps the trusted rule {rule}; trusted sources are never banned")));
     }

@@ -128,7 +128,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<Stopped> {
         _ => None,
     };
     let crowdsec = match &cfg.crowdsec {
-        Some(c) => Some(crowdsec::start(c, &metrics)?),
+        Some(c) => Some(crowdsec::start(c, &metrics, pins)?),
         None => None,
     };
     let outside = Outside { api, crowdsec, pins: pins.clone() };
@@ -255,8 +255,8 @@ async fn serve(
                     fleet.inbound(msg, maps, cfg.filter.mode, &mut prefix_bans, &mut emit);
                 }
             }
-            Some((call, reply)) = next(&mut api_calls) => {
-                if let Some(api_cfg) = &api_cfg {
+            Some((call, reply, deadline)) = next(&mut api_calls) => {
+                if let (Some(api_cfg), true) = (&api_cfg, Instant::now() < deadline) {
                     let (answered, event) = answer(maps, api_cfg, &outside.pins, call);
                     if let Some(event) = event {
                         report.event(maps, &cfg, &event);

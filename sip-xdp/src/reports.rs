@@ -23,7 +23,11 @@ use crate::{
     clock::{boottime_ns, NS_PER_SEC},
     events::{Event, Kind},
     maps::{key_of, source_label, Maps},
+    rules::canonical,
 };
+
+/// The longest ban accepted from outside: a year.
+pub const MAX_BAN_SECS: u64 = 366 * 86_400;
 
 /// Why a ban or a report from outside is refused.
 #[derive(Debug, PartialEq, Eq)]
@@ -56,13 +60,14 @@ pub fn ban(
     reason: BanReason,
     widest: (u8, u8),
 ) -> anyhow::Result<Result<Placed, Refused>> {
+    let net = canonical(net);
     if let Some((why, rule)) = bans::refusal(trusted, &net, widest.0, widest.1) {
         return Ok(Err(match (why, rule) {
             (_, Some(rule)) => Refused::Trusted(rule),
             _ => Refused::TooWide(if net.addr().is_ipv4() { widest.0 } else { widest.1 }),
         }));
     }
-    let duration_ns = duration_secs.saturating_mul(NS_PER_SEC);
+    let duration_ns = duration_secs.min(MAX_BAN_SECS) * NS_PER_SEC;
     Ok(Ok(bans::place(maps, net, duration_ns, reason, false, true, |_| ())?))
 }
 
@@ -87,6 +92,7 @@ pub fn auth(
     addr: IpAddr,
     outcome: AuthOutcome,
 ) -> anyhow::Result<(Result<AuthReport, Refused>, Option<Event>)> {
+    let addr = addr.to_canonical();
     if let Some(rule) = bans::trusted_cover(maps, &IpNet::from(addr))? {
         return Ok((Err(Refused::Trusted(rule)), None));
     }

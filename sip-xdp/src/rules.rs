@@ -84,6 +84,19 @@ pub fn parse_cidr(text: &str) -> Result<IpNet, CidrError> {
     }
 }
 
+/// An IPv4-mapped IPv6 address or prefix (`::ffff:198.51.100.7`) as the
+/// IPv4 one it is: the kernel keys both alike, so a check against the
+/// IPv4 rules (trusted precedence, widths) must see the IPv4 form.
+pub fn canonical(net: IpNet) -> IpNet {
+    match net {
+        IpNet::V6(n) if n.prefix_len() >= 96 => match n.addr().to_ipv4_mapped() {
+            Some(v4) => ipnet::Ipv4Net::new(v4, n.prefix_len() - 96).map_or(net, IpNet::V4),
+            None => net,
+        },
+        other => other,
+    }
+}
+
 /// Parses an allowlist file: one CIDR or address per line, `#` starts a
 /// comment, blank lines are ignored. Errors name the line.
 pub fn parse_list(text: &str) -> Result<Vec<IpNet>, (usize, CidrError)> {

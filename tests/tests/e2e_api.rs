@@ -100,8 +100,15 @@ fn every_documented_path_answers_with_the_documented_shape() {
     let documented = doc.operations();
     let untested: Vec<_> = documented.difference(&answered).collect();
     assert!(untested.is_empty(), "documented but never answered here: {untested:?}");
-    // The lists had something to show: the shapes of real rows were checked.
+    // The stats had real rows to show, so their shape was checked; the
+    // ban list, with a row in it, is checked here.
     assert!(api.get("/v1/stats").body["attached"].as_array().is_some_and(|a| a.len() == 2));
+    assert!(api.get("/v1/stats").body["counters"].as_array().is_some_and(|c| !c.is_empty()));
+    assert_eq!(api.post("/v1/bans", &ban_body(STRANGER_IP, 600)).status, 201);
+    let list = api.get("/v1/bans");
+    assert_eq!(list.body["bans"].as_array().map(Vec::len), Some(1));
+    let errors = doc.check(doc.response_schema("/v1/bans", "GET", 200).unwrap(), &list.body);
+    assert!(errors.is_empty(), "{errors:?}");
     drop(lab);
 }
 
@@ -119,7 +126,8 @@ fn a_ban_through_the_api_drops_the_source_is_reported_once_and_is_lifted() {
     let first = api.post("/v1/bans", &ban_body(STRANGER_IP, 600));
     assert_eq!((first.status, &first.body["created"]), (201, &json!(true)), "{}", first.body);
     assert!(!stranger_is_answered(&lab), "banned: no answer at all");
-    // The same ban again is one ban: one offense, one report.
+    // The same ban again is one ban: one offense, one report (asked for
+    // once before the sweep has announced it and once after).
     let again = api.post("/v1/bans", &ban_body(STRANGER_IP, 600));
     assert_eq!((again.status, &again.body["created"]), (200, &json!(false)), "{}", again.body);
     let listed = api.get("/v1/bans").body["bans"].as_array().unwrap().clone();
@@ -129,6 +137,10 @@ fn a_ban_through_the_api_drops_the_source_is_reported_once_and_is_lifted() {
 
     let controller = lab.controller.as_mut().unwrap();
     controller.wait_for(&format!("event=ban source={STRANGER_IP} reason=tls_auth_failures"), Duration::from_secs(5));
+    // Once more after the announcement, with another reason: still the
+    // one ban, which keeps its own reason.
+    let third = api.post("/v1/bans", &json!({"source": STRANGER_IP, "duration_secs": 60, "reason": "fail2ban"}));
+    assert_eq!((third.status, &third.body["reason"]), (200, &json!("tls_auth_failures")), "{}", third.body);
     std::thread::sleep(Duration::from_millis(1500)); // a sweep or two more
     let reported = controller.text().matches(&format!("event=ban source={STRANGER_IP}")).count();
     assert_eq!(reported, 1, "reported once:\n{}", controller.text());
@@ -145,7 +157,7 @@ fn a_ban_through_the_api_drops_the_source_is_reported_once_and_is_lifted() {
 
     // A prefix: banned in the prefix tries, listed by its CIDR, lifted by it
     // with the slash escaped.
-    let net = api.post("/v1/bans", &json!({"source": "198.18.2.0/24", "duration_secs": 60, "reason": "crowdsec"}));
+    let net = api.post("/v1/bans", &json!({"source": "198.18.2.0/24", "duration_secs": 60, "reason": "fail2ban"}));
     assert_eq!(net.status, 201, "{}", net.body);
     assert!(!stranger_is_answered(&lab));
     assert_eq!(api.call("DELETE", "/v1/bans/198.18.2.0%2F24", None).status, 200);
@@ -166,6 +178,8 @@ fn refused_requests_change_nothing_and_trusted_sources_are_never_banned() {
         (api.post("/v1/bans", &json!({"source": "2001:2::/20", "duration_secs": 60})), 422),
         (api.post("/v1/bans", &ban_body(TRUNK_IP, 600)), 409),
         (api.post("/v1/bans", &ban_body("198.18.1.0/24", 600)), 409),
+        (api.post("/v1/bans", &ban_body(&format!("::ffff:{TRUNK_IP}"), 600)), 409),
+        (api.post("/v1/bans", &json!({"source": STRANGER_IP, "duration_secs": 60, "reason": "crowdsec"})), 422),
         (api.with_token(Some("not-the-token-at-all")).post("/v1/bans", &ban_body(STRANGER_IP, 600)), 401),
         (api.with_token(None).post("/v1/bans", &ban_body(STRANGER_IP, 600)), 401),
         (api.call("PUT", "/v1/bans", Some("{}")), 405),

@@ -74,6 +74,14 @@ fn a_decision_is_enforced_within_two_seconds_and_lifted_when_deleted() {
     assert!(!answered(&lab, STRANGER_IP));
     crowdsec.cscli(&["decisions", "add", "--ip", "2001:2:0:9::5", "--duration", "2m"]);
     assert!(until_banned(&lab, "2001:2:0:9::/64", true) <= WITHIN);
+    // Two decisions on addresses of one /64 hold the one ban until both go.
+    crowdsec.cscli(&["decisions", "add", "--ip", "2001:2:0:9::6", "--duration", "2m"]);
+    std::thread::sleep(WITHIN);
+    crowdsec.cscli(&["decisions", "delete", "--ip", "2001:2:0:9::5"]);
+    std::thread::sleep(WITHIN);
+    assert!(lab.ban_of("2001:2:0:9::/64").is_some(), "the other decision still holds it");
+    crowdsec.cscli(&["decisions", "delete", "--ip", "2001:2:0:9::6"]);
+    assert!(until_banned(&lab, "2001:2:0:9::/64", false) <= WITHIN);
     crowdsec.cscli(&["decisions", "delete", "--range", "198.18.2.0/24"]);
     assert!(until_banned(&lab, "198.18.2.0/24", false) <= WITHIN);
     assert!(answered(&lab, STRANGER_IP));

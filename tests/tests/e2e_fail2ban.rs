@@ -73,6 +73,9 @@ fn a_jail_bans_through_sip_xdp_and_unbans_but_never_a_trusted_trunk() {
     }
     std::thread::sleep(Duration::from_millis(1500)); // the action ran, a sweep passed
     assert!(lab.ban_of(TRUNK_IP).is_none(), "trusted sources are never banned: {:?}", lab.bans());
+    // fail2ban tries a failed action again: at least once.
+    let refused = lab.metric("sipxdp_api_requests_total{path=\"/v1/bans\",status=\"409\"}");
+    assert!(refused >= 1.0, "the jail's ban of the trunk reached sip-xdp and was refused as trusted: {refused}");
     assert!(lab.sipp_register(&lab.trunk, TRUNK_IP, EDGE_TRUNK_IP), "the trunk registers");
 
     // Unbanned by the jail: lifted in sip-xdp.

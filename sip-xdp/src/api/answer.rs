@@ -35,10 +35,13 @@ fn try_answer(maps: &mut Maps, api: &Api, pins: &PinDir, call: Call) -> anyhow::
                         Placed::New(label) => (201, true, label),
                         Placed::Already(label) => (200, false, label),
                     };
-                    let remaining = remaining_secs(maps, &source)?;
+                    // The ban in force: when one was there already, its own
+                    // reason and end.
+                    let row = bans::list(maps)?.into_iter().find(|r| r.source == source);
+                    let (reason, remaining) = row.map_or((reason.name(), None), |r| (r.reason, r.remaining_secs));
                     Reply::ok(
                         status,
-                        json!({"source": source, "reason": reason.name(), "created": created, "remaining_secs": remaining}),
+                        json!({"source": source, "reason": reason, "created": created, "remaining_secs": remaining}),
                     )
                 }
                 Err(refused) => refusal(&net.to_string(), &refused),
@@ -75,9 +78,4 @@ fn refusal(source: &str, refused: &Refused) -> Reply {
         Refused::Trusted(_) => Reply::error(409, "trusted", format!("{source}: {refused}")),
         Refused::TooWide(_) => Reply::error(422, "too_wide", format!("{source}: {refused}")),
     }
-}
-
-/// Seconds left of the ban `ban list` shows under `source`.
-fn remaining_secs(maps: &Maps, source: &str) -> anyhow::Result<Option<u64>> {
-    Ok(bans::list(maps)?.into_iter().find(|r| r.source == source).and_then(|r| r.remaining_secs))
 }

@@ -15,7 +15,7 @@ use std::{
     io::Read as _,
     os::unix::fs::PermissionsExt as _,
     sync::mpsc::{sync_channel, SyncSender},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use anyhow::{anyhow, Context as _};
@@ -29,8 +29,10 @@ use crate::{
     metrics::Metrics,
 };
 
-/// A call for the daemon, with where its reply goes.
-pub type Pending = (Call, SyncSender<Reply>);
+/// A call for the daemon, where its reply goes, and until when the
+/// caller waits: a call found after that is dropped unapplied, since its
+/// caller was told 503 (a retry must not count twice).
+pub type Pending = (Call, SyncSender<Reply>, Instant);
 
 /// How long a request waits for the daemon (busy reloading a large
 /// allowlist, say) before it is answered 503.
@@ -54,7 +56,16 @@ pub fn bind(cfg: &Api) -> anyhow::Result<Server> {
             if std::os::unix::net::UnixStream::connect(path).is_ok() {
                 return Err(anyhow!("cannot listen for the API on {}: another process serves it", path.display()));
             }
-            let _ = std::fs::remove_file(path);
+            // Only a socket left by a dead controller is replaced.
+            if let Ok(meta) = std::fs::symlink_metadata(path) {
+                if !std::os::unix::fs::FileTypeExt::is_socket(&meta.file_type()) {
+                    return Err(anyhow!(
+                        "cannot listen for the API on {}: a file that is not a socket is there",
+                        path.display()
+                    ));
+                }
+                std::fs::remove_file(path).with_context(|| format!("cannot replace {}", path.display()))?;
+            }
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
             }
@@ -68,8 +79,13 @@ pub fn bind(cfg: &Api) -> anyhow::Result<Server> {
                 .map_err(|e| anyhow!("{e}"))
                 .with_context(|| format!("cannot listen for the API on {}", path.display()))?;
             if let Some((name, gid)) = &cfg.socket_group {
-                std::os::unix::fs::chown(path, None, Some(*gid))
-                    .with_context(|| format!("cannot give {} to group {name}", path.display()))?;
+                std::os::unix::fs::chown(path, None, Some(*gid)).with_context(|| {
+                    format!(
+                        "cannot give {} to group {name} (needs CAP_CHOWN and the chown system calls, \
+                         which the packaged unit does not grant)",
+                        path.display()
+                    )
+                })?;
             }
             std::fs::set_permissions(path, std::fs::Permissions::from_mode(cfg.socket_mode))
                 .with_context(|| format!("cannot set the mode of {}", path.display()))?;
@@ -96,10 +112,7 @@ pub fn serve(server: Server, daemon: UnboundedSender<Pending>, metrics: &Metrics
     std::thread::spawn(move || {
         for mut request in server.http.incoming_requests() {
             let reply = handle(&server.token, &daemon, &mut request);
-            let path = request.url().split('?').next().unwrap_or("");
-            let label = if path.starts_with("/v1/bans/") { "/v1/bans/{cidr}" } else { path };
-            let label = if reply.status == 404 && !path.starts_with("/v1/bans/") { "other" } else { label };
-            requests.with_label_values(&[label, &reply.status.to_string()]).inc();
+            requests.with_label_values(&[route_label(request.url()), &reply.status.to_string()]).inc();
             let mut response = tiny_http::Response::from_string(format!("{}\n", reply.body))
                 .with_status_code(reply.status)
                 .with_header("Content-Type: application/json".parse::<tiny_http::Header>().expect("static header"));
@@ -144,11 +157,24 @@ fn handle(token: &Option<String>, daemon: &UnboundedSender<Pending>, request: &m
         Err(reply) => return reply,
     };
     let (tx, rx) = sync_channel(1);
-    if daemon.send((call, tx)).is_err() {
+    if daemon.send((call, tx, Instant::now() + DAEMON_TIMEOUT)).is_err() {
         return Reply::error(503, "unavailable", "the controller is stopping");
     }
     rx.recv_timeout(DAEMON_TIMEOUT)
         .unwrap_or_else(|_| Reply::error(503, "unavailable", "the controller did not answer in time; try again"))
+}
+
+/// A request's path as a metric label: a documented route or `other`,
+/// whatever the caller sent (no label is made from input).
+fn route_label(url: &str) -> &'static str {
+    match url.split('?').next().unwrap_or("") {
+        "/v1/bans" => "/v1/bans",
+        "/v1/stats" => "/v1/stats",
+        "/v1/auth-failures" => "/v1/auth-failures",
+        "/v1/auth-successes" => "/v1/auth-successes",
+        p if p.starts_with("/v1/bans/") => "/v1/bans/{cidr}",
+        _ => "other",
+    }
 }
 
 /// Compares in time that does not depend on where the first difference is.

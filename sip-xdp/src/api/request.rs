@@ -8,14 +8,18 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use sip_xdp_common::{accounting::AuthOutcome, bans::BanReason, ClosedSet as _};
+use sip_xdp_common::{accounting::AuthOutcome, bans::BanReason};
 
 use crate::rules::parse_cidr;
 
-/// The longest ban a request may ask for: a year.
-pub const MAX_BAN_SECS: u64 = 366 * 86_400;
+pub use crate::reports::MAX_BAN_SECS;
 /// The largest body read; a ban request is well under 200 bytes.
 pub const MAX_BODY: usize = 16 * 1024;
+
+/// The reasons a ban through the API may give. The others are sip-xdp's
+/// own: `crowdsec` marks the bans the CrowdSec bouncer may lift, and the
+/// kernel's reasons (`auth_failures`, ...) say what the kernel saw.
+pub const API_REASONS: &[BanReason] = &[BanReason::Api, BanReason::TlsAuth, BanReason::Fail2ban, BanReason::Manual];
 
 /// What a request asks of the daemon.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,8 +100,12 @@ pub fn parse(method: &str, url: &str, body: &[u8]) -> Result<Call, Reply> {
             }
             let reason = match b.reason.as_deref() {
                 None => BanReason::Api,
-                Some(name) => BanReason::from_name(name).ok_or_else(|| {
-                    invalid(format!("unknown reason {name:?}; one of: {}", BanReason::NAMES.join(", ")))
+                Some(name) => API_REASONS.iter().copied().find(|r| r.name() == name).ok_or_else(|| {
+                    let names: Vec<&str> = API_REASONS.iter().map(|r| r.name()).collect();
+                    invalid(format!(
+                        "reason {name:?} is not one a ban through the API may give; one of: {}",
+                        names.join(", ")
+                    ))
                 })?,
             };
             Ok(Call::Ban { net, duration_secs: b.duration_secs, reason })
@@ -210,6 +218,8 @@ mod tests {
         let reason = br#"{"source": "192.0.2.1", "duration_secs": 5, "reason": "because"}"#;
         let e = parse("POST", "/v1/bans", reason).unwrap_err();
         assert!(e.body["reason"].as_str().unwrap().contains("tls_auth_failures"), "names the reasons: {e:?}");
+        let owned = br#"{"source": "192.0.2.1", "duration_secs": 5, "reason": "crowdsec"}"#;
+        assert_eq!(status(parse("POST", "/v1/bans", owned)), (422, "invalid".into()), "the bouncer's own");
         let prefix = br#"{"source": "192.0.2.0/24"}"#;
         assert_eq!(status(parse("POST", "/v1/auth-failures", prefix)), (422, "invalid".into()));
         assert_eq!(status(parse("DELETE", "/v1/bans/192.0.2.0%2", b"")), (422, "invalid".into()));

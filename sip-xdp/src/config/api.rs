@@ -104,6 +104,15 @@ impl RawApi {
                 "a TCP listener needs `token_file` (a bearer token); a unix: socket is guarded by its mode and group",
             ));
         }
+        if matches!(address, ApiListen::Tcp(_)) {
+            let unix_only = self.socket_group.as_ref().map(Spanned::span).or_else(|| {
+                let span = self.socket_mode.span();
+                (!span.is_empty()).then_some(span)
+            });
+            if let Some(span) = unix_only {
+                return Err(src.error(span, "api", "socket_mode and socket_group are for a unix: listener"));
+            }
+        }
         let mode = self.socket_mode.get_ref();
         let socket_mode =
             u32::from_str_radix(mode, 8).ok().filter(|m| *m <= 0o777 && m & 0o600 == 0o600).ok_or_else(|| {

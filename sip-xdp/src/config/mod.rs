@@ -424,9 +424,10 @@ webhook = "https://hooks.example.net/sip-xdp"
         assert_eq!(a.listen, ApiListen::Unix("/run/sip-xdp/api.sock".into()));
         assert_eq!((a.token, a.socket_mode, a.socket_group), (None, 0o660, None), "a socket needs no token");
         assert_eq!((a.max_prefix_v4, a.max_prefix_v6), (16, 32));
-        let a = at("[api]\nlisten = \"127.0.0.1:9561\"\ntoken_file = \"token\"\nsocket_group = \"root\"\n").unwrap();
-        let a = a.api.unwrap();
+        let a = at("[api]\nlisten = \"127.0.0.1:9561\"\ntoken_file = \"token\"\n").unwrap().api.unwrap();
         assert_eq!(a.listen, ApiListen::Tcp("127.0.0.1:9561".parse().unwrap()));
+        let a = at("[api]\nlisten = \"unix:/run/a.sock\"\ntoken_file = \"token\"\nsocket_group = \"root\"\n").unwrap();
+        let a = a.api.unwrap();
         assert_eq!(
             (a.token.as_deref(), a.socket_group),
             (Some("0123456789abcdef-long-enough"), Some(("root".into(), 0)))
@@ -448,6 +449,8 @@ webhook = "https://hooks.example.net/sip-xdp"
         assert!(m.contains("key `api.socket_mode`: \"0444\" is not an octal mode with u+rw"), "{m}");
         let m = e("[api]\nlisten = \"unix:/run/a.sock\"\nsocket_group = \"no-such-group-here\"\n");
         assert!(m.contains("key `api.socket_group`: no group \"no-such-group-here\""), "{m}");
+        let m = e("[api]\nlisten = \"127.0.0.1:9561\"\ntoken_file = \"token\"\nsocket_group = \"root\"\n");
+        assert!(m.contains("c.toml:4:16: key `api`: socket_mode and socket_group are for a unix: listener"), "{m}");
         let m = e("[api]\ntoken_file = \"token\"\n");
         assert!(m.contains("key `api`: needs `listen`"), "{m}");
         let m = e("[api]\nlisten = \"unix:/run/a.sock\"\nmax_prefix_v4 = 0\n");

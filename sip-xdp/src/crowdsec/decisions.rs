@@ -64,7 +64,7 @@ impl Raw {
         if !self.kind.eq_ignore_ascii_case("ban") || self.simulated || !(scope == "ip" || scope == "range") {
             return None;
         }
-        let net = parse_cidr(&self.value).ok()?;
+        let net = crate::rules::canonical(parse_cidr(&self.value).ok()?);
         let remaining = go_duration(&self.duration)?;
         Some(Decision { id: self.id, net, remaining, scenario: self.scenario })
     }
@@ -86,8 +86,12 @@ pub fn parse(body: &str) -> anyhow::Result<Delta> {
 }
 
 /// A Go `time.Duration` string (`1h2m3.5s`, `300ms`, `-4.2s`); negative
-/// ones are zero. None for anything else.
+/// ones are zero. None for anything else, an empty string and a number
+/// too large for a `Duration` included.
 pub fn go_duration(text: &str) -> Option<Duration> {
+    if text.is_empty() {
+        return None;
+    }
     let (negative, mut rest) = match text.strip_prefix('-') {
         Some(r) => (true, r),
         None => (false, text.strip_prefix('+').unwrap_or(text)),
@@ -113,7 +117,10 @@ pub fn go_duration(text: &str) -> Option<Duration> {
         total += number * seconds;
         rest = &rest[unit_end..];
     }
-    Some(if negative { Duration::ZERO } else { Duration::from_secs_f64(total) })
+    if negative {
+        return Some(Duration::ZERO);
+    }
+    Duration::try_from_secs_f64(total).ok()
 }
 
 #[cfg(test)]
@@ -129,7 +136,8 @@ mod tests {
         assert_eq!(go_duration("0"), Some(Duration::ZERO));
         assert_eq!(go_duration("12"), None, "a unit is required");
         assert_eq!(go_duration("5d"), None);
-        assert_eq!(go_duration(""), Some(Duration::ZERO));
+        assert_eq!(go_duration(""), None, "no duration is no decision");
+        assert_eq!(go_duration(&format!("{}h", "9".repeat(400))), None, "too large: refused, no panic");
     }
 
     #[test]
@@ -141,11 +149,12 @@ mod tests {
             {"id": 4, "origin": "cscli", "type": "captcha", "scope": "Ip", "value": "198.51.100.8", "duration": "1h", "scenario": "x"},
             {"id": 5, "origin": "CAPI", "type": "ban", "scope": "Country", "value": "FR", "duration": "1h", "scenario": "x"},
             {"id": 6, "origin": "cscli", "type": "ban", "scope": "Ip", "value": "not-an-ip", "duration": "1h", "scenario": "x"},
-            {"id": 7, "origin": "cscli", "type": "ban", "scope": "Ip", "value": "198.51.100.9", "duration": "1h", "scenario": "x", "simulated": true}
+            {"id": 7, "origin": "cscli", "type": "ban", "scope": "Ip", "value": "198.51.100.9", "duration": "1h", "scenario": "x", "simulated": true},
+            {"id": 8, "origin": "cscli", "type": "ban", "scope": "Ip", "value": "::ffff:198.51.100.10", "duration": "1h", "scenario": "x"}
         ], "deleted": null}"#;
         let d = parse(body).unwrap();
         let nets: Vec<String> = d.new.iter().map(|d| d.net.to_string()).collect();
-        assert_eq!(nets, ["198.51.100.7/32", "203.0.113.0/24", "2001:db8::5/128"]);
+        assert_eq!(nets, ["198.51.100.7/32", "203.0.113.0/24", "2001:db8::5/128", "198.51.100.10/32"], "mapped: IPv4");
         assert_eq!(d.new[0].remaining, Duration::from_millis(119_900));
         assert_eq!((d.deleted.len(), d.ignored), (0, 4));
         let gone = parse(r#"{"new": null, "deleted": [{"id": 1, "type": "ban", "scope": "Ip", "value": "198.51.100.7", "duration": "-2s"}]}"#)

@@ -29,8 +29,11 @@ use self::decisions::{Decision, Delta};
 use crate::{
     bans::{self, Placed, Trusted},
     config,
+    error::UserError,
+    fleet::origin::Origins,
     maps::Maps,
     metrics::Metrics,
+    pin::PinDir,
     reports::{self, Refused},
 };
 
@@ -45,7 +48,11 @@ pub struct Pull {
 const TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Starts the poller; pulls arrive on the receiver.
-pub fn start(cfg: &config::CrowdSec, metrics: &Metrics) -> anyhow::Result<(Bouncer, UnboundedReceiver<Pull>)> {
+pub fn start(
+    cfg: &config::CrowdSec,
+    metrics: &Metrics,
+    pins: &PinDir,
+) -> anyhow::Result<(Bouncer, UnboundedReceiver<Pull>)> {
     let connected =
         IntGauge::new("sipxdp_crowdsec_connected", "1 while the CrowdSec Local API answers the decision stream.")?;
     let decisions = IntCounterVec::new(
@@ -100,23 +107,63 @@ pub fn start(cfg: &config::CrowdSec, metrics: &Metrics) -> anyhow::Result<(Bounc
             std::thread::sleep(every);
         }
     });
-    Ok((Bouncer { cfg: cfg.clone(), active: HashMap::new(), refused: HashSet::new(), decisions }, rx))
+    let bouncer = Bouncer {
+        cfg: cfg.clone(),
+        active: HashMap::new(),
+        refused: HashSet::new(),
+        decisions,
+        origins: Origins::new(pins),
+    };
+    Ok((bouncer, rx))
 }
 
-/// The daemon's side: the decisions in force, by what they ban.
+/// The daemon's side: the decisions in force, by the ban they hold.
 pub struct Bouncer {
     cfg: config::CrowdSec,
-    /// Per banned address or range: its decisions' ids.
-    active: HashMap<IpNet, BTreeMap<i64, String>>,
+    /// Per ban (as `ban list` names it: decisions on two addresses of one
+    /// IPv6 prefix hold one ban): its decisions' ids and scenarios.
+    active: HashMap<String, BTreeMap<i64, String>>,
     /// Refused nets, logged once each.
     refused: HashSet<IpNet>,
     decisions: IntCounterVec,
+    /// Bans another edge of the fleet made are never this bouncer's.
+    origins: Origins,
 }
 
 impl Bouncer {
+    /// Applies a pull. A decision that cannot be applied is logged and
+    /// skipped; the others still are.
     pub fn apply(&mut self, maps: &mut Maps, pull: Pull) {
-        if let Err(err) = self.try_apply(maps, pull) {
-            warn!("crowdsec: cannot apply decisions: {err:#}");
+        self.count("ignored", pull.delta.ignored);
+        if pull.startup {
+            if let Err(err) = self.catch_up(maps, &pull.delta.new) {
+                warn!("crowdsec: cannot compare the bans with the decisions: {err:#}");
+            }
+        }
+        let trusted = match Trusted::read(maps) {
+            // Read once for the whole pull: a blocklist brings thousands.
+            Ok(trusted) => trusted,
+            Err(err) => {
+                warn!("crowdsec: cannot read the trusted rules, no decision applied: {err:#}");
+                return;
+            }
+        };
+        for d in &pull.delta.deleted {
+            let label = bans::label_of(maps, &d.net);
+            let Some(ids) = self.active.get_mut(&label) else { continue };
+            ids.remove(&d.id);
+            if ids.is_empty() {
+                self.active.remove(&label);
+                if let Err(err) = self.lift(maps, d.net, &label) {
+                    warn!("crowdsec: cannot lift {label}: {err:#}");
+                }
+            }
+        }
+        for d in pull.delta.new {
+            let (id, net) = (d.id, d.net);
+            if let Err(err) = self.ban(maps, &trusted, d) {
+                warn!("crowdsec: cannot apply decision {id} on {net}: {err:#}");
+            }
         }
     }
 
@@ -124,36 +171,23 @@ impl Bouncer {
         self.decisions.with_label_values(&[result]).inc_by(n as u64);
     }
 
-    fn try_apply(&mut self, maps: &mut Maps, pull: Pull) -> anyhow::Result<()> {
-        self.count("ignored", pull.delta.ignored);
-        if pull.startup {
-            let live: HashSet<String> = pull.delta.new.iter().map(|d| bans::label_of(maps, &d.net)).collect();
-            self.active.clear();
-            // What CrowdSec banned here and no longer has (deleted while
-            // this controller or the LAPI was away) is lifted.
-            for row in bans::list(maps)?.into_iter().filter(|r| r.reason == BanReason::CrowdSec.name()) {
+    /// A full read: what CrowdSec banned here and no longer has (deleted
+    /// while this controller or the LAPI was away) is lifted.
+    fn catch_up(&mut self, maps: &mut Maps, live: &[Decision]) -> anyhow::Result<()> {
+        let live: HashSet<String> = live.iter().map(|d| bans::label_of(maps, &d.net)).collect();
+        self.active.clear();
+        for row in bans::list(maps)? {
+            if self.ours(&row) && !live.contains(&row.source) {
                 let Ok(net) = crate::rules::parse_cidr(&row.source) else { continue };
-                if !live.contains(&row.source) {
-                    bans::del(maps, net)?;
-                    info!("crowdsec: lifting the ban of {} (its decision is gone)", row.source);
-                    self.count("lifted", 1);
-                }
+                self.lift(maps, net, &row.source)?;
             }
-        }
-        // Read once for the whole pull: a blocklist brings thousands.
-        let trusted = Trusted::read(maps)?;
-        for d in &pull.delta.deleted {
-            let Some(ids) = self.active.get_mut(&d.net) else { continue };
-            ids.remove(&d.id);
-            if ids.is_empty() {
-                self.active.remove(&d.net);
-                self.lift(maps, d.net)?;
-            }
-        }
-        for d in pull.delta.new {
-            self.ban(maps, &trusted, d)?;
         }
         Ok(())
+    }
+
+    /// A ban this bouncer made: its reason, and no other edge's.
+    fn ours(&self, row: &bans::BanRow) -> bool {
+        row.reason == BanReason::CrowdSec.name() && self.origins.get(&row.source).is_none()
     }
 
     fn ban(&mut self, maps: &mut Maps, trusted: &Trusted, d: Decision) -> anyhow::Result<()> {
@@ -164,9 +198,12 @@ impl Bouncer {
         let widest = (self.cfg.max_prefix_v4, self.cfg.max_prefix_v6);
         match reports::ban(maps, trusted, d.net, secs, BanReason::CrowdSec, widest)? {
             Ok(placed) => {
-                self.active.entry(d.net).or_default().insert(d.id, d.scenario.clone());
+                let label = match &placed {
+                    Placed::New(label) | Placed::Already(label) => label.clone(),
+                };
+                self.active.entry(label.clone()).or_default().insert(d.id, d.scenario.clone());
                 match placed {
-                    Placed::New(label) => {
+                    Placed::New(_) => {
                         info!("crowdsec: banning {label} for {secs}s (decision {}: {})", d.id, d.scenario);
                         self.count("banned", 1);
                     }
@@ -187,15 +224,21 @@ impl Bouncer {
         Ok(())
     }
 
-    /// Lifts the ban of `net` if it is CrowdSec's; the sweep reports it.
-    fn lift(&mut self, maps: &mut Maps, net: IpNet) -> anyhow::Result<()> {
-        let label = bans::label_of(maps, &net);
-        let ours = bans::list(maps)?.iter().any(|r| r.source == label && r.reason == BanReason::CrowdSec.name());
-        if ours {
-            bans::del(maps, net)?;
-            info!("crowdsec: lifting the ban of {label} (its decision is gone)");
-            self.count("lifted", 1);
+    /// Lifts the ban `label` of `net` if it is this bouncer's; the sweep
+    /// reports it. One that ended meanwhile is no error.
+    fn lift(&mut self, maps: &mut Maps, net: IpNet, label: &str) -> anyhow::Result<()> {
+        let Some(row) = bans::list(maps)?.into_iter().find(|r| r.source == label) else { return Ok(()) };
+        if !self.ours(&row) {
+            return Ok(());
         }
-        Ok(())
+        match bans::del(maps, net) {
+            Ok(_) => {
+                info!("crowdsec: lifting the ban of {label} (its decision is gone)");
+                self.count("lifted", 1);
+                Ok(())
+            }
+            Err(err) if err.is::<UserError>() => Ok(()),
+            Err(err) => Err(err),
+        }
     }
 }

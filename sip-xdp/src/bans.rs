@@ -63,29 +63,49 @@ pub fn list(maps: &Maps) -> anyhow::Result<Vec<BanRow>> {
     let mut rows = Vec::new();
     for (key, b) in maps.ban_entries()? {
         if b.in_force(now) {
-            rows.push(BanRow {
-                source: source_label(&key, v6_prefix),
-                reason: reason_name(b.reason),
-                remaining_secs: Some((b.expires_ns - now).div_ceil(NS_PER_SEC)),
-                dropped: Some(b.dropped),
-                offenses: b.offenses,
-            });
+            rows.push(source_row(&key, &b, v6_prefix, now));
         }
     }
     for (net, v) in maps.prefix_ban_entries()? {
         if v.ban_in_force(now) {
-            rows.push(BanRow {
-                source: net.to_string(),
-                reason: prefix_reason(&v),
-                remaining_secs: (v.ban_expires_secs != 0)
-                    .then(|| (v.ban_expires_secs as u64).saturating_sub(now / NS_PER_SEC)),
-                dropped: None,
-                offenses: 1,
-            });
+            rows.push(prefix_row(&net, &v, now));
         }
     }
     rows.sort_by(|a, b| a.source.cmp(&b.source));
     Ok(rows)
+}
+
+/// The ban in force on `net` (a source, or a prefix ban of exactly that
+/// network), if any: one lookup, not a walk of every ban.
+pub fn in_force(maps: &Maps, net: &IpNet) -> anyhow::Result<Option<BanRow>> {
+    let now = boottime_ns();
+    let v6_prefix = maps.v6_prefix();
+    Ok(match source_of(net, v6_prefix) {
+        Some(key) => {
+            maps.bans.get(&key, 0).ok().filter(|b| b.in_force(now)).map(|b| source_row(&key, &b, v6_prefix, now))
+        }
+        None => maps.prefix_ban_entries()?.get(net).filter(|v| v.ban_in_force(now)).map(|v| prefix_row(net, v, now)),
+    })
+}
+
+fn source_row(key: &SourceKey, b: &BanEntry, v6_prefix: u8, now: u64) -> BanRow {
+    BanRow {
+        source: source_label(key, v6_prefix),
+        reason: reason_name(b.reason),
+        remaining_secs: Some((b.expires_ns - now).div_ceil(NS_PER_SEC)),
+        dropped: Some(b.dropped),
+        offenses: b.offenses,
+    }
+}
+
+fn prefix_row(net: &IpNet, v: &RuleValue, now: u64) -> BanRow {
+    BanRow {
+        source: net.to_string(),
+        reason: prefix_reason(v),
+        remaining_secs: (v.ban_expires_secs != 0).then(|| (v.ban_expires_secs as u64).saturating_sub(now / NS_PER_SEC)),
+        dropped: None,
+        offenses: 1,
+    }
 }
 
 /// The trusted rules, read once: trusted sources are never banned.
@@ -165,23 +185,48 @@ fn new_entry(previous: Option<BanEntry>, now: u64, duration_ns: u64, reason: Ban
     }
 }
 
-/// Why a ban from outside the kernel is refused, if it is: `too_wide`
-/// (wider than `/widest_v4` or `/widest_v6`), or `trusted` (it overlaps a
-/// trusted rule: that rule).
-pub(crate) fn refusal(
-    trusted: &Trusted,
-    net: &IpNet,
-    widest_v4: u8,
-    widest_v6: u8,
-) -> Option<(&'static str, Option<IpNet>)> {
+/// Why a ban from outside the kernel (the control API, CrowdSec, the
+/// fleet) is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// It overlaps this trusted rule: trusted sources are never banned.
+    Trusted(IpNet),
+    /// Wider than the widest prefix allowed (this length).
+    TooWide(u8),
+}
+
+impl Refused {
+    /// Its name in events, metric labels and the API's errors.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Refused::Trusted(_) => "trusted",
+            Refused::TooWide(_) => "too_wide",
+        }
+    }
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refused::Trusted(rule) => {
+                write!(f, "it overlaps the trusted rule {rule}; trusted sources are never banned")
+            }
+            Refused::TooWide(widest) => write!(f, "it is wider than /{widest}, the widest ban accepted from outside"),
+        }
+    }
+}
+
+/// Why a ban of `net` from outside the kernel is refused, if it is: wider
+/// than `/widest_v4` or `/widest_v6`, or overlapping a trusted rule.
+pub(crate) fn refusal(trusted: &Trusted, net: &IpNet, widest_v4: u8, widest_v6: u8) -> Option<Refused> {
     let widest = match net {
         IpNet::V4(_) => widest_v4,
         IpNet::V6(_) => widest_v6,
     };
     if net.prefix_len() < widest {
-        return Some(("too_wide", None));
+        return Some(Refused::TooWide(widest));
     }
-    trusted.cover(net).map(|rule| ("trusted", Some(rule)))
+    trusted.cover(net).map(Refused::Trusted)
 }
 
 /// How a ban placed from outside the kernel landed.

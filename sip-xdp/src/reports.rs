@@ -19,7 +19,7 @@ use sip_xdp_common::{
 };
 
 use crate::{
-    bans::{self, Placed, Trusted},
+    bans::{self, Placed, Refused, Trusted},
     clock::{boottime_ns, NS_PER_SEC},
     events::{Event, Kind},
     maps::{key_of, source_label, Maps},
@@ -28,26 +28,6 @@ use crate::{
 
 /// The longest ban accepted from outside: a year.
 pub const MAX_BAN_SECS: u64 = 366 * 86_400;
-
-/// Why a ban or a report from outside is refused.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Refused {
-    /// It overlaps this trusted rule: trusted sources are never banned.
-    Trusted(IpNet),
-    /// Wider than the widest prefix allowed (this length).
-    TooWide(u8),
-}
-
-impl std::fmt::Display for Refused {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Refused::Trusted(rule) => {
-                write!(f, "it overlaps the trusted rule {rule}; trusted sources are never banned")
-            }
-            Refused::TooWide(widest) => write!(f, "it is wider than /{widest}, the widest ban accepted from outside"),
-        }
-    }
-}
 
 /// Bans `net` for `duration_secs` unless refused (`trusted`: the trusted
 /// rules, read once for a batch of bans); the same ban twice is one ban
@@ -61,11 +41,8 @@ pub fn ban(
     widest: (u8, u8),
 ) -> anyhow::Result<Result<Placed, Refused>> {
     let net = canonical(net);
-    if let Some((why, rule)) = bans::refusal(trusted, &net, widest.0, widest.1) {
-        return Ok(Err(match (why, rule) {
-            (_, Some(rule)) => Refused::Trusted(rule),
-            _ => Refused::TooWide(if net.addr().is_ipv4() { widest.0 } else { widest.1 }),
-        }));
+    if let Some(refused) = bans::refusal(trusted, &net, widest.0, widest.1) {
+        return Ok(Err(refused));
     }
     let duration_ns = duration_secs.min(MAX_BAN_SECS) * NS_PER_SEC;
     Ok(Ok(bans::place(maps, net, duration_ns, reason, false, true, |_| ())?))

@@ -5,7 +5,7 @@ use serde_json::json;
 
 use super::request::{Call, Reply};
 use crate::{
-    bans::{self, Placed},
+    bans::{self, Placed, Refused},
     commands::{ban_rows_document, stats_document},
     config::Api,
     error::UserError,
@@ -13,7 +13,7 @@ use crate::{
     fleet::origin::Origins,
     maps::Maps,
     pin::PinDir,
-    reports::{self, Refused},
+    reports,
 };
 
 /// Answers `call`; also the event to report now, if any (a would-be ban
@@ -37,7 +37,7 @@ fn try_answer(maps: &mut Maps, api: &Api, pins: &PinDir, call: Call) -> anyhow::
                     };
                     // The ban in force: when one was there already, its own
                     // reason and end.
-                    let row = bans::list(maps)?.into_iter().find(|r| r.source == source);
+                    let row = bans::in_force(maps, &net)?;
                     let (reason, remaining) = row.map_or((reason.name(), None), |r| (r.reason, r.remaining_secs));
                     Reply::ok(
                         status,
@@ -74,8 +74,9 @@ fn try_answer(maps: &mut Maps, api: &Api, pins: &PinDir, call: Call) -> anyhow::
 }
 
 fn refusal(source: &str, refused: &Refused) -> Reply {
-    match refused {
-        Refused::Trusted(_) => Reply::error(409, "trusted", format!("{source}: {refused}")),
-        Refused::TooWide(_) => Reply::error(422, "too_wide", format!("{source}: {refused}")),
-    }
+    let status = match refused {
+        Refused::Trusted(_) => 409,
+        Refused::TooWide(_) => 422,
+    };
+    Reply::error(status, refused.name(), format!("{source}: {refused}"))
 }

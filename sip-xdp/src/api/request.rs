@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use sip_xdp_common::{accounting::AuthOutcome, bans::BanReason};
 
-use crate::rules::parse_cidr;
+use crate::rules::{canonical, parse_cidr};
 
 pub use crate::reports::MAX_BAN_SECS;
 /// The largest body read; a ban request is well under 200 bytes.
@@ -138,9 +138,10 @@ fn json_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, Reply> {
         .map_err(|e| Reply::error(400, "malformed", format!("the body is not what this path takes: {e}")))
 }
 
-/// An address or a prefix, as `ban add` takes it.
+/// An address or a prefix, as `ban add` takes it; an IPv4-mapped IPv6
+/// one as the IPv4 address or prefix it is (what the kernel keys on).
 fn source(text: &str) -> Result<IpNet, Reply> {
-    parse_cidr(text).map_err(|e| invalid(e.0))
+    parse_cidr(text).map(canonical).map_err(|e| invalid(e.0))
 }
 
 /// `%2F` and the like, as clients escape the `/` of a CIDR in a path.
@@ -186,6 +187,10 @@ mod tests {
         assert_eq!(
             parse("DELETE", "/v1/bans/198.51.100.0/24", b""),
             Ok(Call::Unban("198.51.100.0/24".parse().unwrap()))
+        );
+        assert_eq!(
+            parse("DELETE", "/v1/bans/::ffff:198.51.100.7", b""),
+            Ok(Call::Unban("198.51.100.7/32".parse().unwrap()))
         );
         assert_eq!(parse("GET", "/v1/bans?x=1", b""), Ok(Call::ListBans));
         assert_eq!(parse("GET", "/v1/stats", b""), Ok(Call::Stats));

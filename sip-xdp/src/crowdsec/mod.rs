@@ -34,7 +34,7 @@ use crate::{
     maps::Maps,
     metrics::Metrics,
     pin::PinDir,
-    reports::{self, Refused},
+    reports,
 };
 
 /// One read of the stream.
@@ -179,7 +179,7 @@ impl Bouncer {
         for row in bans::list(maps)? {
             if self.ours(&row) && !live.contains(&row.source) {
                 let Ok(net) = crate::rules::parse_cidr(&row.source) else { continue };
-                self.lift(maps, net, &row.source)?;
+                self.lift_ours(maps, net, &row.source)?;
             }
         }
         Ok(())
@@ -212,11 +212,7 @@ impl Bouncer {
             }
             Err(refused) => {
                 if self.refused.insert(d.net) {
-                    let what = match refused {
-                        Refused::Trusted(_) => "trusted",
-                        Refused::TooWide(_) => "too wide",
-                    };
-                    warn!("crowdsec: not banning {} (decision {}, {what}): {refused}", d.net, d.id);
+                    warn!("crowdsec: not banning {} (decision {}, {}): {refused}", d.net, d.id, refused.name());
                 }
                 self.count("refused", 1);
             }
@@ -226,11 +222,16 @@ impl Bouncer {
 
     /// Lifts the ban `label` of `net` if it is this bouncer's; the sweep
     /// reports it. One that ended meanwhile is no error.
-    fn lift(&mut self, maps: &mut Maps, net: IpNet, label: &str) -> anyhow::Result<()> {
-        let Some(row) = bans::list(maps)?.into_iter().find(|r| r.source == label) else { return Ok(()) };
+    fn lift(&self, maps: &mut Maps, net: IpNet, label: &str) -> anyhow::Result<()> {
+        let Some(row) = bans::in_force(maps, &net)? else { return Ok(()) };
         if !self.ours(&row) {
             return Ok(());
         }
+        self.lift_ours(maps, net, label)
+    }
+
+    /// Lifts `net`'s ban (`label`), known to be this bouncer's.
+    fn lift_ours(&self, maps: &mut Maps, net: IpNet, label: &str) -> anyhow::Result<()> {
         match bans::del(maps, net) {
             Ok(_) => {
                 info!("crowdsec: lifting the ban of {label} (its decision is gone)");

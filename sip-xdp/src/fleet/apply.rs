@@ -10,7 +10,7 @@ use sip_xdp_common::bans::BanState;
 
 use super::wire::FleetBan;
 use crate::{
-    bans::{self, source_of, Placed},
+    bans::{self, source_of, Placed, Refused},
     clock::boottime_ns,
     config::Fleet,
     maps::{source_label, Maps},
@@ -23,9 +23,8 @@ pub enum Applied {
     Banned(String),
     /// Banned here already; left as it is.
     Already,
-    /// Refused: `trusted` (it covers a trusted rule: the rule) or
-    /// `too_wide`.
-    Refused(&'static str, Option<IpNet>),
+    /// Refused: it covers a trusted rule, or is too wide.
+    Refused(Refused),
 }
 
 pub fn ban(
@@ -38,8 +37,8 @@ pub fn ban(
     before: impl FnOnce(&str),
 ) -> anyhow::Result<Applied> {
     let trusted = bans::Trusted::read(maps)?;
-    if let Some((why, rule)) = bans::refusal(&trusted, &ban.net, fleet.max_prefix_v4, fleet.max_prefix_v6) {
-        return Ok(Applied::Refused(why, rule));
+    if let Some(refused) = bans::refusal(&trusted, &ban.net, fleet.max_prefix_v4, fleet.max_prefix_v6) {
+        return Ok(Applied::Refused(refused));
     }
     let duration_ns = ban.remaining_ms.saturating_mul(1_000_000);
     Ok(match bans::place(maps, ban.net, duration_ns, ban.reason, true, false, before)? {

@@ -34,6 +34,7 @@ use self::{
     wire::{Change, FleetBan, Malformed},
 };
 use crate::{
+    bans::Refused,
     config,
     events::{Event, Kind},
     maps::Maps,
@@ -250,14 +251,18 @@ impl Fleet {
                 });
             }
             Ok(Applied::Already) => {}
-            Ok(Applied::Refused(why, rule)) => {
+            Ok(Applied::Refused(refused)) => {
                 // A key refused once is not reported again at every
                 // reconciliation; a message is always reported.
                 if !self.refused_keys.insert(ban.net) && !report_refusal {
                     return;
                 }
+                let why = refused.name();
                 self.metrics.refused.with_label_values(&[why]).inc();
-                let detail = rule.map_or(String::new(), |r| format!(" (trusted rule {r})"));
+                let detail = match refused {
+                    Refused::Trusted(rule) => format!(" (trusted rule {rule})"),
+                    Refused::TooWide(_) => String::new(),
+                };
                 warn!("fleet: not applying the ban of {} from {}: {why}{detail}", ban.net, ban.origin);
                 emit(&Event {
                     origin: Some(ban.origin.clone()),

@@ -167,17 +167,32 @@ fn handle(token: &Option<String>, daemon: &UnboundedSender<Pending>, request: &m
 /// A request's path as a metric label: a documented route or `other`,
 /// whatever the caller sent (no label is made from input).
 fn route_label(url: &str) -> &'static str {
-    match url.split('?').next().unwrap_or("") {
-        "/v1/bans" => "/v1/bans",
-        "/v1/stats" => "/v1/stats",
-        "/v1/auth-failures" => "/v1/auth-failures",
-        "/v1/auth-successes" => "/v1/auth-successes",
-        p if p.starts_with("/v1/bans/") => "/v1/bans/{cidr}",
-        _ => "other",
-    }
+    request::route(request::path_of(url)).map_or("other", |(name, _)| name)
 }
 
 /// Compares in time that does not depend on where the first difference is.
 fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metric_labels_are_route_names_never_the_callers_path() {
+        assert_eq!(route_label("/v1/bans?limit=5"), "/v1/bans");
+        assert_eq!(route_label("/v1/bans/198.51.100.7"), "/v1/bans/{cidr}");
+        assert_eq!(route_label("/v1/bans/2001:db8::%2F64"), "/v1/bans/{cidr}");
+        assert_eq!(route_label("/v1/auth-successes"), "/v1/auth-successes");
+        assert_eq!(route_label("/v1/../etc/passwd"), "other");
+        assert_eq!(route_label("/v2/bans"), "other");
+    }
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(same(b"0123456789abcdef", b"0123456789abcdef"));
+        assert!(!same(b"0123456789abcdef", b"0123456789abcdeX"));
+        assert!(!same(b"0123456789abcdef", b"0123456789abcde"));
+    }
 }

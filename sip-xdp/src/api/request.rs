@@ -69,22 +69,31 @@ struct SourceBody {
     source: String,
 }
 
+/// A request's path, without its query string (which is ignored).
+pub fn path_of(url: &str) -> &str {
+    url.split('?').next().unwrap_or("")
+}
+
+/// The documented route `path` falls under, if any: its name (as the
+/// OpenAPI document and the metric label give it, never made from input)
+/// and the methods it takes.
+pub fn route(path: &str) -> Option<(&'static str, &'static str)> {
+    match path {
+        "/v1/bans" => Some(("/v1/bans", "GET, POST")),
+        "/v1/stats" => Some(("/v1/stats", "GET")),
+        "/v1/auth-failures" => Some(("/v1/auth-failures", "POST")),
+        "/v1/auth-successes" => Some(("/v1/auth-successes", "POST")),
+        p if p.starts_with("/v1/bans/") => Some(("/v1/bans/{cidr}", "DELETE")),
+        _ => None,
+    }
+}
+
 /// Reads a request: its method, its path (a query string is ignored) and
 /// its body.
 pub fn parse(method: &str, url: &str, body: &[u8]) -> Result<Call, Reply> {
-    let path = url.split('?').next().unwrap_or("");
-    let allowed = match path {
-        "/v1/bans" => "GET, POST",
-        "/v1/stats" => "GET",
-        "/v1/auth-failures" | "/v1/auth-successes" => "POST",
-        p if p.starts_with("/v1/bans/") => "DELETE",
-        _ => {
-            return Err(Reply::error(
-                404,
-                "not_found",
-                format!("no such path: {path} (see the API's OpenAPI document)"),
-            ))
-        }
+    let path = path_of(url);
+    let Some((_, allowed)) = route(path) else {
+        return Err(Reply::error(404, "not_found", format!("no such path: {path} (see the API's OpenAPI document)")));
     };
     match (method, path) {
         ("GET", "/v1/bans") => Ok(Call::ListBans),

@@ -2,11 +2,7 @@
 //! `crowdsec`, the LAPI alone: no agent, no central API), its `cscli`, and
 //! a bouncer key for the controller.
 
-use std::{
-    path::PathBuf,
-    process::Command,
-    time::{Duration, Instant},
-};
+use std::{path::PathBuf, process::Command, time::Duration};
 
 use super::{Lab, Proc};
 
@@ -55,23 +51,13 @@ impl CrowdSec {
                 .args(["netns", "exec", &self.netns, "crowdsec", "-no-cs", "-no-capi", "-c"])
                 .arg(self.dir.join("config.yaml")),
         );
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let up = Command::new("ip")
+        proc.wait_until("its LAPI answered", Duration::from_secs(30), || {
+            Command::new("ip")
                 .args(["netns", "exec", &self.netns, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}"])
                 .arg(format!("{LAPI_URL}/health"))
                 .output()
-                .map(|o| !o.stdout.starts_with(b"000"))
-                .unwrap_or(false);
-            if up {
-                break;
-            }
-            if let Ok(Some(status)) = proc.child.try_wait() {
-                panic!("crowdsec exited ({status}):\n{}", proc.text());
-            }
-            assert!(Instant::now() < deadline, "the CrowdSec LAPI does not answer:\n{}", proc.text());
-            std::thread::sleep(Duration::from_millis(100));
-        }
+                .is_ok_and(|o| !o.stdout.starts_with(b"000"))
+        });
         self.proc = Some(proc);
     }
 

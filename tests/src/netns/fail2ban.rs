@@ -1,11 +1,7 @@
 //! fail2ban in the lab: a private fail2ban-server in the edge namespace
 //! with a copy of Debian's configuration and one jail on Kamailio's log.
 
-use std::{
-    path::Path,
-    process::Command,
-    time::{Duration, Instant},
-};
+use std::{path::Path, process::Command, time::Duration};
 
 use super::{sh, Lab, Proc};
 
@@ -56,17 +52,10 @@ impl Lab {
             "fail2ban-server",
             Command::new("ip").args(["netns", "exec", &self.edge, "fail2ban-server", "-f", "-x", "-c"]).arg(&dir),
         );
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !std::fs::read_to_string(dir.join("server.log"))
-            .unwrap_or_default()
-            .contains(&format!("Jail '{JAIL}' started"))
-        {
-            assert!(Instant::now() < deadline, "fail2ban did not start its jail:\n{}", server.text());
-            if let Ok(Some(status)) = server.child.try_wait() {
-                panic!("fail2ban-server exited ({status}):\n{}", server.text());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let started = format!("Jail '{JAIL}' started");
+        server.wait_until("its jail started", Duration::from_secs(30), || {
+            std::fs::read_to_string(dir.join("server.log")).unwrap_or_default().contains(&started)
+        });
         server
     }
 

@@ -104,6 +104,21 @@ impl Proc {
         }
     }
 
+    /// Waits until `ready()` holds (asked every 50 ms); panics with the
+    /// log if the process exits first or `timeout` passes (`what`: what
+    /// was awaited, for the message).
+    pub fn wait_until(&mut self, what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
+        let deadline = Instant::now() + timeout;
+        while !ready() {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                std::thread::sleep(Duration::from_millis(100)); // let the readers drain
+                panic!("{} exited ({status}) before {what}:\n{}", self.name, self.text());
+            }
+            assert!(Instant::now() < deadline, "{}: not {what} in {timeout:?}:\n{}", self.name, self.text());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn signal(&self, sig: i32) {
         // SAFETY: plain kill(2) on our own child.
         unsafe { libc::kill(self.child.id() as i32, sig) };
